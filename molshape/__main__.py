@@ -1,0 +1,3 @@
+from molshape.cli import main
+
+main()
