@@ -1,0 +1,112 @@
+"""``molshape parse``: strings -> production sequences, one JSON object per input line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Iterator
+
+import click
+
+from molshape.commands.common import emit_summary, json_option, write_run_config
+
+#: Files at least this long get a progress bar.
+PROGRESS_LINES = 10_000
+
+
+def split_line(line: str, grammar: str) -> tuple[str, str | None]:
+    """(string, id or None) of one input line.
+
+    SMILES: anything after the first whitespace is the id. Expressions may contain
+    spaces between tokens, so only a tab separates the id.
+    """
+    line = line.rstrip("\r\n")
+    if grammar == "expr":
+        text, _, ident = line.partition("\t")
+        return text.strip(), ident.strip() or None
+    parts = line.strip().split(None, 1)
+    if not parts:
+        return "", None
+    return parts[0], (parts[1].strip() if len(parts) > 1 else None)
+
+
+def _open_input(path: str) -> IO[str]:
+    if path == "-":
+        return click.open_file("-")
+    if not Path(path).is_file():
+        raise click.BadParameter(f"no such file: {path}", param_hint="INPUT")
+    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+
+
+def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[dict]:
+    from molshape.grammar import load_grammar
+    from molshape.parser import parse_many
+
+    pairs = [split_line(line, grammar) for line in lines]
+    results = parse_many(load_grammar(grammar), [s for s, _ in pairs], workers=workers,
+                         progress=len(pairs) >= PROGRESS_LINES)
+    for n, ((text, ident), result) in enumerate(zip(pairs, results), start=1):
+        record: dict = {"line": n, "input": text}
+        if ident is not None:
+            record["id"] = ident
+        if isinstance(result, list):
+            record["rules"] = result
+        else:
+            record["error"] = result.reason if result.position is None else f"position {result.position}: {result.reason}"
+        yield record
+
+
+@click.command(
+    "parse",
+    epilog="Input lines: for --grammar smiles anything after the first whitespace is an id; "
+    "for --grammar expr spaces separate tokens, so the whole line is the expression unless it "
+    "holds a tab, after which comes the id. Ids are kept in the output as \"id\". "
+    "Exit status: 0 all lines parsed, 3 some failed, 2 usage error.",
+)
+@click.option("--grammar", "grammar", type=click.Choice(["smiles", "expr"]), default="smiles", show_default=True,
+              help="Grammar to parse with.")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON Lines output (default: stdout). Its config is written beside it.")
+@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@json_option
+def command(grammar: str, input_path: str, output: Path | None, workers: int | None, as_json: bool) -> None:
+    """Parse INPUT (one string a line; '-' for stdin; may be .gz) into leftmost derivations.
+
+    Writes one JSON object per input line, in order: {"line", "input", "rules"} or
+    {"line", "input", "error"} (1-based lines; empty lines get an error, never dropped).
+    """
+    if workers is not None and workers < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--workers")
+    start = time.perf_counter()
+    with _open_input(input_path) as f:
+        lines = f.read().splitlines()
+    parsed = failed = 0
+    sink = open(output, "w") if output else sys.stdout
+    try:
+        for record in _records(lines, grammar, workers):
+            parsed += "rules" in record
+            failed += "error" in record
+            sink.write(json.dumps(record, separators=(",", ":")) + "\n")
+    finally:
+        if output:
+            sink.close()
+    summary = {"grammar": grammar, "input": input_path, "output": str(output) if output else "-",
+               "lines": len(lines), "parsed": parsed, "failed": failed,
+               "seconds": round(time.perf_counter() - start, 3)}
+    if output:
+        write_run_config(output.parent, {"command": "parse", **summary}, name=f"{output.name}.config.json")
+    # stdout holds the JSON Lines when no -o is given; the summary then stays on stderr
+    if as_json and output:
+        emit_summary(summary, as_json=True)
+    elif as_json:
+        click.echo(json.dumps(summary), err=True)
+    else:
+        emit_summary(summary, as_json=False,
+                     human=lambda s: f"parse: {s['parsed']} parsed, {s['failed']} failed of {s['lines']} lines "
+                                     f"({s['seconds']} s)")
+    if failed:
+        sys.exit(3)

@@ -1,0 +1,1 @@
+"""Image benchmarks (MNIST, Fashion-MNIST, SVHN, CelebA) through the shared GMM-DAE regularizer."""

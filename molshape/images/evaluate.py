@@ -1,0 +1,175 @@
+"""Evaluate an image autoencoder checkpoint: the poster's four FID columns and clustering accuracy.
+
+FIDs compare generated images with the held-out ``test`` images:
+
+- ``prior``: decoded samples of the model's prior (the mixture for ``gmm``; N(0, I) otherwise);
+- ``expost``: decoded samples of a GaussianMixture (full covariances, scikit-learn)
+  fitted after training to the training latents (RAE's ex-post density estimate);
+- ``reconstruction``: the test images encoded and decoded;
+- ``interpolation``: decoded midpoints of random pairs of test latents.
+
+Each is computed with the offline data-set classifier (:mod:`molshape.images.classifier`,
+``fid_offline_*``) and, when pytorch-fid is installed with its weights, with Inception
+(``fid_inception_*``). ``fid_offline_train_vs_test`` (real training images against the
+test images) is the floor a perfect generator would reach with this many samples.
+Clustering accuracy: test latents assigned to mixture components (``prior.assign`` for
+``gmm``; the ex-post GMM's components for the others), Hungarian-matched to the labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from molshape.images.classifier import extract_features, get_classifier
+from molshape.images.data import ImageData, load_images
+from molshape.images.grids import interpolation_latents, save_grid
+from molshape.images.inception import inception_extractor
+from molshape.images.metrics import clustering_accuracy, frechet_distance
+from molshape.images.model import ImageAutoencoder, load_image_model
+from molshape.images.training import encode_all
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("prior", "expost", "reconstruction", "interpolation")
+
+
+@torch.no_grad()
+def decode_all(model: ImageAutoencoder, z: Tensor, batch_size: int = 500) -> Tensor:
+    """``[N x d]`` latents -> ``[N x C x S x S]`` float images on the CPU."""
+    dev = next(model.parameters()).device
+    return torch.cat([model.decode(z[s:s + batch_size].to(dev)).float().cpu() for s in range(0, z.shape[0], batch_size)])
+
+
+def reload_data(ckpt: dict[str, Any], data: Path | None = None) -> ImageData:
+    """The checkpoint's images and split: ``--data`` or the recorded source, checksum-checked."""
+    rec = ckpt["data"]
+    source = data if data is not None else Path(rec["source"]) if Path(rec["source"]).exists() else None
+    images = load_images(ckpt["dataset"], source, **rec.get("load_args", {}))
+    if images.source_sha256 != rec["sha256"] or images.images.shape[0] != rec["n_images"]:
+        raise ValueError(f"dataset {ckpt['dataset']!r} at {images.source} differs from the one the checkpoint "
+                         f"was trained on (sha256 {images.source_sha256[:12]} vs {rec['sha256'][:12]}); pass --data")
+    images.split = {k: v.long() for k, v in ckpt["split"].items()}
+    return images
+
+
+def fit_expost(z_train: Tensor, n_components: int, seed: int):
+    """scikit-learn GaussianMixture (full covariances) fitted to ``z_train [N x d]``."""
+    from sklearn.mixture import GaussianMixture
+
+    return GaussianMixture(n_components=n_components, covariance_type="full", reg_covar=1e-5,
+                           random_state=seed).fit(z_train.double().numpy())
+
+
+def generated_sets(model: ImageAutoencoder, test: Tensor, z_test: Tensor, gmm, n: int,
+                   gen: torch.Generator) -> dict[str, Tensor]:
+    """The four generated image sets of the poster, ``n`` images each."""
+    z_prior = model.objective.sample_prior(n, generator=gen).float()
+    z_expost = torch.from_numpy(gmm.sample(n)[0]).float()
+    pairs = torch.randint(z_test.shape[0], (2, n), generator=gen)
+    z_mid = 0.5 * (z_test[pairs[0]] + z_test[pairs[1]])
+    return {
+        "prior": decode_all(model, z_prior),
+        "expost": decode_all(model, z_expost),
+        "reconstruction": decode_all(model, z_test[:n]),
+        "interpolation": decode_all(model, z_mid),
+    }
+
+
+def save_figures(model: ImageAutoencoder, test: Tensor, z_test: Tensor, gmm, out_dir: Path,
+                 gen: torch.Generator, per_row: int = 10) -> dict[str, str]:
+    """Samples per component (one row each), interpolations and reconstructions as PNGs."""
+    prior = model.prior
+    if model.config.objective == "gmm":
+        z = torch.cat([prior.sample_component(k, per_row, generator=gen) for k in range(prior.n_components)])
+        rows, name = prior.n_components, "samples_per_component.png"
+    else:  # an N(0, I) prior has no components: show the ex-post GMM's instead
+        means, covs = gmm.means_, gmm.covariances_
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
+        z = torch.from_numpy(np.concatenate([rng.multivariate_normal(m, c, per_row) for m, c in zip(means, covs)]))
+        rows, name = len(means), "samples_per_component_expost.png"
+    paths = {"components": save_grid(decode_all(model, z.float()), rows, out_dir / name)}
+    pairs = torch.randint(z_test.shape[0], (2, 8), generator=gen)
+    path_z = interpolation_latents(z_test[pairs[0]], z_test[pairs[1]], per_row)
+    paths["interpolations"] = save_grid(decode_all(model, path_z), 8, out_dir / "interpolations.png")
+    k = min(per_row, test.shape[0])
+    pairs_img = torch.stack([test[:k].float() / 255.0, decode_all(model, z_test[:k])])  # [2, k, C, S, S]
+    paths["reconstructions"] = save_grid(pairs_img.flatten(0, 1), 2, out_dir / "reconstructions.png")
+    paths["prior_samples"] = save_grid(decode_all(model, model.objective.sample_prior(8 * per_row, generator=gen)),
+                                       8, out_dir / "prior_samples.png")
+    return {k: str(v) for k, v in paths.items()}
+
+
+def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = None, n_samples: int = 10000,
+                        expost_components: int | None = None, device: torch.device | str = "cpu",
+                        seed: int = 0, inception: bool = True) -> dict[str, Any]:
+    """All image metrics of one checkpoint; writes PNG grids into ``out_dir``.
+
+    Args:
+        checkpoint: ``last.pt`` / ``best.pt`` of ``molshape images train``.
+        out_dir: where the PNGs go.
+        data: local data folder when the recorded source moved.
+        n_samples: images per FID set (capped at the number of test images).
+        expost_components: ex-post GMM size (default: the prior's K, or 10).
+        device: where the networks run.
+        seed: sampling seed.
+        inception: also try the Inception FID.
+
+    Returns:
+        a flat summary (``fid_offline_<column>``, ``fid_inception_<column>`` or a reason,
+        ``cluster_acc``, ...).
+    """
+    device = torch.device(device)
+    model, ckpt = load_image_model(checkpoint, device)
+    images = reload_data(ckpt, data)
+    gen = torch.Generator().manual_seed(seed)
+    test = images.images[images.split["test"]]
+    n = min(n_samples, test.shape[0])
+    z_train = encode_all(model, images.images[images.split["train"]])
+    z_test = encode_all(model, test)
+    k_expost = expost_components or (model.prior.n_components if model.config.objective == "gmm" else 10)
+    gmm = fit_expost(z_train, k_expost, seed)
+    sets = generated_sets(model, test, z_test, gmm, n, gen)
+    real_train = images.images[images.split["train"][torch.randperm(images.split["train"].numel(), generator=gen)[:n]]]
+    summary: dict[str, Any] = {
+        "checkpoint": str(checkpoint), "dataset": images.name, "objective": model.config.objective,
+        "width": model.config.width, "latent_dim": model.config.latent_dim, "epoch": ckpt.get("epoch"),
+        "n_train": int(images.split["train"].numel()), "n_test": int(test.shape[0]), "n_fid": n,
+        "expost_components": k_expost, "test_mse": float(((sets["reconstruction"] - test[:n].float() / 255) ** 2).mean()),
+    }
+    got = get_classifier(images, device, seed=seed)
+    if got is None:
+        summary["fid_offline"] = "unavailable: the dataset has no labels to train the feature classifier"
+    else:
+        clf, info = got
+        summary["classifier_test_accuracy"] = info["test_accuracy"]
+        ref = extract_features(clf, test[:n], device)
+        for col in COLUMNS:
+            summary[f"fid_offline_{col}"] = frechet_distance(extract_features(clf, sets[col], device), ref)
+        summary["fid_offline_train_vs_test"] = frechet_distance(extract_features(clf, real_train, device), ref)
+    summary["fid_inception"] = "skipped"
+    if inception:
+        feats, status = inception_extractor(device)
+        summary["fid_inception"] = status
+        if feats is not None:
+            ref = feats(test[:n])
+            for col in COLUMNS:
+                summary[f"fid_inception_{col}"] = frechet_distance(feats(sets[col]), ref)
+    if images.labels is not None:
+        y_test, y_train = images.labels[images.split["test"]], images.labels[images.split["train"]]
+        if model.config.objective == "gmm":
+            summary["cluster_acc"] = clustering_accuracy(y_test, model.prior.assign(z_test))[0]
+            summary["cluster_acc_train"] = clustering_accuracy(y_train, model.prior.assign(z_train))[0]
+            summary["cluster_method"] = "prior components (prior.assign)"
+        else:
+            summary["cluster_acc"] = clustering_accuracy(y_test, gmm.predict(z_test.double().numpy()))[0]
+            summary["cluster_acc_train"] = clustering_accuracy(y_train, gmm.predict(z_train.double().numpy()))[0]
+            summary["cluster_method"] = f"ex-post GMM ({k_expost} components)"
+        summary["cluster_acc_expost"] = clustering_accuracy(y_test, gmm.predict(z_test.double().numpy()))[0]
+    summary["figures"] = save_figures(model, test, z_test, gmm, Path(out_dir), gen)
+    return summary

@@ -1,0 +1,149 @@
+"""The image autoencoder: conv encoder -> latent objective -> conv decoder.
+
+One network for every objective (``gmm``, ``vae``, ``rae``, ``ae``); only the
+:class:`molshape.objectives.LatentObjective` differs, exactly as for the grammar models.
+The loss is ``lambda_rec * MSE(pixels)`` (mean over pixels and batch; the public GMM-DAE
+code uses lambda_rec = 1 / 5e-4) plus the objective's weighted latent terms.
+
+Baseline knobs for images (the grammar defaults are GVAE-specific):
+
+- ``vae``: a standard image VAE, ``epsilon_std = 1`` and the KL summed over latent
+  dimensions (``kl_weight = latent_dim`` on the objective's per-dimension mean). With
+  lambda_rec = 2000 on a 32 x 32 mean this is a Gaussian decoder of variance ~0.26.
+- ``rae``: ``beta = 1`` on ``0.5 |z|^2`` and decoder weight decay 1e-6.
+- deterministic objectives get the public code's latent noise (std 1e-3) while training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from molshape.checkpoint import load_checkpoint
+from molshape.images.data import SPECS, to_float
+from molshape.images.networks import ConvDecoder, ConvEncoder
+from molshape.objectives import build_objective
+
+DEFAULT_LAMBDA_REC = 1.0 / 5e-4
+
+
+@dataclass
+class ImageModelConfig:
+    """Everything needed to rebuild an :class:`ImageAutoencoder` (stored in checkpoints)."""
+
+    dataset: str = "mnist"
+    channels: int = 1
+    size: int = 32  # image side (32; 64 for CelebA)
+    objective: str = "gmm"
+    latent_dim: int = 10
+    width: float = 1.0  # channel multiplier of 128-256-512-1024; 0.125 trains on a CPU
+    lambda_rec: float = DEFAULT_LAMBDA_REC
+    latent_noise: float = 1e-3  # std of noise added to deterministic latents while training
+    # objective knobs (each objective reads its own; see molshape.objectives.KNOBS)
+    n_components: int = 10
+    std: float = 1.0
+    layout: str = "spread"
+    reg_batch_size: int = 100  # batch size the gmm KS/CV weights are estimated for
+    epsilon_std: float = 1.0
+    kl_weight: float | None = None  # None -> latent_dim (KL summed over dimensions)
+    beta: float = 1.0
+    decoder_weight_decay: float = 1e-6
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **changes: Any) -> ImageModelConfig:
+        """Config with the data set's channels and size; ``None`` changes are ignored."""
+        spec = SPECS[dataset]
+        base = cls(dataset=dataset, channels=spec.channels, size=spec.size)
+        return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageModelConfig:
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"ImageModelConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+class ImageAutoencoder(nn.Module):
+    """Convolutional autoencoder with a pluggable latent objective.
+
+    Args:
+        config: sizes, objective and its knobs.
+    """
+
+    def __init__(self, config: ImageModelConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.encoder = ConvEncoder(c.channels, c.size, c.width)
+        self.objective = build_objective(
+            c.objective, c.latent_dim, feature_dim=self.encoder.feature_dim, batch_size=c.reg_batch_size,
+            n_components=c.n_components, std=c.std, layout=c.layout, epsilon_std=c.epsilon_std,
+            kl_weight=c.kl_weight if c.kl_weight is not None else float(c.latent_dim), beta=c.beta,
+            decoder_weight_decay=c.decoder_weight_decay)
+        self.decoder = ConvDecoder(c.latent_dim, c.channels, c.size, c.width)
+
+    @property
+    def prior(self):  # GMMPrior; N(0, I) for vae / rae / ae
+        return self.objective.prior
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups: decoder parameters get the objective's extra weight decay (rae)."""
+        extra = self.objective.decoder_weight_decay
+        dec = list(self.decoder.parameters())
+        dec_ids = {id(p) for p in dec}
+        rest = [p for p in self.parameters() if id(p) not in dec_ids]
+        if not extra:
+            return [{"params": rest + dec, "weight_decay": weight_decay}]
+        return [{"params": rest, "weight_decay": weight_decay}, {"params": dec, "weight_decay": weight_decay + extra}]
+
+    def encode(self, images: Tensor) -> Tensor:
+        """``[B x C x S x S]`` images (uint8 or float in [0, 1]) -> deterministic latents ``[B x d]``."""
+        return self.objective.encode(self.encoder(to_float(images)))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``[B x d]`` latents -> ``[B x C x S x S]`` images in (0, 1)."""
+        return self.decoder(z)
+
+    def reconstruct(self, images: Tensor) -> Tensor:
+        return self.decode(self.encode(images))
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Loss and its named terms for a batch of ``[B x C x S x S]`` images.
+
+        Returns:
+            ``loss`` (scalar), ``mse`` (unweighted pixel MSE) and the objective's
+            weighted latent terms (``ks``/``cv``, ``kl`` or ``l2``).
+        """
+        x = to_float(images)
+        z, terms = self.objective(self.encoder(x))
+        if self.training and self.config.latent_noise > 0 and self.config.objective != "vae":
+            z = z + self.config.latent_noise * torch.randn_like(z)
+        mse = F.mse_loss(self.decoder(z).float(), x.float())
+        loss = self.config.lambda_rec * mse + sum(t.float() for t in terms.values())
+        return {"loss": loss, "mse": mse.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+
+def load_image_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ImageAutoencoder, dict]:
+    """Rebuild an image autoencoder from a checkpoint file alone.
+
+    Returns:
+        ``(model in eval mode, checkpoint dict)``.
+
+    Raises:
+        ValueError: the checkpoint holds another kind of model.
+    """
+    ckpt = load_checkpoint(path, map_location=device)
+    if ckpt.get("kind") != "image":
+        raise ValueError(f"checkpoint {path} holds a {ckpt.get('kind')!r} model, not an image autoencoder")
+    model = ImageAutoencoder(ImageModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt

@@ -1,0 +1,292 @@
+"""Strings <-> production sequences (leftmost derivations) for a :class:`Grammar`.
+
+A canonical LR(1) automaton built from the grammar file (:mod:`molshape.lr_tables`)
+drives a tight shift/reduce loop. Each stack value is the preorder rule list of its
+subtree, so the accepted value is the leftmost derivation, the same one
+``nltk.ChartParser`` returns (the grammars are unambiguous; :func:`nltk_parse` is kept
+as the reference for tests and benchmarks) at a few hundred times its speed. The one
+kind of LR(1) conflict in the SMILES grammar (bond after an atom: ring bond or chain)
+is settled by a trial parse of the next tokens.
+
+Example:
+    >>> p = get_parser(load_grammar("expr"))
+    >>> p.expand(p.parse("x+sin(1)")) == "x+sin(1)"
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from multiprocessing import get_context
+from typing import Iterable, Sequence
+
+import nltk
+
+from molshape.grammar import Grammar, GrammarError
+from molshape.lr_tables import ACCEPT, END, build_tables
+
+_WHITESPACE = re.compile(r"\s+")
+#: Grammars whose strings may carry whitespace between tokens (the GVAE expression file does).
+WHITESPACE_SEPARATED = frozenset({"expr"})
+
+
+class Parser:
+    """Tokenise, parse and expand strings of one grammar."""
+
+    def __init__(self, grammar: Grammar) -> None:
+        self.grammar = grammar
+        self._skip_space = grammar.name in WHITESPACE_SEPARATED
+        alternatives = "|".join(re.escape(t) for t in grammar.terminals)  # longest first
+        self._token_re = re.compile(alternatives)
+        self._tables = build_tables(grammar)
+        # per rule, its right side reversed for the expansion stack (symbols as ints)
+        self._pending = []
+        for toks, nts in zip(grammar.rhs_tokens, grammar.rhs_nonterminals):
+            it = iter(nts)
+            self._pending.append(tuple(reversed([t if t is not None else next(it) for t in toks])))
+        # reduce action -> (rule id, right-hand length, left-hand symbol)
+        self._reduce_info = {-r - 1: (r, n, lhs) for r, (n, lhs) in
+                             enumerate(zip(self._tables.rule_length, self._tables.rule_lhs))}
+
+    def _tokens_with_positions(self, s: str) -> tuple[list[str], list[int]]:
+        """Tokens and their 0-based character offsets in ``s`` (slow path, used on errors)."""
+        if not s.strip():
+            raise GrammarError(s, 0, "empty string")
+        tokens: list[str] = []
+        positions: list[int] = []
+        i, n = 0, len(s)
+        match = self._token_re.match
+        while i < n:
+            if self._skip_space and s[i].isspace():
+                i += 1
+                continue
+            m = match(s, i)
+            if m is None:
+                raise GrammarError(s, i, f"unknown character {s[i]!r}")
+            tokens.append(m.group())
+            positions.append(i)
+            i = m.end()
+        return tokens, positions
+
+    def tokenize(self, s: str) -> list[str]:
+        """Split ``s`` into grammar terminals (longest match first); raises GrammarError.
+
+        Expression grammars ignore whitespace between tokens; SMILES allows none.
+        """
+        compact = _WHITESPACE.sub("", s) if self._skip_space else s
+        tokens = self._token_re.findall(compact)
+        if not tokens or sum(map(len, tokens)) != len(compact):
+            return self._tokens_with_positions(s)[0]  # raises with the exact position
+        return tokens
+
+    def parse(self, s: str) -> list[int]:
+        """Leftmost derivation of ``s`` as rule ids (not padded); raises GrammarError."""
+        rules = self._parse_tokens(s, self.tokenize(s))
+        if len(rules) > self.grammar.max_length:
+            raise self._too_long(s, rules)
+        return rules
+
+    def _too_long(self, s: str, rules: list[int]) -> GrammarError:
+        # position: the first token not yet produced after max_length leftmost-derivation steps
+        limit = self.grammar.max_length
+        produced, _ = self._expand(rules[:limit])
+        position = self._tokens_with_positions(s)[1][len(produced)]
+        return GrammarError(s, position, f"derivation needs {len(rules)} rules, more than max_length {limit}")
+
+    def _parse_tokens(self, s: str, tokens: list[str]) -> list[int]:
+        """Shift/reduce loop; each stack value is the preorder rule list of its subtree."""
+        action, goto, reduce_info = self._tables.action, self._tables.goto, self._reduce_info
+        tokens = tokens + [END]
+        states = [0]
+        values: list = []
+        i = 0
+        tok = tokens[0]
+        while True:
+            a = action[states[-1]].get(tok)
+            if a.__class__ is not int:
+                if a is None:
+                    raise self._unexpected(s, tokens, i, states[-1])
+                if a == ACCEPT:
+                    return values[0]
+                a = self._resolve(states, tokens, i, a)
+            if a >= 0:  # shift; terminals contribute no rules
+                states.append(a)
+                values.append(())
+                i += 1
+                tok = tokens[i]
+                continue
+            r, n, lhs = reduce_info[a]
+            if n == 1:
+                values[-1] = [r, *values[-1]]
+                states[-1] = goto[states[-2]][lhs]
+                continue
+            node = [r]
+            for v in values[-n:]:
+                node += v
+            del values[-n:]
+            del states[-n:]
+            values.append(node)
+            states.append(goto[states[-1]][lhs])
+
+    def _resolve(self, states: list[int], tokens: list[str], i: int, options: tuple) -> int:
+        """Pick the one action of an LR(1) conflict that survives a trial parse of the next tokens."""
+        horizon = 1
+        while True:
+            reached = [self._trial(states, tokens, i, a, i + horizon) for a in options]
+            alive = [a for a, k in zip(options, reached) if k is None]
+            if len(alive) == 1:
+                return alive[0]
+            if not alive:  # continue with the furthest one so the main loop reports the error
+                return options[max(range(len(options)), key=lambda j: reached[j])]
+            if i + horizon >= len(tokens) - 1:
+                raise GrammarError("".join(tokens), None, "ambiguous grammar: several parses")
+            horizon *= 2
+
+    def _trial(self, states: list[int], tokens: list[str], i: int, a, target: int) -> int | None:
+        """Run the recogniser from action ``a``; None if it shifts ``tokens[target]``
+        (or accepts), else the index of the token where it fails."""
+        action, goto, reduce_info = self._tables.action, self._tables.goto, self._reduce_info
+        states = states[:]
+        while True:
+            if a is None:
+                return i
+            if a == ACCEPT:
+                return None
+            if a.__class__ is tuple:
+                reached = [self._trial(states, tokens, i, b, target) for b in a]
+                return None if None in reached else max(reached)
+            if a >= 0:
+                if i == target:
+                    return None
+                states.append(a)
+                i += 1
+            else:
+                _, n, lhs = reduce_info[a]
+                del states[-n:]
+                states.append(goto[states[-1]][lhs])
+            a = action[states[-1]].get(tokens[i])
+
+    def _unexpected(self, s: str, tokens: list[str], i: int, state: int) -> GrammarError:
+        expected = sorted(t for t in self._tables.action[state] if t != END)
+        exp = ", ".join(repr(t) for t in expected[:12]) + (" ..." if len(expected) > 12 else "")
+        if tokens[i] == END:
+            where = len(s.rstrip()) if s.strip() else 0
+            return GrammarError(s, where, f"unexpected end of input (expected {exp})")
+        ends = "end of input" if END in self._tables.action[state] else ""
+        expect = ", ".join(x for x in (exp, ends) if x)
+        position = self._tokens_with_positions(s)[1][i]
+        return GrammarError(s, position, f"unexpected {tokens[i]!r} (expected {expect})")
+
+    def expand(self, rules: Iterable[int]) -> str:
+        """The string a leftmost derivation produces; trailing pad rules are ignored.
+
+        Raises:
+            GrammarError: a rule does not expand the leftmost open nonterminal, the
+                derivation ends early, or non-pad rules follow a complete derivation.
+        """
+        seq = [int(r) for r in rules]
+        out, stack = self._expand(seq)
+        if stack:
+            raise GrammarError(_short(seq), len(seq),
+                               f"incomplete derivation: {self.grammar.symbols[stack[-1]]} left unexpanded")
+        return "".join(out)
+
+    def _expand(self, seq: list[int]) -> tuple[list[str], list[int | str]]:
+        """Apply ``seq`` leftmost-first: (terminals produced, pending stack: ints are symbols)."""
+        g = self.grammar
+        out: list[str] = []
+        stack: list[int | str] = [g.start]  # pending right-hand items, leftmost on top
+        for k, r in enumerate(seq):
+            while stack and stack[-1].__class__ is str:
+                out.append(stack.pop())
+            if not stack:
+                if r != g.pad:
+                    raise GrammarError(_short(seq), k, f"rule {r} after the derivation is complete")
+                continue
+            if not 0 <= r < g.n_productions:
+                raise GrammarError(_short(seq), k, f"rule id {r} out of range 0..{g.n_productions - 1}")
+            symbol = stack.pop()
+            if g.lhs[r] != symbol:
+                raise GrammarError(_short(seq), k, f"rule {r} ({g.productions[r]}) cannot expand {g.symbols[symbol]}")
+            stack.extend(self._pending[r])
+        while stack and stack[-1].__class__ is str:
+            out.append(stack.pop())
+        return out, stack
+
+
+def _short(seq: Sequence[int], n: int = 12) -> str:
+    head = ", ".join(map(str, seq[:n]))
+    return f"[{head}{', ...' if len(seq) > n else ''}] ({len(seq)} rules)"
+
+
+@lru_cache(maxsize=None)
+def get_parser(grammar: Grammar) -> Parser:
+    """The (cached) parser of ``grammar``."""
+    return Parser(grammar)
+
+
+_worker_parser: Parser | None = None
+
+
+def _init_worker(grammar: Grammar) -> None:
+    global _worker_parser
+    _worker_parser = get_parser(grammar)
+
+
+def _parse_chunk(strings: list[str]) -> list[list[int] | tuple[str, int | None, str]]:
+    # GrammarError does not pickle (its args differ from __init__'s), so ship its fields
+    assert _worker_parser is not None
+    return [r if isinstance(r, list) else (r.input, r.position, r.reason)
+            for r in _parse_all(_worker_parser, strings)]
+
+
+def _parse_all(parser: Parser, strings: Iterable[str]) -> list[list[int] | GrammarError]:
+    out: list[list[int] | GrammarError] = []
+    for s in strings:
+        try:
+            out.append(parser.parse(s))
+        except GrammarError as e:
+            out.append(e)
+    return out
+
+
+def parse_many(grammar: Grammar, strings: Sequence[str], workers: int | None = None,
+               progress: bool = False, chunk_size: int = 2000) -> list[list[int] | GrammarError]:
+    """Parse many strings, order preserved; a failure is returned as its GrammarError.
+
+    Args:
+        grammar: the grammar.
+        strings: input strings.
+        workers: processes to use (None: all cores); small inputs run in-process.
+        progress: show a tqdm bar on stderr.
+        chunk_size: strings per task sent to a worker.
+    """
+    from tqdm import tqdm
+
+    strings = list(strings)
+    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
+    parser = get_parser(grammar)
+    if workers == 1 or len(strings) < 2 * chunk_size:
+        out: list[list[int] | GrammarError] = []
+        with tqdm(total=len(strings), disable=not progress, unit="str", desc="parse") as bar:
+            for i in range(0, len(strings), chunk_size):
+                out.extend(_parse_all(parser, strings[i:i + chunk_size]))
+                bar.update(min(chunk_size, len(strings) - i))
+        return out
+    chunks = [strings[i:i + chunk_size] for i in range(0, len(strings), chunk_size)]
+    out = []
+    with get_context().Pool(workers, initializer=_init_worker, initargs=(grammar,)) as pool, \
+            tqdm(total=len(strings), disable=not progress, unit="str", desc="parse") as bar:
+        for part in pool.imap(_parse_chunk, chunks):
+            out.extend(r if isinstance(r, list) else GrammarError(*r) for r in part)
+            bar.update(len(part))
+    return out
+
+
+def nltk_parse(grammar: Grammar, tokens: list[str]) -> list[int] | None:
+    """Reference: the first ``nltk.ChartParser`` tree's productions as rule ids (None: no parse)."""
+    rule_of = {p: i for i, p in enumerate(grammar.productions)}
+    tree = next(iter(nltk.ChartParser(grammar.cfg).parse(tokens)), None)
+    return None if tree is None else [rule_of[p] for p in tree.productions()]
