@@ -9,7 +9,9 @@ production (29 and 31 of the SMILES grammar) are masked everywhere and never cho
 
 Here the whole batch moves in lock step on the model's device: the stacks are one
 ``[B x depth]`` tensor with a ``[B]`` top pointer, and one step is a handful of tensor
-operations (gather the top, mask, argmax, scatter the pushed symbols). There is no
+operations on ``[B x G]`` tensors, G the most productions any symbol has (10 for SMILES,
+against 76 rules): gather the top symbol, gather its candidate rules' logits, argmax,
+scatter the pushed symbols. There is no
 per-molecule Python loop; :func:`reference_decode` is that loop, kept as the oracle for
 tests and ``scripts/bench_decode.py``.
 
@@ -85,51 +87,71 @@ class StackDecoder:
     def __init__(self, grammar: Grammar, max_length: int | None = None) -> None:
         self.grammar = grammar
         self.max_length = max_length or grammar.max_length
-        n_rhs = max((len(r) for r in grammar.rhs_nonterminals), default=0)
-        self.max_rhs = max(n_rhs, 1)
+        self.max_rhs = max(max((len(r) for r in grammar.rhs_nonterminals), default=0), 1)
         rev = torch.full((grammar.n_productions, self.max_rhs), grammar.pad_symbol, dtype=torch.long)
         for i, rhs in enumerate(grammar.rhs_nonterminals):
             if rhs:
                 rev[i, : len(rhs)] = torch.tensor(rhs[::-1])  # reversed: leftmost ends on top
         self._rhs_rev = rev  # [R, max_rhs]
         self._rhs_len = torch.tensor([len(r) for r in grammar.rhs_nonterminals], dtype=torch.long)  # [R]
-        # Each step pops one and pushes at most max_rhs, so this depth can never overflow.
-        self.depth = 1 + self.max_length * max(self.max_rhs - 1, 0) + self.max_rhs
-        self._tables: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
+        # Candidates per symbol: its allowed rule ids ascending (ties go to the lowest id, as
+        # argmax does), padded to the widest symbol; padding repeats the first id and is
+        # scored -inf. A step then scores B x G candidates instead of B x R rules.
+        allowed = [[r for r in range(grammar.n_productions) if grammar.masks[s, r]] for s in range(grammar.n_symbols)]
+        self.n_candidates = max(len(a) for a in allowed)
+        cand = torch.full((grammar.n_symbols, self.n_candidates), grammar.pad, dtype=torch.long)
+        cand_neg = torch.full((grammar.n_symbols, self.n_candidates), float("-inf"))
+        for s, a in enumerate(allowed):
+            if a:  # a symbol with no production is never pushed
+                cand[s, : len(a)] = torch.tensor(a)
+                cand[s, len(a):] = a[0]
+                cand_neg[s, : len(a)] = 0.0
+        self._cand, self._cand_neg = cand, cand_neg  # [S, G]
+        # Column 0 is a sentinel holding the pad symbol, so an empty stack (top == 0) reads
+        # as ``Nothing`` with no branch. Each step pops one and pushes at most max_rhs.
+        self.depth = 2 + self.max_length * max(self.max_rhs - 1, 0) + self.max_rhs
+        self._tables: dict[torch.device, dict[str, Tensor]] = {}
 
-    def _on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    def _on(self, device: torch.device) -> dict[str, Tensor]:
         if device not in self._tables:
-            self._tables[device] = (self.grammar.masks.to(device), self._rhs_rev.to(device),
-                                    self._rhs_len.to(device))
+            self._tables[device] = {"cand": self._cand.to(device), "cand_neg": self._cand_neg.to(device),
+                                    "rhs_rev": self._rhs_rev.to(device), "rhs_len": self._rhs_len.to(device),
+                                    "arange": torch.arange(1, self.max_rhs + 1, device=device)}
         return self._tables[device]
 
     # -- the stack machine -------------------------------------------------------
     def _start(self, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
         stack = torch.full((batch, self.depth), self.grammar.pad_symbol, dtype=torch.long, device=device)
-        stack[:, 0] = self.grammar.start
-        top = torch.ones(batch, dtype=torch.long, device=device)  # number of symbols on the stack
+        stack[:, 1] = self.grammar.start
+        top = torch.ones(batch, dtype=torch.long, device=device)  # index of the top symbol; 0 = empty
         return stack, top
 
-    def _step(self, logits: Tensor, stack: Tensor, top: Tensor, mode: str,
-              generator: torch.Generator | None) -> Tensor:
-        """Choose one rule per row from ``logits [B x R]``; updates ``stack``/``top`` in place."""
-        masks, rhs_rev, rhs_len = self._on(logits.device)
-        nonempty = top > 0
-        top_idx = (top - 1).clamp_(min=0)
-        symbol = stack.gather(1, top_idx.unsqueeze(1)).squeeze(1)  # [B]
-        symbol = torch.where(nonempty, symbol, self.grammar.pad_symbol)
-        scores = logits.float()
+    def _symbols(self, stack: Tensor, top: Tensor) -> Tensor:
+        """``[B x 1]`` symbol on top of each stack (the pad symbol when empty)."""
+        return stack.gather(1, top.unsqueeze(1))
+
+    def _push(self, rule: Tensor, stack: Tensor, top: Tensor) -> None:
+        """Pop the top and push the right side of ``rule [B]`` reversed; in place."""
+        t = self._on(rule.device)
+        top.sub_(1).clamp_(min=0)
+        # Slots past rhs_len lie above the new top, so writing filler there is harmless.
+        # (index_select: much cheaper per call than advanced indexing on small tensors)
+        stack.scatter_(1, top.unsqueeze(1) + t["arange"], t["rhs_rev"].index_select(0, rule))
+        top.add_(t["rhs_len"].index_select(0, rule))
+
+    def _choose(self, logits: Tensor, symbol: Tensor, mode: str, generator: torch.Generator | None) -> Tensor:
+        """Rule ``[B]`` among those allowed for ``symbol [B x 1]``, scored by ``logits [B x R]``.
+
+        Sampling adds Gumbel noise to the allowed candidates only (``B x G`` per step),
+        which is the Gumbel-max trick on the masked softmax.
+        """
+        t = self._on(logits.device)
+        sym = symbol.squeeze(1)
+        cand = t["cand"].index_select(0, sym)  # [B, G]
+        scores = logits.gather(1, cand).float() + t["cand_neg"].index_select(0, sym)
         if mode == "sample":
-            scores = scores + gumbel_noise(tuple(scores.shape), generator, scores.device)
-        scores = scores.masked_fill(~masks[symbol], float("-inf"))
-        rule = scores.argmax(dim=1)  # [B]
-        top.sub_(nonempty.long())
-        # Push the right side reversed at top..top+max_rhs-1; slots beyond rhs_len lie above
-        # the new top, so writing filler there is harmless.
-        pos = top.unsqueeze(1) + torch.arange(self.max_rhs, device=top.device)  # [B, max_rhs]
-        stack.scatter_(1, pos, rhs_rev[rule])
-        top.add_(rhs_len[rule])
-        return rule
+            scores += gumbel_noise(tuple(scores.shape), generator, scores.device)
+        return cand.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
 
     def _check_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -159,11 +181,13 @@ class StackDecoder:
         self._check_mode(mode)
         if logits.dim() != 3 or logits.shape[2] != self.grammar.n_productions:
             raise ValueError(f"logits must be [B x T x {self.grammar.n_productions}], got {tuple(logits.shape)}")
-        batch, steps = logits.shape[:2]
+        batch, steps = logits.shape[0], min(logits.shape[1], self.max_length)
         stack, top = self._start(batch, logits.device)
         rules: list[Tensor] = []
-        for t in range(min(steps, self.max_length)):
-            rules.append(self._step(logits[:, t], stack, top, mode, generator))
+        for t in range(steps):
+            rule = self._choose(logits[:, t], self._symbols(stack, top), mode, generator)
+            self._push(rule, stack, top)
+            rules.append(rule)
             if t % 16 == 15 and not bool(top.any()):  # a host sync; done sparingly
                 break
         return self._finish(rules, top, batch, logits.device)
@@ -172,6 +196,10 @@ class StackDecoder:
     def decode(self, model: StepDecoder, z: Tensor, mode: str = "argmax",
                generator: torch.Generator | None = None) -> DecodeResult:
         """Decode latents step by step, feeding each chosen rule back to the model.
+
+        Models whose decoder ignores the fed-back rule (GVAE's, ``decoder_feed_rules``
+        False) take one ``model.decode_logits`` call instead: identical logits, and one
+        full-sequence GRU call is far faster than ``max_length`` single steps.
 
         Args:
             model: has ``decoder_init(z)`` and ``decoder_step(state, prev_rule)``.
@@ -185,8 +213,6 @@ class StackDecoder:
         self._check_mode(mode)
         config = getattr(model, "config", None)
         if config is not None and not getattr(config, "decoder_feed_rules", True) and hasattr(model, "decode_logits"):
-            # The decoder ignores the chosen rules: one full-sequence GRU call (cuDNN on a
-            # GPU) is much faster than max_length single-step calls, with identical logits.
             return self.decode_logits(model.decode_logits(z, self.max_length), mode, generator)
         batch, device = z.shape[0], z.device
         stack, top = self._start(batch, device)
@@ -196,7 +222,8 @@ class StackDecoder:
         rules: list[Tensor] = []
         for t in range(self.max_length):
             logits, state = model.decoder_step(state, prev)
-            prev = self._step(logits, stack, top, mode, generator)
+            prev = self._choose(logits, self._symbols(stack, top), mode, generator)
+            self._push(prev, stack, top)
             rules.append(prev)
             # Stop the (expensive) model once every stack is empty; the rest is padding.
             if t % 8 == 7 and not bool(top.any()):
@@ -204,13 +231,15 @@ class StackDecoder:
         return self._finish(rules, top, batch, device)
 
 
-def reference_decode(grammar: Grammar, scores: Tensor, max_length: int | None = None) -> DecodeResult:
+def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = None,
+                     max_length: int | None = None) -> DecodeResult:
     """The same algorithm one molecule at a time with Python lists (the oracle).
 
     Args:
         grammar: the grammar.
-        scores: ``B x T x R`` scores; argmax over allowed rules is taken (add Gumbel
-            noise beforehand to reproduce sampling).
+        scores: ``B x T x R`` logits; the best allowed rule is taken at each step.
+        noise: optional ``B x T x G`` Gumbel noise added to the allowed candidates in
+            ascending rule order (what :class:`StackDecoder` draws when sampling).
         max_length: steps (default ``grammar.max_length``).
 
     Returns:
@@ -219,14 +248,18 @@ def reference_decode(grammar: Grammar, scores: Tensor, max_length: int | None = 
     T = max_length or grammar.max_length
     allowed = [[r for r in range(grammar.n_productions) if grammar.masks[s, r]] for s in range(grammar.n_symbols)]
     rows = scores.float().cpu().tolist()
+    noise_rows = noise.float().cpu().tolist() if noise is not None else None
     out, complete = [], []
-    for row in rows:
+    for b, row in enumerate(rows):
         stack = [grammar.start]
         seq = []
         for t in range(min(T, len(row))):
             symbol = stack.pop() if stack else grammar.pad_symbol
-            step = row[t]
-            rule = max(allowed[symbol], key=lambda r: step[r])
+            cands = allowed[symbol]
+            values = [row[t][r] for r in cands]
+            if noise_rows is not None:
+                values = [v + e for v, e in zip(values, noise_rows[b][t])]
+            rule = cands[values.index(max(values))]  # first maximum: the lowest rule id
             seq.append(rule)
             stack.extend(reversed(grammar.rhs_nonterminals[rule]))
         seq += [grammar.pad] * (T - len(seq))

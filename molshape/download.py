@@ -9,7 +9,7 @@ Verification, per source, strongest first:
 1. a published ``sha256`` (the shared ZINC / expression / MNIST copies);
 2. a published ``md5`` (torchvision's checksums for MNIST, Fashion-MNIST, SVHN, CelebA);
 3. trust on first use: for the upstream ZINC files no checksum is published, so the
-   first download is checked for content (its row count must be 249,456), its sha256 is
+   first download is checked for content (its row count must be 249,456 or 249,455), its sha256 is
    written to a ``<file>.sha256`` sidecar, and every later use is verified against that
    sidecar. This catches corruption and later tampering, not a bad first download.
 
@@ -65,14 +65,14 @@ class Source:
         url: where to fetch it; None for copies that are only ever local.
         sha256: published sha256 of the file, if known.
         md5: published md5 (torchvision's checksums), used when no sha256 is known.
-        rows: expected number of records; the content check for trust on first use.
+        rows: accepted number(s) of records; the content check for trust on first use.
     """
 
     file: str
     url: str | None = None
     sha256: str | None = None
     md5: str | None = None
-    rows: int | None = None
+    rows: int | tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,9 @@ def _idx_set(name: str, base: str, md5s: dict[str, str], description: str,
 
 
 _GDRIVE = "https://drive.google.com/uc?export=download&id="
-_ZINC_ROWS = 249_456
+#: the shared copy has 249,456 molecules; several projects report 249,455 for their copy of
+#: the upstream files, so the first-use content check accepts both
+_ZINC_ROWS = (249_456, 249_455)
 
 DATASETS: dict[str, DataSpec] = {
     "zinc250k": DataSpec(
@@ -127,7 +129,7 @@ DATASETS: dict[str, DataSpec] = {
                    "zinc_properties/250k_rndm_zinc_drugs_clean_3.csv",
                    rows=_ZINC_ROWS),
             Source("zinc250k.smi.gz",
-                   sha256="50b6b95dbdd4547344602c352b6e770daf8bda801fcd670fc487334d04a1ab36", rows=_ZINC_ROWS),
+                   sha256="50b6b95dbdd4547344602c352b6e770daf8bda801fcd670fc487334d04a1ab36"),
         )},
         grammar="smiles"),
     "expr": DataSpec(
@@ -229,8 +231,10 @@ def verify_file(path: Path, source: Source, count_rows: Callable[[Path], int] | 
         return "sha256 (recorded on first use)"
     if source.rows is not None and count_rows is not None:
         n = count_rows(path)
-        if n != source.rows:
-            raise ChecksumError(f"{path}: {n:,} rows, expected {source.rows:,}; not the {source.file} data set")
+        accepted = source.rows if isinstance(source.rows, tuple) else (source.rows,)
+        if n not in accepted:
+            expected = " or ".join(f"{r:,}" for r in accepted)
+            raise ChecksumError(f"{path}: {n:,} rows, expected {expected}; not the {source.file} data set")
         return f"rows ({n:,})"
     return "unverified"
 
@@ -399,8 +403,8 @@ def _candidates(spec: DataSpec, part: str, url: str | None) -> list[tuple[str, S
 def _download_part(spec: DataSpec, part: str, url: str | None, folder: Path, progress: bool) -> Path:
     candidates = _candidates(spec, part, url)
     if not candidates:
-        raise DownloadError(f"data set {spec.name!r} has no download source"
-                            f"{': ' + spec.note if spec.note else ''}; pass --data PATH or --url URL")
+        raise DownloadError(f"data set {spec.name!r} has no download source: "
+                            f"{spec.note or 'pass --data PATH or --url URL'}")
     for _, source in candidates:  # cache hit: any verified copy of this part
         target = folder / source.file
         if target.is_file():
@@ -445,6 +449,7 @@ def _fetch(url: str, target: Path, source: Source, progress: bool) -> Path:
             status = verify_file(tmp, source, _count_rows)
         except ChecksumError as e:
             raise ChecksumError(f"downloaded {url} but it failed verification and was removed: {e}") from e
+        os.chmod(tmp, 0o644)  # mkstemp made it private; a data file is not a secret
         os.replace(tmp, target)
         _record_first_use(target, status)
         log.info("downloaded %s -> %s (%s verified)", url, target, status)

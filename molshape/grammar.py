@@ -47,6 +47,9 @@ class GrammarError(ValueError):
         where = f" at position {position}" if position is not None else ""
         super().__init__(f"{input!r}{where}: {reason}")
 
+    def __reduce__(self):  # picklable across worker processes
+        return (GrammarError, (self.input, self.position, self.reason))
+
 
 def grammar_dir() -> Path:
     """Folder holding the grammar files, for an installed wheel and a source checkout."""

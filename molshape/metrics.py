@@ -23,6 +23,7 @@ import csv
 import hashlib
 import logging
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,11 +114,9 @@ def fcd(generated: Sequence[str], reference: Sequence[str], device: str | torch.
     Raises:
         ValueError: fewer than 2 molecules on either side.
     """
-    from fcd_torch import FCD
-
     if len(generated) < 2 or len(reference) < 2:
         raise ValueError(f"FCD needs >= 2 molecules on each side (got {len(generated)} and {len(reference)})")
-    scorer = FCD(device=str(device), n_jobs=1)
+    scorer = _fcd_scorer(str(device))
     pref = None
     if reference_key is not None:
         from molshape.checkpoint import load_checkpoint, save_checkpoint
@@ -132,6 +131,17 @@ def fcd(generated: Sequence[str], reference: Sequence[str], device: str | torch.
     if pref is None:
         return float(scorer(ref=list(reference), gen=list(generated)))
     return float(scorer(pref=pref, gen=list(generated)))
+
+
+@lru_cache(maxsize=2)
+def _fcd_scorer(device: str):
+    import warnings
+
+    from fcd_torch import FCD
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return FCD(device=device, n_jobs=1)
 
 
 def ks_statistics(z: Tensor, prior: GMMPrior) -> dict[str, float]:
@@ -200,12 +210,14 @@ def plot_latents(z: Tensor, labels: Tensor, path: str | Path, title: str, center
     mean, axes = pca_axes(z)
     xy = ((z.double() - mean) @ axes.T).numpy()
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap="tab10", s=4, alpha=0.6)
+    k = int(centers.shape[0]) if centers is not None else int(labels.max()) + 1
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20", k)
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=4, alpha=0.6)
     if centers is not None:
         c = ((centers.double().cpu() - mean) @ axes.T).numpy()
         ax.scatter(c[:, 0], c[:, 1], marker="x", c="black", s=60, label="prior centres")
         ax.legend(loc="best")
-    fig.colorbar(sc, ax=ax, label="assigned component")
+    fig.colorbar(sc, ax=ax, label="assigned component", ticks=range(k) if k <= 20 else None)
     ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
     fig.tight_layout()
     path = Path(path)

@@ -69,7 +69,7 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
 
 @contextlib.contextmanager
 def _full_precision(device: torch.device) -> Iterator[None]:
-    """Disable autocast: sorting, ndtr and the covariance matmul must not run in half."""
+    """Disable autocast: the CDF, the sort and the covariance matmul must not run in half."""
     with torch.autocast(device_type=device.type, enabled=False):
         yield
 
@@ -224,22 +224,32 @@ class GMMPrior(nn.Module):
         return cfg
 
     # -- sampling -----------------------------------------------------------------
+    def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
+        # Draw on the generator's device, then move: a CPU generator gives the same
+        # latents whether the prior lives on the CPU or a GPU.
+        device = generator.device if generator is not None else self.centers.device
+        eps = torch.randn(n, self.dim, generator=generator, device=device, dtype=self.centers.dtype)
+        return eps.to(self.centers.device)
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draw a component uniformly, then mu_k + s * eps.
+
+        Args:
+            n: number of latents.
+            generator: random source, on any device (the draws are moved to the prior's).
 
         Returns:
             ``(z [n x d], k [n] long)``: latents and their component ids.
         """
-        k = torch.randint(self.n_components, (n,), generator=generator, device=self.centers.device)
-        eps = torch.randn(n, self.dim, generator=generator, device=self.centers.device, dtype=self.centers.dtype)
-        return self.centers[k] + self.std * eps, k
+        device = generator.device if generator is not None else self.centers.device
+        k = torch.randint(self.n_components, (n,), generator=generator, device=device).to(self.centers.device)
+        return self.centers[k] + self.std * self._noise(n, generator), k
 
     def sample_component(self, k: int, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n x d`` latents from component ``k`` alone."""
         if not 0 <= k < self.n_components:
             raise ValueError(f"component k={k} out of range [0, {self.n_components})")
-        eps = torch.randn(n, self.dim, generator=generator, device=self.centers.device, dtype=self.centers.dtype)
-        return self.centers[k] + self.std * eps
+        return self.centers[k] + self.std * self._noise(n, generator)
 
     # -- closed forms --------------------------------------------------------------
     def marginal_cdf(self, t: Tensor) -> Tensor:
@@ -372,8 +382,8 @@ def estimate_weights(
         prior: the target mixture.
         batch_size: training batch size N (the expected losses depend on it).
         n_batches: number of prior batches averaged.
-        generator: random source; ``None`` uses a private generator seeded 0 on the
-            prior's device, so the weights are reproducible and the global RNG untouched.
+        generator: random source; ``None`` uses a private CPU generator seeded 0, so the
+            weights are reproducible, equal on every device, and the global RNG untouched.
 
     Returns:
         ``(lambda_ks, lambda_cv)`` as Python floats.
@@ -381,7 +391,7 @@ def estimate_weights(
     if batch_size < 2 or n_batches < 1:
         raise ValueError(f"estimate_weights: need batch_size >= 2 and n_batches >= 1, got {batch_size}, {n_batches}")
     if generator is None:
-        generator = torch.Generator(device=prior.centers.device).manual_seed(0)
+        generator = torch.Generator().manual_seed(0)
     z, _ = prior.sample(n_batches * batch_size, generator=generator)
     z = z.view(n_batches, batch_size, prior.dim)
     # The KS term materialises [batches x N x K x d]; bound it (~128 MB in float32).

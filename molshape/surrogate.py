@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -103,7 +104,11 @@ def _fit_svgp(X: Tensor, Y: Tensor, cfg: SurrogateConfig, generator: torch.Gener
     # start the inducing points at a random subset of the data (cheap for 200k points,
     # unlike the default greedy variance reduction); they are learned afterwards
     start = X[torch.randperm(n, generator=generator)[:m].to(X.device)].clone()
-    model = SingleTaskVariationalGP(X, Y, inducing_points=start, outcome_transform=Standardize(m=1))
+    with warnings.catch_warnings():
+        # Standardize is fitted once on all of Y here; the minibatch loop below reuses those
+        # standardised targets, so the warning about per-minibatch updates does not apply
+        warnings.filterwarnings("ignore", message="Using an outcome transform with `SingleTaskVariationalGP`")
+        model = SingleTaskVariationalGP(X, Y, inducing_points=start, outcome_transform=Standardize(m=1))
     mll = VariationalELBO(model.likelihood, model.model, num_data=n)
     if n <= cfg.full_batch_max:
         fit_gpytorch_mll(mll)

@@ -197,7 +197,9 @@ def test_cli_prepare_and_info(zinc_file: Path, tmp_path: Path):
     assert summary["split"]["test"] in (49, 50)
     assert plot.stat().st_size > 1000
     assert Path(summary["cache"]).with_suffix(".json").is_file()
-    res = runner.invoke(main, ["data", "info", "zinc250k", "--data", str(zinc_file), "--json"])
+    hist = tmp_path / "info.png"
+    res = runner.invoke(main, ["data", "info", "zinc250k", "--data", str(zinc_file), "--json", "--plot", str(hist)])
     assert res.exit_code == 0, res.output
+    assert hist.stat().st_size > 1000
     info = json.loads(res.stdout)["datasets"][0]
     assert info["rows"] == 501 and info["prepared"]["cached"] and info["prepared"]["failed"] == 1

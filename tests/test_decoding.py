@@ -93,11 +93,13 @@ def test_sampling_is_seeded_and_matches_reference_with_same_noise() -> None:
     b = dec.decode_logits(logits, "sample", torch.Generator().manual_seed(7))
     c = dec.decode_logits(logits, "sample", torch.Generator().manual_seed(8))
     assert torch.equal(a.rules, b.rules) and not torch.equal(a.rules, c.rules)
-    # the decoder draws one [B x R] noise slab per step, in step order
+    # one [B x G] noise draw per step over the allowed candidates, on both paths
     gen = torch.Generator().manual_seed(7)
-    noise = torch.stack([gumbel_noise((500, g.n_productions), gen, torch.device("cpu"))
+    noise = torch.stack([gumbel_noise((500, dec.n_candidates), gen, torch.device("cpu"))
                          for _ in range(g.max_length)], dim=1)
-    assert torch.equal(a.rules, reference_decode(g, logits + noise).rules)
+    assert torch.equal(a.rules, reference_decode(g, logits, noise).rules)
+    stepped = dec.decode(ReplayModel(logits), torch.zeros(500, 2), "sample", torch.Generator().manual_seed(7))
+    assert torch.equal(stepped.rules, a.rules)
     assert not torch.equal(a.rules, dec.decode_logits(logits).rules)
 
 

@@ -46,7 +46,7 @@ def server(tmp_path: Path):
     (root / "tiny.smi").write_bytes(CONTENT)
     handler = type("Handler", (_Handler,), {"requests": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}", root, handler.requests
     httpd.shutdown()
@@ -196,5 +196,11 @@ def test_cli_download_and_info(server, monkeypatch, tmp_path):
     res = runner.invoke(main, ["data", "info", "tiny", "--json"])
     part = json.loads(res.stdout)["datasets"][0]["parts"][0]
     assert part["found"] and part["verified"] == "sha256" and part["where"] == "cache"
-    res = runner.invoke(main, ["data", "download", "tiny"])  # offline default source
+    res = runner.invoke(main, ["data", "download", "tiny"])  # cached: the unreachable default is not asked
+    assert res.exit_code == 0
+    res = runner.invoke(main, ["data", "download", "tiny", "--dest", str(tmp_path / "new")])
     assert res.exit_code == 1 and "--data PATH" in res.output
+    res = runner.invoke(main, ["data", "download", "expr", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["generated"] is True
+    res = runner.invoke(main, ["data", "download", "zinc"])
+    assert res.exit_code == 2 and "known data sets" in res.output

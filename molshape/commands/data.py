@@ -45,6 +45,11 @@ def download_command(name: str, url: str | None, dest: Path | None, as_json: boo
 
     NAME is one of: zinc250k, expr, mnist, fashion-mnist, svhn, celeba.
     """
+    spec = get_spec(name)
+    if spec.generated and url is None and not any(s.url for s in spec.sources()):
+        # nothing to fetch, and nothing is missing: molshape builds this set itself
+        emit_summary({"name": name, "path": None, "generated": True, "note": spec.note}, as_json)
+        return
     try:
         path = download(name, url=url, dest=dest)
     except (DownloadError, ChecksumError) as e:

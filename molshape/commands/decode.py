@@ -83,7 +83,8 @@ def _latents(source: str, model, grammar, ckpt: dict, checkpoint: Path, n: int, 
 
 
 @click.command("decode", epilog="Output: one line per result, in order: the string, or '# <reason>' "
-               "('# incomplete', '# invalid: <smiles> (RDKit: ...)', '# unparseable (line N): ...').")
+               "('# incomplete', '# invalid: <smiles> (RDKit: ...)', '# unparseable (line N): ...'). "
+               "With --json and no -o, the JSON summary follows the results on stdout.")
 @checkpoint_option
 @click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Latents to draw (prior, component, expost).")

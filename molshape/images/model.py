@@ -11,7 +11,8 @@ Baseline knobs for images (the grammar defaults are GVAE-specific):
   dimensions (``kl_weight = latent_dim`` on the objective's per-dimension mean). With
   lambda_rec = 2000 on a 32 x 32 mean this is a Gaussian decoder of variance ~0.26.
 - ``rae``: ``beta = 1`` on ``0.5 |z|^2`` and decoder weight decay 1e-6.
-- deterministic objectives get the public code's latent noise (std 1e-3) while training.
+- deterministic objectives get latent noise of std 1e-3 while training (the public code's
+  model default; its config.ini sets 0; the effect on latents of scale 1-6 is negligible).
 """
 
 from __future__ import annotations

@@ -84,8 +84,3 @@ class ConvDecoder(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
-
-if __name__ == "__main__":  # pragma: no cover - quick size check
-    for w in (1.0, 0.125):
-        enc, dec = ConvEncoder(1, 32, w), ConvDecoder(10, 1, 32, w)
-        print(w, count_parameters(enc), count_parameters(dec), dec(torch.zeros(2, 10)).shape)

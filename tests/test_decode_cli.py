@@ -1,0 +1,150 @@
+"""``molshape decode`` and ``molshape evaluate`` end to end on tiny trained models."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from molshape.cli import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: on a shared 2-core machine extra intra-op threads only spin."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _train(grammar: str, lines: list[str], out: Path, epochs: int) -> tuple[Path, Path]:
+    from molshape.datasets import load_dataset
+    from molshape.model import PRESETS
+    from molshape.train import TrainConfig, train_grammar
+
+    data_file = out / "data.txt"
+    data_file.write_text("\n".join(lines) + "\n")
+    data = load_dataset(grammar, data_file, progress=False, workers=1)
+    cfg = PRESETS[grammar]["cpu"].replace(dec_hidden=48, dec_layers=1, enc_dense=48)
+    train_grammar(cfg, TrainConfig(epochs=epochs, batch_size=100, device="cpu", progress=False), data, out)
+    return out / "best.pt", data_file
+
+
+@pytest.fixture(scope="module")
+def expr_ckpt(expr_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, data file): 1,400 expressions, of which the standard split holds out 1,000."""
+    from conftest import read_lines
+
+    return _train("expr", read_lines(expr_path, 1400), tmp_path_factory.mktemp("expr_cli"), epochs=3)
+
+
+def run(*args: str) -> dict:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_decode_prior_json_and_output_file(expr_ckpt, tmp_path: Path) -> None:
+    ckpt, _ = expr_ckpt
+    out = tmp_path / "samples.txt"
+    res = run("decode", "--checkpoint", str(ckpt), "--n", "50", "--seed", "3", "-o", str(out), "--json")
+    summary = json.loads(res.stdout)
+    lines = out.read_text().splitlines()
+    assert len(lines) == summary["n"] == 50
+    assert summary["valid"] == sum(not x.startswith("#") for x in lines)
+    assert summary["incomplete"] == lines.count("# incomplete")
+    assert summary["valid"] + summary["incomplete"] + summary["invalid"] == 50
+    assert (tmp_path / "samples.txt.config.json").is_file()
+    again = tmp_path / "again.txt"
+    run("decode", "--checkpoint", str(ckpt), "--n", "50", "--seed", "3", "-o", str(again))
+    assert again.read_text() == out.read_text()  # seeded
+
+
+def test_decode_input_reports_bad_lines_in_order(expr_ckpt, tmp_path: Path) -> None:
+    ckpt, _ = expr_ckpt
+    inp = tmp_path / "in.txt"
+    inp.write_text("x+1\nx+-\n\nsin(x)*2\n")
+    res = run("decode", "--checkpoint", str(ckpt), "--input", str(inp), "--json")
+    text, summary = res.stdout.split("{", 1)
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert lines[1].startswith("# unparseable (line 2)") and lines[2].startswith("# unparseable (line 3)")
+    assert not lines[0].startswith("# unparseable") and not lines[3].startswith("# unparseable")
+    assert json.loads("{" + summary)["unparseable"] == 2
+
+
+def test_decode_sources(expr_ckpt) -> None:
+    ckpt, data = expr_ckpt
+    for extra in (["--source", "component", "--component", "1"], ["--between", "x+1", "sin(x)", "--steps", "4"],
+                  ["--source", "expost", "--data", str(data)], ["--attempts", "3"]):
+        res = run("decode", "--checkpoint", str(ckpt), "--n", "12", *extra, "--json")
+        body = res.stdout[res.stdout.index("{"):]
+        summary = json.loads(body)
+        assert summary["n"] == (4 if "--between" in extra else 12)
+        assert summary["mode"] == ("sample" if "--attempts" in extra else "argmax")
+
+
+def test_decode_usage_errors(expr_ckpt, tmp_path: Path) -> None:
+    ckpt, _ = expr_ckpt
+    runner = CliRunner()
+    for args, message in ((["--source", "component"], "--component"),
+                          (["--source", "component", "--component", "99"], "components"),
+                          (["--attempts", "3", "--mode", "argmax"], "--mode sample"),
+                          (["--source", "input"], "--input")):
+        res = runner.invoke(main, ["decode", "--checkpoint", str(ckpt), *args])
+        assert res.exit_code == 2 and message in res.output, res.output
+    res = runner.invoke(main, ["decode", "--checkpoint", str(tmp_path / "missing.pt")])
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_evaluate_expr(expr_ckpt, tmp_path: Path) -> None:
+    ckpt, data = expr_ckpt
+    out = tmp_path / "eval"
+    res = run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "200", "--limit", "300",
+              "--out", str(out), "--json")
+    s = json.loads(res.stdout[res.stdout.index("{"):])
+    r, m = s["reconstruction"], s["samples"]
+    assert r["n_recon"] == 300 and 0 <= r["recon_sequence"] <= r["recon_canonical"] <= 1
+    assert 0 <= r["recon_per_rule"] <= 1
+    assert m["n_samples"] == 200 and 0 <= m["validity"] <= 1 and "fcd" not in m
+    assert 0 < s["latents"]["ks_mean"] <= s["latents"]["ks_max"] <= 1
+    assert (out / "latents.png").is_file() and (out / "config.json").is_file()
+    assert len((out / "samples.txt").read_text().splitlines()) == 200
+    run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "50", "--limit", "50",
+        "--out", str(out))
+    rows = list(csv.DictReader((ckpt.parent / "evaluate.csv").open()))
+    assert len(rows) == 2 and rows[0]["samples.n_samples"] == "200" and rows[1]["samples.n_samples"] == "50"
+    assert rows[0]["reconstruction.recon_sequence"] == str(r["recon_sequence"])
+
+
+def test_evaluate_refuses_other_data(expr_ckpt, tmp_path: Path) -> None:
+    ckpt, data = expr_ckpt
+    other = tmp_path / "other.txt"
+    other.write_text(data.read_text().replace("x", "1", 3))
+    res = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(ckpt), "--data", str(other), "--n", "10"])
+    assert res.exit_code == 2 and "not the data" in res.output
+
+
+@pytest.mark.slow
+def test_smiles_decode_and_evaluate(zinc_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SMILES end to end: RDKit validity, FCD and the molecule grid (tiny model, 1 epoch)."""
+    from conftest import read_lines
+
+    # the standard ZINC split holds out 5,000 molecules
+    ckpt, data = _train("smiles", read_lines(zinc_path, 5400), tmp_path_factory.mktemp("smiles_cli"), epochs=1)
+    out = ckpt.parent / "eval"
+    res = run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "200", "--limit", "200",
+              "--out", str(out), "--json")
+    s = json.loads(res.stdout[res.stdout.index("{"):])
+    assert s["samples"]["n_samples"] == 200
+    assert "fcd" in s["samples"]  # a number, or None with the reason when < 2 samples are valid
+    assert (out / "latents.png").is_file()
+    res = run("decode", "--checkpoint", str(ckpt), "--n", "30", "--mode", "sample", "--json")
+    lines = res.stdout[: res.stdout.index("{")].splitlines()
+    assert len(lines) == 30
+    assert all(not x.startswith("#") or x == "# incomplete" or x.startswith("# invalid: ") for x in lines)

@@ -1,0 +1,87 @@
+"""End to end: `molshape images train` + `images evaluate` on 200 real MNIST images, 1 epoch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from molshape.cli import main
+from molshape.images.inception import UNAVAILABLE
+from molshape.images.model import ImageAutoencoder, ImageModelConfig, load_image_model
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("images") / "run"
+    result = CliRunner().invoke(main, [
+        "images", "train", "--dataset", "mnist", "--data", str(mnist_dir), "--model", "gmm", "--width", "0.0625",
+        "--epochs", "1", "--limit", "200", "--batch-size", "50", "--out", str(out), "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 1 and summary["n_train"] == 180 and summary["objective"] == "gmm"
+    return out
+
+
+def test_train_writes_checkpoint_and_config(trained: Path) -> None:
+    for name in ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json"):
+        assert (trained / name).is_file(), name
+    model, ckpt = load_image_model(trained / "last.pt")
+    assert ckpt["kind"] == "image" and ckpt["dataset"] == "mnist" and ckpt["epoch"] == 1
+    assert ckpt["split"]["train"].numel() == 180 and ckpt["split"]["test"].numel() == 20
+    assert model.config.width == 0.0625 and model.config.reg_batch_size == 50
+    x = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    assert model.reconstruct(x).shape == (4, 1, 32, 32)
+    config = json.loads((trained / "config.json").read_text())
+    assert config["data"]["n_images"] == 200 and config["model_config"]["objective"] == "gmm"
+
+
+def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> None:
+    result = CliRunner().invoke(main, ["images", "evaluate", "--checkpoint", str(trained / "last.pt"),
+                                       "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout)
+    for col in ("prior", "expost", "reconstruction", "interpolation", "train_vs_test"):
+        assert math.isfinite(s[f"fid_offline_{col}"]) and s[f"fid_offline_{col}"] >= 0
+    # one epoch on 180 images: generated images are far from real ones, real ones are not
+    assert s["fid_offline_prior"] > s["fid_offline_train_vs_test"]
+    assert 0.0 <= s["cluster_acc"] <= 1.0 and s["n_fid"] == 20
+    if importlib.util.find_spec("pytorch_fid") is None:
+        assert s["fid_inception"] == UNAVAILABLE
+    figures = {k: Path(v) for k, v in s["figures"].items()}
+    assert figures["components"].name == "samples_per_component.png"
+    from PIL import Image
+
+    with Image.open(figures["components"]) as im:  # 10 rows (components) x 10 columns, upscaled 2x
+        assert im.size == (2 * (10 * 34 + 2), 2 * (10 * 34 + 2))
+    assert (trained / "eval" / "evaluation.json").is_file()
+
+
+def test_evaluate_rejects_other_checkpoints(tmp_path: Path) -> None:
+    from molshape.checkpoint import save_checkpoint
+
+    save_checkpoint({"kind": "grammar", "model": {}}, tmp_path / "g.pt")
+    result = CliRunner().invoke(main, ["images", "evaluate", "--checkpoint", str(tmp_path / "g.pt")])
+    assert result.exit_code != 0 and "not an image autoencoder" in result.output
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["images", "train", "--dataset", "svhn", "--data", str(tmp_path),
+                                       "--epochs", "1", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "svhn" in result.output and "--data" in result.output
+
+
+@pytest.mark.parametrize("objective", ["vae", "rae", "ae"])
+def test_baseline_objectives_share_the_network(objective: str) -> None:
+    cfg = ImageModelConfig.for_dataset("mnist", objective=objective, width=0.0625)
+    model = ImageAutoencoder(cfg)
+    out = model(torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8))
+    assert torch.isfinite(out["loss"]) and out["mse"] > 0
+    assert {"vae": "kl", "rae": "l2", "ae": "mse"}[objective] in out
+    gmm = ImageAutoencoder(ImageModelConfig.for_dataset("mnist", width=0.0625))
+    assert sum(p.numel() for p in gmm.decoder.parameters()) == sum(p.numel() for p in model.decoder.parameters())

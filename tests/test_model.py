@@ -1,0 +1,132 @@
+"""Grammar autoencoder: masked loss, bucketing invariance, decoder API, presets, configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from molshape.datasets import load_dataset
+from molshape.grammar import load_grammar
+from molshape.model import PRESETS, GrammarAutoencoder, ModelConfig, build_model, rec_heuristic
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def expr_data(expr_path):
+    return load_dataset("expr", data=expr_path, limit=200, progress=False)
+
+
+@pytest.fixture(scope="module")
+def zinc_data(zinc_path):
+    return load_dataset("smiles", data=zinc_path, limit=40, progress=False)
+
+
+def _small_smiles(**kw) -> GrammarAutoencoder:
+    cfg = PRESETS["smiles"]["paper"].replace(dec_hidden=32, dec_layers=2, enc_dense=32, latent_dim=8,
+                                             reg_batch_size=16, lambda_rec=1.0, **kw)
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+@pytest.mark.parametrize("objective", ["gmm", "vae", "rae", "ae"])
+def test_bucketing_does_not_change_the_loss(zinc_data, objective: str) -> None:
+    """Past a sequence's end only the pad rule is allowed, so those steps add exactly 0."""
+    model = _small_smiles(objective=objective).eval()
+    idx = zinc_data.split["train"][:16]
+    rules, lengths = zinc_data.rules[idx], zinc_data.lengths[idx]
+    assert int(lengths.max()) < rules.shape[1]
+    with torch.no_grad():
+        short = model(rules, lengths)
+        full = model(rules, torch.full_like(lengths, rules.shape[1]))
+    assert short["rec"].item() == pytest.approx(full["rec"].item(), rel=1e-6)
+    assert short["loss"].item() == pytest.approx(full["loss"].item(), rel=1e-6)
+
+
+def test_masked_cross_entropy_matches_manual(expr_data) -> None:
+    grammar = load_grammar("expr")
+    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, lambda_rec=2.0, objective="ae")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    rules, lengths = expr_data.rules[:8], expr_data.lengths[:8]
+    with torch.no_grad():
+        out = model(rules, lengths)
+        logits = model.decode_logits(model.encode(rules), int(lengths.max()))
+    manual = 0.0
+    for b in range(8):
+        for t in range(int(lengths.max())):
+            allowed = grammar.masks[grammar.lhs[int(rules[b, t])]]
+            logp = F.log_softmax(logits[b, t][allowed], dim=0)
+            manual -= logp[allowed.nonzero().flatten().tolist().index(int(rules[b, t]))].item()
+    assert out["rec"].item() == pytest.approx(manual / 8, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(2.0 * manual / 8, rel=1e-5)
+
+
+@pytest.mark.parametrize("feed", [False, True])
+def test_decoder_step_matches_teacher_logits(expr_data, feed: bool) -> None:
+    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, decoder_feed_rules=feed)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    rules = expr_data.rules[:5]
+    with torch.no_grad():
+        z = model.encode(rules)
+        teacher = model.teacher_logits(z, rules)  # (B, T, R)
+        state, prev, steps = model.decoder_init(z), torch.zeros(5, dtype=torch.long), []
+        for t in range(rules.shape[1]):
+            logits, state = model.decoder_step(state, prev)
+            steps.append(logits)
+            prev = rules[:, t]
+        torch.testing.assert_close(torch.stack(steps, 1), teacher, rtol=1e-5, atol=1e-5)
+        if feed:
+            with pytest.raises(ValueError, match="decoder_step"):
+                model.decode_logits(z, 15)
+        else:
+            torch.testing.assert_close(model.decode_logits(z, 15), teacher, rtol=1e-5, atol=1e-5)
+
+
+def test_paper_presets_are_gvae_sizes() -> None:
+    s = PRESETS["smiles"]["paper"]
+    assert (s.conv_filters, s.conv_kernels, s.enc_dense, s.latent_dim) == ((9, 9, 10), (9, 9, 11), 435, 56)
+    assert (s.dec_hidden, s.dec_layers, s.n_rules, s.max_length, s.decoder_feed_rules) == (501, 3, 76, 277, False)
+    model = GrammarAutoencoder(s)
+    assert model.encoder.dense[1].in_features == 10 * (277 - 8 - 8 - 10)
+    assert model.gru.hidden_size == 501 and model.gru.num_layers == 3 and model.out.out_features == 76
+    e = PRESETS["expr"]["paper"]
+    assert (e.latent_dim, e.dec_hidden, e.dec_layers, e.enc_dense, e.conv_filters, e.conv_kernels, e.max_length) == \
+        (25, 100, 3, 100, (2, 3, 4), (2, 3, 4), 15)
+
+
+def test_config_round_trip_and_overrides() -> None:
+    cfg = PRESETS["smiles"]["cpu"].replace(latent_dim=12, layout=None)
+    assert cfg.latent_dim == 12 and cfg.layout == "spread"
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_rec_heuristic_is_scale_over_uniform_decoder_loss(expr_data) -> None:
+    grammar = load_grammar("expr")
+    rules = expr_data.rules[:50]
+    n_allowed = grammar.masks.sum(1)
+    h0 = sum(float(torch.log(n_allowed[grammar.lhs[int(r)]].double())) for row in rules for r in row) / 50
+    assert rec_heuristic(grammar, rules, scale=1.0) == pytest.approx(1 / h0)
+    assert rec_heuristic(grammar, rules) == pytest.approx(100 / h0)
+    # an untrained decoder with zero output weights is exactly uniform over allowed rules
+    model = build_model(PRESETS["expr"]["paper"].replace(objective="ae", lambda_rec=1.0)).eval()
+    torch.nn.init.zeros_(model.out.weight)
+    torch.nn.init.zeros_(model.out.bias)
+    with torch.no_grad():
+        rec = model(rules, expr_data.lengths[:50])["rec"].item()
+    assert rec == pytest.approx(h0, rel=1e-5)
+
+
+def test_rae_decoder_weight_decay_group() -> None:
+    model = build_model(PRESETS["expr"]["paper"].replace(objective="rae", decoder_weight_decay=1e-3))
+    groups = model.parameter_groups(0.0)
+    assert [g["weight_decay"] for g in groups] == [0.0, 1e-3]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.gru.parameters()} | \
+        {id(p) for p in model.out.parameters()} | {id(p) for p in model.dec_input.parameters()}

@@ -1,0 +1,68 @@
+"""Latent objectives: heads, loss terms, priors, registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from molshape.objectives import OBJECTIVES, build_objective
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_registry_and_terms() -> None:
+    h = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    expected = {"gmm": {"ks", "cv"}, "vae": {"kl"}, "rae": {"l2"}, "ae": set()}
+    assert set(OBJECTIVES) == set(expected)
+    for name, terms in expected.items():
+        obj = build_objective(name, latent_dim=8, feature_dim=32, batch_size=64)
+        z, out = obj(h)
+        assert z.shape == (64, 8)
+        assert set(out) == terms
+        assert all(v.dim() == 0 and torch.isfinite(v) for v in out.values())
+        assert obj.sample_prior(5, torch.Generator().manual_seed(1)).shape == (5, 8)
+
+
+def test_gmm_terms_are_about_one_on_prior_samples() -> None:
+    obj = build_objective("gmm", latent_dim=8, feature_dim=8, batch_size=200, n_components=10, layout="spread")
+    assert obj.prior.n_components == 10 and obj.prior.layout == "spread"
+    z, _ = obj.prior.sample(200, generator=torch.Generator().manual_seed(3))
+    terms = obj.terms(z)
+    assert 0.2 < terms["ks"].item() < 5 and 0.2 < terms["cv"].item() < 5
+    # latents collapsed at the origin are far from a spread mixture
+    assert obj.terms(torch.zeros(200, 8) + 0.01 * z)["ks"].item() > 20
+
+
+def test_vae_kl_is_gvae_mean_over_dims_and_noise_is_small() -> None:
+    torch.manual_seed(0)
+    obj = build_objective("vae", latent_dim=6, feature_dim=10)
+    h = torch.randn(50, 10)
+    mu, logvar = obj.head(h), obj.logvar(h)
+    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).mean(dim=1)).mean()
+    obj.train()
+    z, terms = obj(h)
+    torch.testing.assert_close(terms["kl"], kl)
+    noise = (z - mu).abs().max().item()
+    assert 0 < noise < 0.01 * 5 * logvar.exp().sqrt().max().item()
+    obj.eval()
+    z_eval, _ = obj(h)
+    torch.testing.assert_close(z_eval, mu)
+    torch.testing.assert_close(obj.encode(h), mu)
+
+
+def test_rae_l2_and_decoder_decay() -> None:
+    obj = build_objective("rae", latent_dim=4, feature_dim=4, beta=0.5, decoder_weight_decay=1e-3)
+    z = torch.tensor([[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0]])
+    assert obj.terms(z)["l2"].item() == pytest.approx(0.5 * 0.5 * (5 + 9) / 2)
+    assert obj.decoder_weight_decay == 1e-3
+    assert build_objective("gmm", 4, batch_size=10).decoder_weight_decay == 0
+
+
+def test_bad_names_and_missing_knobs() -> None:
+    with pytest.raises(ValueError, match="unknown objective 'nope'"):
+        build_objective("nope", 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        build_objective("gmm", 4)

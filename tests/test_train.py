@@ -1,0 +1,135 @@
+"""Training loop: bucketing, masked argmax decoding, checkpoints, exact resume, load_model."""
+
+from __future__ import annotations
+
+import torch
+import pytest
+
+from molshape.batching import bucket_batches, padded_steps, shard
+from molshape.checkpoint import load_checkpoint
+from molshape.datasets import load_dataset
+from molshape.grammar import load_grammar
+from molshape.model import PRESETS, load_model
+from molshape.train import TrainConfig, argmax_decode, train_grammar
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def expr_data(expr_path):
+    return load_dataset("expr", data=expr_path, limit=300, progress=False)
+
+
+def test_bucket_batches_cover_everything_once_and_are_seeded() -> None:
+    lengths = torch.randint(5, 200, (1000,), generator=torch.Generator().manual_seed(0))
+    a = bucket_batches(lengths, 64, torch.Generator().manual_seed(1), chunk_batches=4)
+    b = bucket_batches(lengths, 64, torch.Generator().manual_seed(1), chunk_batches=4)
+    c = bucket_batches(lengths, 64, torch.Generator().manual_seed(2), chunk_batches=4)
+    assert torch.equal(torch.cat(a).sort().values, torch.arange(1000))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    bucketed, full = padded_steps(a, lengths)
+    assert bucketed < 0.75 * full  # batches hold similar lengths
+    ids = torch.arange(1000) + 5000
+    assert torch.equal(torch.cat(bucket_batches(lengths, 64, torch.Generator().manual_seed(1), 4, ids)).sort().values, ids)
+
+
+def test_shard_gives_equal_disjoint_shares() -> None:
+    batches = [torch.tensor([i]) for i in range(7)]
+    s0, s1 = shard(batches, 0, 2), shard(batches, 1, 2)
+    assert len(s0) == len(s1) == 3
+    assert not {int(x) for x in s0} & {int(x) for x in s1}
+    assert shard(batches, 0, 1) == batches
+
+
+class _Oracle:
+    """A stand-in decoder whose logits point at known rules."""
+
+    def __init__(self, rules: torch.Tensor, n_rules: int) -> None:
+        self.rules, self.n_rules = rules, n_rules
+        self.config = PRESETS["expr"]["paper"]
+
+    def decode_logits(self, z: torch.Tensor, steps: int) -> torch.Tensor:
+        return torch.nn.functional.one_hot(self.rules[:, :steps], self.n_rules).float() * 5
+
+
+def test_argmax_decode_follows_the_stack(expr_data) -> None:
+    grammar = load_grammar("expr")
+    rules = expr_data.rules[:20]
+    decoded, complete = argmax_decode(_Oracle(rules, 12), grammar, torch.zeros(20, 2), 15)
+    assert torch.equal(decoded, rules) and complete.all()
+    # logits that prefer an unexpandable-at-this-point rule are masked: decoding stays grammatical
+    bad = rules.clone()
+    bad[:, 0] = 7  # T -> 'x' is not allowed for the start symbol S
+    decoded, _ = argmax_decode(_Oracle(bad, 12), grammar, torch.zeros(20, 2), 15)
+    assert (grammar.lhs_tensor()[decoded[:, 0]] == grammar.start).all()
+    # too few steps: incomplete
+    _, complete = argmax_decode(_Oracle(rules, 12), grammar, torch.zeros(20, 2), 5)
+    assert not complete.any()
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 2, "batch_size": 50, "progress": False, "seed": 3, "device": "cpu", **kw})
+
+
+def test_resume_after_a_kill_mid_epoch_gives_identical_weights(expr_data, tmp_path) -> None:
+    # vae: its reparameterisation noise checks that the RNG state is restored too
+    model_cfg = PRESETS["expr"]["paper"].replace(objective="vae", dec_hidden=32, dec_layers=1)
+    full = train_grammar(model_cfg, _cfg(), expr_data, tmp_path / "full")
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill(epoch: int, batch: int) -> None:
+        if epoch == 1 and batch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_grammar(model_cfg, _cfg(), expr_data, tmp_path / "killed", on_batch_end=kill)
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 1
+    resumed = train_grammar(model_cfg, _cfg(), expr_data, tmp_path / "killed", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert b["epoch"] == 2 and len(b["history"]) == 2
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert resumed["best_valid_loss"] == full["best_valid_loss"]
+
+
+def test_checkpoint_contents_and_load_model(expr_data, tmp_path) -> None:
+    cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32)
+    s = train_grammar(cfg, _cfg(epochs=1), expr_data, tmp_path)
+    for name in ("last.pt", "best.pt", "metrics.csv", "curves.png"):
+        assert (tmp_path / name).is_file(), name
+    ckpt = load_checkpoint(tmp_path / "last.pt")  # weights_only=True
+    for key in ("model", "optimizer", "scheduler", "model_config", "train_config", "grammar", "grammar_hash",
+                "data", "split", "epoch", "step", "best_valid_loss", "history", "rng", "kind"):
+        assert key in ckpt, key
+    assert ckpt["kind"] == "grammar" and ckpt["model_config"]["lambda_rec"] == pytest.approx(s["lambda_rec"])
+    assert set(ckpt["split"]) == {"train", "valid", "test"}
+    assert "objective.regularizer.lambda_ks" in ckpt["model"]
+    for key in ("valid_loss", "valid_recon_acc", "valid_ks_stat", "valid_ks", "valid_cv", "train_rec"):
+        assert key in ckpt["history"][0], key
+    assert 0.0 <= s["test_recon_acc"] <= 1.0
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "valid_recon_acc" in header and "lr" in header
+
+    model, grammar, _ = load_model(tmp_path / "best.pt")
+    assert grammar.name == "expr" and not model.training
+    rules = expr_data.rules[expr_data.split["valid"][:10]]
+    with torch.no_grad():
+        z = model.encode(rules)
+    assert z.shape == (10, 25)
+
+    ckpt["grammar_hash"] = "0" * 64
+    torch.save(ckpt, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match="changed since training"):
+        load_model(tmp_path / "tampered.pt")
+
+
+def test_resume_without_checkpoint_is_a_clear_error(expr_data, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
+        train_grammar(PRESETS["expr"]["cpu"], _cfg(), expr_data, tmp_path, resume=True)
