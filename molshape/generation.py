@@ -316,6 +316,30 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None = None):
+    """The :class:`molshape.datasets.PreparedData` whose rows ``checkpoint["split"]`` indexes.
+
+    ``molshape train --limit N`` prepares only the first N training records (rows are then
+    those of the limited data), so the same limit is applied here.
+
+    Raises:
+        ValueError: the data found is not the checkpoint's (sha256), or the split does not fit it.
+    """
+    from molshape.datasets import load_dataset
+
+    limit = (checkpoint.get("train_config") or {}).get("limit")
+    prepared = load_dataset(grammar.name, data, limit=limit, progress=False)
+    want = (checkpoint.get("data") or {}).get("sha256")
+    if want and prepared.source_sha256 != want:
+        raise ValueError(f"data {prepared.source} (sha256 {prepared.source_sha256[:12]}) is not the data the "
+                         f"checkpoint was trained on (sha256 {want[:12]}); pass --data with that file")
+    biggest = max((int(v.max()) for v in checkpoint["split"].values() if len(v)), default=-1)
+    if biggest >= len(prepared):
+        raise ValueError(f"the checkpoint's split indexes row {biggest} but {prepared.source} has "
+                         f"{len(prepared)} rows (limit {limit}); was it trained on other data?")
+    return prepared
+
+
 def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_path: str | Path,
                data: str | Path | None = None, n_components: int = 10, limit: int = 50_000,
                seed: int = 0, progress: bool = False) -> ExPostGMM:
@@ -334,13 +358,7 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     path = cache_dir() / "expost" / f"{key}.pt"
     if path.is_file():
         return ExPostGMM(**load_checkpoint(path))
-    from molshape.datasets import load_dataset
-
-    prepared = load_dataset(grammar.name, data)
-    want = (checkpoint.get("data") or {}).get("sha256")
-    if want and prepared.source_sha256 != want:
-        raise ValueError(f"data {prepared.source} (sha256 {prepared.source_sha256[:12]}) is not the data the "
-                         f"checkpoint was trained on (sha256 {want[:12]}); pass --data with that file")
+    prepared = checkpoint_data(checkpoint, grammar, data)
     train = checkpoint["split"]["train"]
     if len(train) > limit:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:limit]

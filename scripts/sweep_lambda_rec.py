@@ -7,7 +7,7 @@ statistic of the validation latents against the prior (lower = closer to the pri
 Score used for "best": accuracy - KS statistic (both in [0, 1]).
 
 Usage:
-    python scripts/sweep_lambda_rec.py [--factors 0.1 0.3 1 3 10] [--limit 5000] [--epochs 6]
+    python scripts/sweep_lambda_rec.py [--factors 0.1 0.3 1 3 10] [--limit 15000] [--epochs 4]
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from molshape.train import TrainConfig, train_grammar
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--factors", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0, 10.0])
-    ap.add_argument("--limit", type=int, default=5000)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--limit", type=int, default=15000)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp folder)")

@@ -22,25 +22,28 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _train(grammar: str, lines: list[str], out: Path, epochs: int) -> tuple[Path, Path]:
+def _train(grammar: str, lines: list[str], out: Path, epochs: int, limit: int | None = None) -> tuple[Path, Path]:
+    """Train as ``molshape train [--limit N]`` does: with a limit, only those rows are prepared."""
     from molshape.datasets import load_dataset
     from molshape.model import PRESETS
     from molshape.train import TrainConfig, train_grammar
 
     data_file = out / "data.txt"
     data_file.write_text("\n".join(lines) + "\n")
-    data = load_dataset(grammar, data_file, progress=False, workers=1)
+    data = load_dataset(grammar, data_file, limit=limit, progress=False, workers=1)
     cfg = PRESETS[grammar]["cpu"].replace(dec_hidden=48, dec_layers=1, enc_dense=48)
-    train_grammar(cfg, TrainConfig(epochs=epochs, batch_size=100, device="cpu", progress=False), data, out)
+    train_grammar(cfg, TrainConfig(epochs=epochs, batch_size=100, device="cpu", progress=False, limit=limit),
+                  data, out)
     return out / "best.pt", data_file
 
 
 @pytest.fixture(scope="module")
 def expr_ckpt(expr_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(checkpoint, data file): 1,400 expressions, of which the standard split holds out 1,000."""
+    """(checkpoint, data file): 1,400 expressions (the standard split holds out 1,000); as with
+    ``molshape train --limit 400``: 400 training rows, 45 valid, 45 test."""
     from conftest import read_lines
 
-    return _train("expr", read_lines(expr_path, 1400), tmp_path_factory.mktemp("expr_cli"), epochs=3)
+    return _train("expr", read_lines(expr_path, 1400), tmp_path_factory.mktemp("expr_cli"), epochs=3, limit=400)
 
 
 def run(*args: str) -> dict:
@@ -105,21 +108,22 @@ def test_decode_usage_errors(expr_ckpt, tmp_path: Path) -> None:
 def test_evaluate_expr(expr_ckpt, tmp_path: Path) -> None:
     ckpt, data = expr_ckpt
     out = tmp_path / "eval"
-    res = run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "200", "--limit", "300",
+    res = run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "200",
               "--out", str(out), "--json")
     s = json.loads(res.stdout[res.stdout.index("{"):])
     r, m = s["reconstruction"], s["samples"]
-    assert r["n_recon"] == 300 and 0 <= r["recon_sequence"] <= r["recon_canonical"] <= 1
+    assert r["n_recon"] == 45 and 0 <= r["recon_sequence"] <= r["recon_canonical"] <= 1
     assert 0 <= r["recon_per_rule"] <= 1
     assert m["n_samples"] == 200 and 0 <= m["validity"] <= 1 and "fcd" not in m
     assert 0 < s["latents"]["ks_mean"] <= s["latents"]["ks_max"] <= 1
     assert (out / "latents.png").is_file() and (out / "config.json").is_file()
     assert len((out / "samples.txt").read_text().splitlines()) == 200
-    run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "50", "--limit", "50",
-        "--out", str(out))
+    run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "50", "--limit", "20",
+        "--threads", "1", "--out", str(out))
     rows = list(csv.DictReader((ckpt.parent / "evaluate.csv").open()))
     assert len(rows) == 2 and rows[0]["samples.n_samples"] == "200" and rows[1]["samples.n_samples"] == "50"
     assert rows[0]["reconstruction.recon_sequence"] == str(r["recon_sequence"])
+    assert rows[1]["reconstruction.n_recon"] == "20"
 
 
 def test_evaluate_refuses_other_data(expr_ckpt, tmp_path: Path) -> None:

@@ -85,3 +85,18 @@ def test_baseline_objectives_share_the_network(objective: str) -> None:
     assert {"vae": "kl", "rae": "l2", "ae": "mse"}[objective] in out
     gmm = ImageAutoencoder(ImageModelConfig.for_dataset("mnist", width=0.0625))
     assert sum(p.numel() for p in gmm.decoder.parameters()) == sum(p.numel() for p in model.decoder.parameters())
+
+
+def test_resume_continues_the_same_run(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    result = CliRunner().invoke(main, [
+        "images", "train", "--dataset", "mnist", "--data", str(Path(load_image_model(run / "last.pt")[1]["data"]["source"])),
+        "--width", "0.0625", "--epochs", "2", "--limit", "200", "--batch-size", "50", "--out", str(run),
+        "--device", "cpu", "--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    _, ckpt = load_image_model(run / "last.pt")
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
+    assert ckpt["history"][0] == load_image_model(trained / "last.pt")[1]["history"][0]

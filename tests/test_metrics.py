@@ -50,7 +50,6 @@ def test_sample_metrics_expressions() -> None:
     assert m["n_unique"] == 2 and m["n_novel"] == 1
 
 
-@pytest.mark.slow
 def test_fcd_small_sets(zinc_sample: list[str]) -> None:
     near = metrics.fcd(zinc_sample[:100], zinc_sample[100:200], reference_key="fcd-test")
     # cached reference statistics: the reference list is not read again

@@ -22,6 +22,17 @@ def checkpoint_option(f):
                         help="Trained model (best.pt / last.pt). Default: the shipped model for --grammar.")(f)
 
 
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
+                              help="CPU threads for torch (1 is best on a busy machine).")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
     """The given checkpoint, or the shipped default for ``grammar``; a usage error if neither."""
     if checkpoint is not None:
@@ -64,7 +75,11 @@ def _latents(source: str, model, grammar, ckpt: dict, checkpoint: Path, n: int, 
                                      param_hint="--component")
         return gen.component_latents(model, component, n, generator), None
     if source == "expost":
-        return gen.expost_gmm(model, grammar, ckpt, checkpoint, data=data, progress=True).sample(n, generator), None
+        try:
+            gmm = gen.expost_gmm(model, grammar, ckpt, checkpoint, data=data, progress=True)
+        except ValueError as e:
+            raise click.UsageError(f"--source expost: {e}") from e
+        return gmm.sample(n, generator), None
     if source == "interpolate":
         if ends is None:
             raise click.UsageError("--source interpolate needs --between A B")
@@ -108,10 +123,12 @@ def _latents(source: str, model, grammar, ckpt: dict, checkpoint: Path, n: int, 
               help="Results file (default: stdout). Its config is written beside it.")
 @seed_option
 @device_option
+@threads_option
 @json_option
 def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, component: int | None,
             ends: tuple[str, str] | None, steps: int, input_path: Path | None, mode: str | None, attempts: int,
-            data: Path | None, batch_size: int, output: Path | None, seed: int, device: str, as_json: bool) -> None:
+            data: Path | None, batch_size: int, output: Path | None, seed: int, device: str, threads: int | None,
+            as_json: bool) -> None:
     """Sample latents and decode them to SMILES or expressions with the masked grammar decoder."""
     from molshape import generation as gen
     from molshape.model import load_model
@@ -124,6 +141,7 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     if attempts > 1 and mode != "sample":
         raise click.BadParameter("--attempts > 1 needs --mode sample", param_hint="--mode")
     checkpoint = resolve_checkpoint(checkpoint, grammar)
+    set_threads(threads)
     try:
         dev = resolve_device(device)
     except ValueError as e:

@@ -11,7 +11,7 @@ import click
 import torch
 
 from molshape.commands.common import device_option, emit_summary, json_option, seed_option, write_run_config
-from molshape.commands.decode import checkpoint_option, resolve_checkpoint
+from molshape.commands.decode import checkpoint_option, resolve_checkpoint, set_threads, threads_option
 
 GRID = 30  # molecules drawn in samples.png
 
@@ -41,18 +41,20 @@ def _split_key(idx: torch.Tensor) -> str:
               help="Output folder [default: evaluate-<checkpoint name> beside the checkpoint].")
 @seed_option
 @device_option
+@threads_option
 @json_option
 def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: int | None, data: Path | None,
-            no_fcd: bool, batch_size: int, out_dir: Path | None, seed: int, device: str, as_json: bool) -> None:
+            no_fcd: bool, batch_size: int, out_dir: Path | None, seed: int, device: str, threads: int | None,
+            as_json: bool) -> None:
     """Reconstruction accuracy on a held-out split, and validity, uniqueness, novelty, FCD and
     latent KS statistics of prior samples of a trained grammar autoencoder."""
     from molshape import generation as gen
     from molshape import metrics
-    from molshape.datasets import load_dataset
     from molshape.model import load_model
     from molshape.runtime import resolve_device, seed_everything
 
     checkpoint = resolve_checkpoint(checkpoint, grammar)
+    set_threads(threads)
     try:
         dev = resolve_device(device)
     except ValueError as e:
@@ -62,11 +64,10 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     model, g, ckpt = load_model(checkpoint, dev)
     write_run_config(out_dir, {"checkpoint": checkpoint, "split": split, "n": n, "limit": limit, "data": data,
                                "fcd": not no_fcd, "seed": seed, "device": str(dev)})
-    prepared = load_dataset(g.name, data)
-    want = (ckpt.get("data") or {}).get("sha256")
-    if want and prepared.source_sha256 != want:
-        raise click.UsageError(f"{prepared.source} is not the data {checkpoint} was trained on "
-                               f"(sha256 {prepared.source_sha256[:12]} != {want[:12]}); pass --data")
+    try:
+        prepared = gen.checkpoint_data(ckpt, g, data)
+    except ValueError as e:
+        raise click.UsageError(f"{checkpoint}: {e}") from e
     held = ckpt["split"][split][:limit]
     train = ckpt["split"]["train"]
     summary: dict[str, Any] = {"checkpoint": str(checkpoint), "grammar": g.name,

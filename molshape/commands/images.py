@@ -28,7 +28,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@click.group("images")
+@click.group("images", epilog="Example (CPU, minutes): molshape images train --dataset mnist --data DIR "
+             "--preset cpu --out runs/mnist-gmm && molshape images evaluate --checkpoint runs/mnist-gmm/last.pt")
 def command() -> None:
     """Image benchmarks (MNIST, Fashion-MNIST, SVHN, CelebA) with the shared latent objectives."""
 
@@ -44,7 +45,7 @@ def _human_train(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@command.command("train")
+@command.command("train", short_help="Train an image autoencoder (gmm, vae, rae, ae).")
 @click.option("--dataset", type=click.Choice(DATASETS), default="mnist", show_default=True)
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Local copy: folder of IDX files / .mat files / CelebA JPEGs (default: download cache).")
@@ -111,7 +112,7 @@ def _human_eval(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@command.command("evaluate")
+@command.command("evaluate", short_help="FID columns, clustering accuracy and PNG grids of a checkpoint.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="last.pt or best.pt of `molshape images train`.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,

@@ -5,10 +5,15 @@
 Fashion-MNIST zero-padded from 28 to 32, SVHN 32, CelebA centre-cropped to 140 and
 resized to 64) with a seeded ``train`` / ``test`` split:
 
-- the official train and test files when both are present;
-- otherwise (e.g. only MNIST ``t10k`` here, or a CelebA folder without
-  ``list_eval_partition.txt``) a seeded split holding out ``test_fraction`` (10 %) of
-  the images: 10,000 MNIST ``t10k`` images -> 9,000 train + 1,000 test.
+- the official train and test files when both are present (CelebA: its
+  ``list_eval_partition.txt``, whose valid and test parts are both held out);
+- otherwise (e.g. only MNIST ``t10k`` here) a seeded split holding out
+  ``test_fraction`` (10 %) of the images: 10,000 MNIST ``t10k`` images -> 9,000 train
+  + 1,000 test.
+
+Unreadable CelebA JPEGs are skipped, counted in ``failed`` and logged. The prepared
+CelebA array (2.5 GB for 202,599 faces) is cached as ``.npz`` in
+``molshape.runtime.cache_dir()`` keyed by the folder listing.
 
 Images stay ``uint8`` until the model converts them, so a batch moves to the GPU at a
 quarter of the float size.
@@ -192,14 +197,18 @@ def _load_svhn(data: Path | None) -> tuple[list[tuple[np.ndarray, np.ndarray]], 
     return [readers.read_svhn_mat(f) for f in files], files, str(files[0].parent)
 
 
-def _celeba_folder(data: Path | None) -> Path:
+def _celeba_folder(data: Path | None) -> tuple[Path, Path | None]:
+    """The folder of aligned JPEGs and, when found, ``list_eval_partition.txt``."""
     if data is not None and data.is_dir() and not (data / "img_align_celeba.zip").is_file():
-        return data / "img_align_celeba" if (data / "img_align_celeba").is_dir() else data
+        folder = data / "img_align_celeba" if (data / "img_align_celeba").is_dir() else data
+        near = [p / "list_eval_partition.txt" for p in (folder, folder.parent)]
+        return folder, next((p for p in near if p.is_file()), None)
     found = _registry_parts("celeba", data)
     if "images" not in found:
         raise _not_found("celeba", data, "img_align_celeba.zip or folder of aligned JPEGs")
     folder = _extract_zip(found["images"])
-    return folder / "img_align_celeba" if (folder / "img_align_celeba").is_dir() else folder
+    folder = folder / "img_align_celeba" if (folder / "img_align_celeba").is_dir() else folder
+    return folder, found.get("partition")
 
 
 def _load_celeba(folder: Path, limit: int | None) -> tuple[np.ndarray, list[str], list[tuple[str, str]], str]:
@@ -217,25 +226,27 @@ def _load_celeba(folder: Path, limit: int | None) -> tuple[np.ndarray, list[str]
     cached = cache_dir() / "images" / f"celeba-{key[:16]}.npz"
     if cached.exists():
         z = np.load(cached, allow_pickle=False)
-        names = [str(s) for s in z["names"]]
-        return z["images"], names, [], key
+        failed = [tuple(str(s).split("\t", 1)) for s in z["failed"]]
+        return z["images"], [str(s) for s in z["names"]], failed, key
     images, kept, failed = readers.read_image_folder(files, progress=len(files) > 1000)
     names = [files[i].name for i in kept]
     if len(files) > 1000:  # worth caching; tiny folders (tests) are re-read
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, images=images, names=np.array(names))
+        np.savez(cached, images=images, names=np.array(names),
+                 failed=np.array([f"{f}\t{why}" for f, why in failed], dtype=str))
     return images, names, failed, key
 
 
-def _celeba_partition(folder: Path, names: list[str]) -> np.ndarray | None:
-    """Official partition (0 train, 1 valid, 2 test) from ``list_eval_partition.txt`` if present."""
-    for cand in (folder / "list_eval_partition.txt", folder.parent / "list_eval_partition.txt",
-                 folder.parent.parent / "list_eval_partition.txt"):
-        if cand.is_file():
-            table = dict(line.split()[:2] for line in cand.read_text().splitlines() if len(line.split()) >= 2)
-            if all(n in table for n in names):
-                return np.array([int(table[n]) for n in names])
-    return None
+def _celeba_partition(path: Path | None, names: list[str]) -> np.ndarray | None:
+    """Official partition (0 train, 1 valid, 2 test) of ``names`` from ``list_eval_partition.txt``."""
+    if path is None:
+        return None
+    table = dict(line.split()[:2] for line in path.read_text().splitlines() if len(line.split()) >= 2)
+    missing = [n for n in names if n not in table]
+    if missing:
+        log.warning("%s lacks %d of the images (e.g. %s); using a seeded split instead", path, len(missing), missing[0])
+        return None
+    return np.array([int(table[n]) for n in names])
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -255,11 +266,11 @@ def load_images(name: str, data: Path | None = None, limit: int | None = None,
     data = _check_data(name, data)
     failed: list[tuple[str, str]] = []
     if name == "celeba":
-        folder = _celeba_folder(data)
+        folder, partition = _celeba_folder(data)
         source = str(folder)
         x, names, failed, sha = _load_celeba(folder, limit)
         y = None
-        part = _celeba_partition(folder, names)
+        part = _celeba_partition(partition, names)
         if part is not None:  # official partition: train rows first, valid + test held out
             x, n_train = x[np.argsort(part != 0, kind="stable")], int((part == 0).sum())
     else:

@@ -18,7 +18,6 @@ Clustering accuracy: test latents assigned to mixture components (``prior.assign
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,6 @@ from molshape.images.inception import inception_extractor
 from molshape.images.metrics import clustering_accuracy, frechet_distance
 from molshape.images.model import ImageAutoencoder, load_image_model
 from molshape.images.training import encode_all
-
-log = logging.getLogger(__name__)
 
 COLUMNS = ("prior", "expost", "reconstruction", "interpolation")
 
@@ -66,7 +63,7 @@ def fit_expost(z_train: Tensor, n_components: int, seed: int):
                            random_state=seed).fit(z_train.double().numpy())
 
 
-def generated_sets(model: ImageAutoencoder, test: Tensor, z_test: Tensor, gmm, n: int,
+def generated_sets(model: ImageAutoencoder, z_test: Tensor, gmm, n: int,
                    gen: torch.Generator) -> dict[str, Tensor]:
     """The four generated image sets of the poster, ``n`` images each."""
     z_prior = model.objective.sample_prior(n, generator=gen).float()
@@ -134,7 +131,7 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
     z_test = encode_all(model, test)
     k_expost = expost_components or (model.prior.n_components if model.config.objective == "gmm" else 10)
     gmm = fit_expost(z_train, k_expost, seed)
-    sets = generated_sets(model, test, z_test, gmm, n, gen)
+    sets = generated_sets(model, z_test, gmm, n, gen)
     real_train = images.images[images.split["train"][torch.randperm(images.split["train"].numel(), generator=gen)[:n]]]
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint), "dataset": images.name, "objective": model.config.objective,

@@ -11,7 +11,6 @@ paper's network; ``width = 0.125`` (16-32-64-128 channels) trains on a CPU.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 BASE_CHANNELS = (128, 256, 512, 1024)
