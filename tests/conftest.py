@@ -7,6 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One torch thread: on small tensors, two threads on a shared 2-core machine are many
+# times slower (oversubscription), and results do not depend on the thread count.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 # ../shared/data beside the checkout (developers, CI); MOLSHAPE_DATA_DIR overrides.

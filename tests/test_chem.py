@@ -106,3 +106,29 @@ def test_draw_grid(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no valid molecule"):
         chem.draw_grid(["C1CC"], None, tmp_path / "h.png")
+
+
+def test_score_cli_csv_json_and_bad_rows(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from molshape.cli import main
+
+    inp = tmp_path / "in.smi"
+    inp.write_text("smiles\nCCCCCCCCCCCC id1\nC1CC\n\nCCCCCc1cccc(c1)\n")
+    out = tmp_path / "scores.csv"
+    res = CliRunner().invoke(main, ["score", "--input", str(inp), "-o", str(out), "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert (summary["n"], summary["valid"], summary["invalid"]) == (4, 2, 2)
+    assert [r["row"] for r in summary["invalid_rows"]] == [2, 3]
+    rows = list(csv.DictReader(out.open()))
+    assert [r["input"] for r in rows] == ["CCCCCCCCCCCC", "C1CC", "", "CCCCCc1cccc(c1)"]
+    assert round(float(rows[0]["score"]), 2) == 4.15 and rows[1]["score"] == "" and "syntax" in rows[1]["reason"]
+    assert set(rows[0]) >= {"logp", "sa", "cycle", "valid", "reason"}
+    assert (tmp_path / "scores.csv.config.json").is_file()
+    res = CliRunner().invoke(main, ["score", "--target", "qed", "CCO"], catch_exceptions=False)
+    assert res.exit_code == 0 and "CCO,True,0.40" in res.stdout
+    res = CliRunner().invoke(main, ["score"])
+    assert res.exit_code != 0 and "either as arguments" in res.output

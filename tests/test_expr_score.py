@@ -72,3 +72,18 @@ def test_gvae_dataset_scores(expr_sample):
     assert scores.shape == (200,)
     assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= es.WORST).all()
     assert (scores < es.WORST).mean() > 0.5
+
+
+def test_score_cli_expr():
+    import json
+
+    from click.testing import CliRunner
+
+    from molshape.cli import main
+
+    res = CliRunner().invoke(main, ["score", "--target", "expr", "1/3+x+sin(x*x)", "x+", "--json"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout[res.stdout.index("{"):])
+    assert (s["valid"], s["invalid"], s["best"]) == (1, 1, "1/3+x+sin(x*x)")
+    assert "x+,False,6.90875" in res.stdout

@@ -145,3 +145,90 @@ def test_config_validation():
         OptimizeConfig(batch=0)
     with pytest.raises(ValueError, match="surrogate"):
         SurrogateConfig(kind="big")
+
+
+# ---------------------------------------------------------------- with a real (tiny, untrained) model
+
+
+def tiny_checkpoint(grammar: str, lines: list[str], out) -> tuple:
+    """(checkpoint, data file) of an untrained small model whose split is the data file's."""
+    from molshape.checkpoint import save_checkpoint
+    from molshape.datasets import load_dataset
+    from molshape.model import PRESETS, build_model
+
+    data_file = out / "data.txt"
+    data_file.write_text("\n".join(lines) + "\n")
+    data = load_dataset(grammar, data_file, progress=False, workers=1)
+    cfg = PRESETS[grammar]["cpu"].replace(dec_hidden=32, dec_layers=1, enc_dense=32)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    ckpt = {"model": model.state_dict(), "model_config": cfg.to_dict(), "grammar": grammar,
+            "grammar_hash": model.grammar.hash if hasattr(model, "grammar") else None, "kind": "grammar",
+            "data": {"source": data.source, "sha256": data.source_sha256}, "split": data.split}
+    from molshape.grammar import load_grammar
+
+    ckpt["grammar_hash"] = load_grammar(grammar).hash
+    path = save_checkpoint(ckpt, out / "best.pt")
+    return path, data_file
+
+
+def cli(*args: str) -> dict:
+    from click.testing import CliRunner
+
+    from molshape.cli import main
+
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout[res.stdout.index("{"):])
+
+
+def test_cli_expr_data_init_smoke_and_cache(expr_sample, tmp_path):
+    from molshape.runtime import cache_dir
+
+    ckpt, data = tiny_checkpoint("expr", expr_sample[:300], tmp_path)
+    out = tmp_path / "bo"
+    s = cli("optimize", "--checkpoint", str(ckpt), "--data", str(data), "--init", "data", "--smoke",
+            "--surrogate", "exact", "--device", "cpu", "--out", str(out), "--json")
+    assert s["initial_data"].startswith("data:data.txt") and s["n_initial"] == 64
+    assert s["evaluations"] == 4 and s["target"] == "expr" and s["higher_is_better"] is False
+    rows = read_csv(out / "proposals.csv")
+    assert len(rows) == 4 and all(r["valid"] in ("True", "False") for r in rows)
+    for r in rows:
+        if r["valid"] == "True":  # the recorded score is the expression's own score
+            from molshape.expr_score import expression_score
+
+            assert float(r["score"]) == pytest.approx(expression_score(r["string"]))
+    assert json.loads((out / "config.json").read_text())["n_init"] == 64
+    cached = sorted(p.name.split("-")[0] for p in (cache_dir() / "optimize").iterdir())
+    assert cached == ["latents", "scores"]
+    # a second run with another seed reuses the encoded, scored initial data
+    s2 = cli("optimize", "--checkpoint", str(ckpt), "--data", str(data), "--init", "data", "--smoke",
+             "--surrogate", "exact", "--device", "cpu", "--out", str(tmp_path / "bo2"), "--json")
+    assert s2["n_initial"] == 64 and len(list((cache_dir() / "optimize").iterdir())) == 2
+
+
+def test_cli_expr_prior_init_with_attempts(tmp_path):
+    ckpt, _ = tiny_checkpoint("expr", ["x+1", "sin(x)*2", "x*x", "exp(x)/3"] * 5, tmp_path)
+    out = tmp_path / "bo"
+    s = cli("optimize", "--checkpoint", str(ckpt), "--init", "prior", "--n-init", "40", "--smoke",
+            "--attempts", "3", "--strategy", "turbo", "--surrogate", "exact", "--device", "cpu",
+            "--out", str(out), "--json")
+    assert s["initial_data"].startswith("prior (") and s["n_initial"] == 40
+    assert s["attempts"] == 3 and s["argmax_decoding"]["evaluations"] == 4
+    rows = read_csv(out / "proposals.csv")
+    assert "argmax_string" in rows[0] and len(rows) == 4
+
+
+@pytest.mark.slow
+def test_cli_smiles_logp(zinc_sample, tmp_path):
+    """Penalized logP end to end; an untrained decoder mostly fails, which must be counted, not crash."""
+    ckpt, data = tiny_checkpoint("smiles", zinc_sample[:300], tmp_path)
+    out = tmp_path / "bo"
+    s = cli("optimize", "--checkpoint", str(ckpt), "--data", str(data), "--smoke", "--batch", "3",
+            "--n-init", "40", "--surrogate", "svgp", "--device", "cpu", "--out", str(out), "--json")
+    assert s["initial_data"].startswith("data:") and s["evaluations"] == 3 and s["target"] == "logp"
+    rows = read_csv(out / "proposals.csv")
+    assert len(rows) == 3
+    assert all((r["valid"] == "True") == (r["reason"] == "") for r in rows)
+    assert s["valid"] == sum(r["valid"] == "True" for r in rows)
+    assert (out / "best_vs_evaluations.png").is_file()
