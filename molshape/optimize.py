@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from molshape.checkpoint import load_checkpoint, save_checkpoint
-from molshape.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales
+from molshape.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.trust_region import TrustRegion
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ def run_seed(problem: Problem, cfg: OptimizeConfig, seed: int, state_path: Path,
         metrics = evaluate_surrogate(model, state["X_test"].to(device), state["Y_test"].to(device))
         trust = TrustRegion.from_dict(state["turbo"]) if state["turbo"] else None
         t0 = time.perf_counter()
-        cand = propose(model, X.to(device), Y.to(device), cfg, trust).cpu()  # [q x d] unit cube
+        with linear_algebra():
+            cand = propose(model, X.to(device), Y.to(device), cfg, trust).cpu()  # [q x d] unit cube
         t_acq = time.perf_counter() - t0
         t0 = time.perf_counter()
         records = problem.evaluate(lo + cand * (hi - lo))

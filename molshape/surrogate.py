@@ -4,8 +4,9 @@ Two choices, both fitted with ``fit_gpytorch_mll`` in double precision:
 
 * ``svgp``: GVAE's choice, a sparse variational GP (``SingleTaskVariationalGP``) with
   ``inducing`` learned inducing points on all training points, trained on the variational
-  ELBO (full batch L-BFGS up to ``full_batch_max`` points, else Adam over minibatches of
-  ``10 x inducing`` points like GVAE's own ADAM training).
+  ELBO with Adam (``steps`` full-batch steps through ``fit_gpytorch_mll`` up to
+  ``full_batch_max`` points, else minibatches of ``10 x inducing`` points like GVAE's own
+  ADAM training).
 * ``exact``: an exact ``SingleTaskGP`` on at most ``exact_max`` points: the best half
   by score plus a random half of the rest. Expected improvement only needs the model to
   be right near the top, and an exact GP on 2,000 points fits in seconds.
@@ -25,9 +26,12 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 
+import gpytorch
 import torch
 from botorch.fit import fit_gpytorch_mll
+from botorch.optim.fit import fit_gpytorch_mll_torch
 from botorch.models import SingleTaskGP, SingleTaskVariationalGP
 from botorch.models.model import Model
 from botorch.models.transforms.outcome import Standardize
@@ -38,15 +42,25 @@ log = logging.getLogger(__name__)
 
 KINDS = ("auto", "exact", "svgp")
 
+#: gpytorch switches from Cholesky to CG/Lanczos above 800 points by default, which is
+#: several times slower (and noisier) for the few-thousand-point exact GPs used here.
+MAX_CHOLESKY = 20_000
+
+
+def linear_algebra():
+    """Context for fitting and querying surrogates: exact Cholesky up to ``MAX_CHOLESKY`` points."""
+    return gpytorch.settings.max_cholesky_size(MAX_CHOLESKY)
+
 
 @dataclass
 class SurrogateConfig:
     kind: str = "auto"          # auto | exact | svgp
     inducing: int = 500         # svgp inducing points (GVAE: 500)
     exact_max: int = 2000       # exact GP: at most this many points (best half + random half)
-    full_batch_max: int = 20_000  # svgp: L-BFGS on the full ELBO up to here, else minibatch Adam
+    full_batch_max: int = 20_000  # svgp: full-batch Adam steps on the ELBO up to here, else minibatches
+    steps: int = 300            # svgp full-batch Adam steps
     epochs: int = 20            # svgp minibatch Adam: passes over the data
-    lr: float = 0.01            # svgp minibatch Adam learning rate
+    lr: float = 0.02            # svgp Adam learning rate
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,14 +90,17 @@ def fit_surrogate(X: Tensor, Y: Tensor, cfg: SurrogateConfig | None = None,
         raise ValueError("fit_surrogate: Y has non-finite values; replace invalid scores first")
     kind = resolve_kind(cfg, X.shape[0])
     t0 = time.perf_counter()
-    if kind == "exact":
-        idx = subset_indices(Y[:, 0], cfg.exact_max, generator)
-        model = SingleTaskGP(X[idx], Y[idx], outcome_transform=Standardize(m=1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    else:
-        model = _fit_svgp(X, Y, cfg, generator)
+    with linear_algebra():
+        if kind == "exact":
+            idx = subset_indices(Y[:, 0], cfg.exact_max, generator)
+            model = SingleTaskGP(X[idx], Y[idx], outcome_transform=Standardize(m=1))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        else:
+            model = _fit_svgp(X, Y, cfg, generator)
     model.eval()
-    log.info("fitted %s GP on %d points x %d dims in %.1f s", kind, X.shape[0], X.shape[1], time.perf_counter() - t0)
+    used = model.train_inputs[0].shape[-2] if kind == "exact" else X.shape[0]
+    log.info("fitted %s GP on %d of %d points x %d dims in %.1f s", kind, used, X.shape[0], X.shape[1],
+             time.perf_counter() - t0)
     return model
 
 
@@ -111,7 +128,11 @@ def _fit_svgp(X: Tensor, Y: Tensor, cfg: SurrogateConfig, generator: torch.Gener
         model = SingleTaskVariationalGP(X, Y, inducing_points=start, outcome_transform=Standardize(m=1))
     mll = VariationalELBO(model.likelihood, model.model, num_data=n)
     if n <= cfg.full_batch_max:
-        fit_gpytorch_mll(mll)
+        # Adam for a fixed number of full-batch steps: scipy L-BFGS on the ELBO's many
+        # variational parameters rarely converges and botorch then retries it 5 times
+        fit_gpytorch_mll(mll, optimizer=fit_gpytorch_mll_torch, max_attempts=1,
+                         optimizer_kwargs={"step_limit": cfg.steps,
+                                           "optimizer": partial(torch.optim.Adam, lr=cfg.lr)})
         return model
     _adam_minibatches(model, mll, cfg, generator)
     return model
@@ -145,10 +166,11 @@ def evaluate_surrogate(model: Model, X: Tensor, Y: Tensor, batch_size: int = 204
     if X.shape[0] == 0:
         return {"rmse": math.nan, "loglik": math.nan}
     means, variances = [], []
-    for i in range(0, X.shape[0], batch_size):
-        post = model.posterior(X[i:i + batch_size], observation_noise=True)
-        means.append(post.mean[..., 0])
-        variances.append(post.variance[..., 0])
+    with linear_algebra():
+        for i in range(0, X.shape[0], batch_size):
+            post = model.posterior(X[i:i + batch_size], observation_noise=True)
+            means.append(post.mean[..., 0])
+            variances.append(post.variance[..., 0])
     mean, var = torch.cat(means), torch.cat(variances).clamp_min(1e-12)
     err = Y[:, 0] - mean
     rmse = err.pow(2).mean().sqrt().item()

@@ -13,13 +13,6 @@ from click.testing import CliRunner
 from molshape.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: on a shared 2-core machine extra intra-op threads only spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _train(grammar: str, lines: list[str], out: Path, epochs: int, limit: int | None = None) -> tuple[Path, Path]:

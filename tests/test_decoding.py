@@ -12,13 +12,6 @@ from molshape.parser import get_parser
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: on a shared 2-core machine extra intra-op threads only spin (~50x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 class ReplayModel(torch.nn.Module):
     """Emits precomputed logits step by step and records the rules fed back to it."""

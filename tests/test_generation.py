@@ -14,13 +14,6 @@ from molshape.model import PRESETS, build_model
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: on a shared 2-core machine extra intra-op threads only spin (~50x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 @pytest.fixture(scope="module")
 def expr_model(expr_path: Path, tmp_path_factory: pytest.TempPathFactory):

@@ -13,13 +13,6 @@ from molshape.grammar import load_grammar
 from molshape.regularizer import GMMPrior
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """ChemNet and tiny tensors: on a shared 2-core machine extra threads only spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_sample_metrics_smiles(zinc_sample: list[str]) -> None:

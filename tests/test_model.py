@@ -11,9 +11,6 @@ from molshape.grammar import load_grammar
 from molshape.model import PRESETS, GrammarAutoencoder, ModelConfig, build_model, rec_heuristic
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

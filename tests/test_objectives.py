@@ -8,9 +8,6 @@ import torch
 from molshape.objectives import OBJECTIVES, build_objective
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def test_registry_and_terms() -> None:

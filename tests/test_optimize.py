@@ -17,13 +17,6 @@ from molshape.trust_region import TrustRegion
 CENTER = torch.tensor([0.5, -0.5, 0.25, 0.0], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the 2 shared cores are oversubscribed: OpenMP spinning makes small GP fits 5x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def synthetic_problem(n: int = 40, higher_is_better: bool = True) -> Problem:

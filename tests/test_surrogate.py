@@ -10,12 +10,6 @@ import torch
 from molshape.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, subset_indices
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def f(X: torch.Tensor) -> torch.Tensor:

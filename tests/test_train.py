@@ -13,9 +13,6 @@ from molshape.model import PRESETS, load_model
 from molshape.train import TrainConfig, argmax_decode, train_grammar
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,6 @@ from molshape.checkpoint import load_checkpoint
 from molshape.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _args(expr_path, out, *extra: str) -> list[str]:
