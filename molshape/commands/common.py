@@ -16,6 +16,39 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a mach
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 
 
+def checkpoint_option(f):
+    """``--checkpoint`` plus ``--grammar``, which picks a shipped model when none is given."""
+    f = click.option("--grammar", type=click.Choice(["smiles", "expr"]), default="smiles", show_default=True,
+                     help="Grammar of the shipped model used when --checkpoint is not given.")(f)
+    return click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Trained model (best.pt / last.pt). Default: the shipped model for --grammar.")(f)
+
+
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
+                              help="CPU threads for torch (1 is best on a busy machine).")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
+    """The given checkpoint, or the shipped default for ``grammar``; a usage error if neither."""
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise click.BadParameter(f"no such file: {checkpoint}", param_hint="--checkpoint")
+        return checkpoint
+    try:
+        from molshape.pretrained import default_checkpoint
+
+        return default_checkpoint(grammar)
+    except (ImportError, FileNotFoundError, ValueError) as e:
+        raise click.UsageError(f"--checkpoint is required: {e}") from e
+
+
 def emit_summary(summary: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str] | None = None) -> None:
     """Print ``summary`` as one JSON object on stdout (``--json``) or as readable lines on stderr."""
     if as_json:
@@ -41,3 +74,15 @@ def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()
     return str(x)
+
+
+def resolve_preset(preset: str, device: str) -> str:
+    """``auto`` -> ``paper`` on CUDA, ``cpu`` otherwise: one code path, sized for the device."""
+    if preset != "auto":
+        return preset
+    from molshape.runtime import resolve_device
+
+    try:
+        return "paper" if resolve_device(device).type == "cuda" else "cpu"
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--device") from e

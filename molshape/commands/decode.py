@@ -9,42 +9,10 @@ from typing import Any
 
 import click
 
-from molshape.commands.common import device_option, emit_summary, json_option, seed_option, write_run_config
+from molshape.commands.common import (checkpoint_option, device_option, emit_summary, json_option, resolve_checkpoint,
+                                      seed_option, set_threads, threads_option, write_run_config)
 
 SOURCES = ("prior", "component", "expost", "interpolate", "input")
-
-
-def checkpoint_option(f):
-    """``--checkpoint`` plus ``--grammar``, which picks a shipped model when none is given."""
-    f = click.option("--grammar", type=click.Choice(["smiles", "expr"]), default="smiles", show_default=True,
-                     help="Grammar of the shipped model used when --checkpoint is not given.")(f)
-    return click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        help="Trained model (best.pt / last.pt). Default: the shipped model for --grammar.")(f)
-
-
-threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="CPU threads for torch (1 is best on a busy machine).")
-
-
-def set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
-    """The given checkpoint, or the shipped default for ``grammar``; a usage error if neither."""
-    if checkpoint is not None:
-        if not checkpoint.is_file():
-            raise click.BadParameter(f"no such file: {checkpoint}", param_hint="--checkpoint")
-        return checkpoint
-    try:
-        from molshape.pretrained import default_checkpoint
-
-        return default_checkpoint(grammar)
-    except (ImportError, FileNotFoundError, ValueError) as e:
-        raise click.UsageError(f"--checkpoint is required: {e}") from e
 
 
 def read_inputs(path: Path, grammar: str) -> list[str]:

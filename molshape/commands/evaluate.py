@@ -11,7 +11,7 @@ import click
 import torch
 
 from molshape.commands.common import device_option, emit_summary, json_option, seed_option, write_run_config
-from molshape.commands.decode import checkpoint_option, resolve_checkpoint, set_threads, threads_option
+from molshape.commands.common import checkpoint_option, resolve_checkpoint, set_threads, threads_option
 
 GRID = 30  # molecules drawn in samples.png
 
@@ -25,7 +25,7 @@ def _split_key(idx: torch.Tensor) -> str:
 
 
 @click.command("evaluate", epilog="Outputs: <out>/samples.txt, samples.png (SMILES), latents.png, "
-               "config.json, summary.json; one row per run appended to evaluate.csv beside the checkpoint.")
+               "config.json, summary.json; one row per run appended to evaluate.csv beside the checkpoint (runs/ for shipped models).")
 @checkpoint_option
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Held-out split for reconstruction, FCD reference and KS statistics.")
@@ -59,7 +59,11 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
         dev = resolve_device(device)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--device") from e
-    out_dir = out_dir or checkpoint.parent / f"evaluate-{checkpoint.stem}"
+    from molshape.pretrained import pretrained_dir
+
+    # results sit beside the checkpoint, except for shipped models (the package folder may be read-only)
+    home = Path("runs") if checkpoint.resolve().parent == pretrained_dir().resolve() else checkpoint.parent
+    out_dir = out_dir or home / f"evaluate-{checkpoint.stem}"
     generator = seed_everything(seed)
     model, g, ckpt = load_model(checkpoint, dev)
     write_run_config(out_dir, {"checkpoint": checkpoint, "split": split, "n": n, "limit": limit, "data": data,
@@ -120,7 +124,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     import json
 
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    metrics.append_csv(checkpoint.parent / "evaluate.csv",
+    metrics.append_csv(home / "evaluate.csv",
                        {"checkpoint": str(checkpoint), **metrics.flat_numbers({k: v for k, v in summary.items()
                                                                                if k not in ("files", "checkpoint")})})
     emit_summary(summary, as_json, _human)

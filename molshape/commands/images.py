@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from molshape.commands.common import device_option, emit_summary, json_option, seed_option, write_run_config
+from molshape.commands.common import device_option, emit_summary, json_option, resolve_preset, seed_option, write_run_config
 
 DATASETS = ("mnist", "fashion-mnist", "svhn", "celeba")
 OBJECTIVES = ("gmm", "vae", "rae", "ae")
@@ -51,8 +51,8 @@ def _human_train(s: dict[str, Any]) -> str:
               help="Local copy: folder of IDX files / .mat files / CelebA JPEGs (default: download cache).")
 @click.option("--model", "objective", type=click.Choice(OBJECTIVES), default="gmm", show_default=True,
               help="Latent objective.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
-              help="paper: width 1, 100 epochs, paper lr; cpu: width 0.125, 15 epochs, lr 1e-3.")
+@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
+              help="paper: width 1, 100 epochs, paper lr; cpu: width 0.125, 15 epochs, lr 1e-3; auto: paper on CUDA, cpu otherwise.")
 @click.option("--width", type=float, default=None, help="Channel multiplier of 128-256-512-1024 [preset].")
 @click.option("--latent", "latent_dim", type=int, default=None, help="Latent dimension [paper: 10/10/100/64].")
 @click.option("--components", "n_components", type=int, default=None, help="Mixture components K [10; CelebA 20].")
@@ -78,6 +78,7 @@ def train(dataset: str, data: Path | None, objective: str, preset: str, width: f
     from molshape.images.training import train_images
     from molshape.train import TrainConfig
 
+    preset = resolve_preset(preset, device)
     settings = {**PAPER[dataset], **PRESETS[preset]}
     model_config = ImageModelConfig.for_dataset(
         dataset, objective=objective, width=width or settings["width"],

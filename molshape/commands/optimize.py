@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from molshape.commands.common import device_option, emit_summary, json_option, write_run_config
-from molshape.commands.decode import checkpoint_option, resolve_checkpoint
+from molshape.commands.common import (checkpoint_option, device_option, emit_summary, json_option, resolve_checkpoint,
+                                      set_threads, threads_option, write_run_config)
 
 SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restarts=2, raw_samples=32)
 
@@ -47,15 +48,16 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
               help="optimize_acqf initial candidates per proposal.")
 @click.option("--smoke", is_flag=True, help="Tiny run in seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
               + " (explicit options win).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads [default: torch's].")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@threads_option
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: runs/optimize-<target>-<strategy>-<time>]; pass an existing one to resume.")
 @device_option
 @json_option
 @click.pass_context
 def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: str | None, strategy: str,
             iterations: int, batch: int, seeds: int, seed: int, init: str, n_init: int | None, data: Path | None,
             attempts: int, surrogate: str, inducing: int, exact_max: int, num_restarts: int, raw_samples: int,
-            smoke: bool, threads: int | None, out: Path, device: str, as_json: bool) -> None:
+            smoke: bool, threads: int | None, out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
     import torch
 
@@ -70,8 +72,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         for k, v in SMOKE.items():
             if ctx.get_parameter_source(k) != click.core.ParameterSource.COMMANDLINE:
                 params[k] = v
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     checkpoint = resolve_checkpoint(checkpoint, grammar)
     try:
         dev = resolve_device(device)
@@ -81,6 +82,8 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
     target = target or {"smiles": "logp", "expr": "expr"}.get(g.name)
     if target is None:
         raise click.UsageError(f"model grammar {g.name!r} has no default target; pass --target")
+    if out is None:  # a fresh folder: resuming is always an explicit choice
+        out = Path("runs") / f"optimize-{target}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = OptimizeConfig(
         iterations=params["iterations"], batch=params["batch"], seeds=params["seeds"], seed=seed, strategy=strategy,
         num_restarts=params["num_restarts"], raw_samples=params["raw_samples"],

@@ -8,15 +8,17 @@ from typing import Any
 
 import click
 
-from molshape.commands.common import device_option, emit_summary, json_option, seed_option, write_run_config
+from molshape.commands.common import (device_option, emit_summary, json_option, resolve_preset, seed_option,
+                                      set_threads, threads_option, write_run_config)
 
 
 @click.command(name="train")
 @click.option("--grammar", "grammar_name", type=click.Choice(["smiles", "expr"]), default="smiles", show_default=True)
 @click.option("--model", "objective", type=click.Choice(["gmm", "vae", "rae", "ae"]), default="gmm", show_default=True,
               help="Latent objective: gmm (GMM-DAE), vae (GVAE), rae (RAE), ae (none).")
-@click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
-              help="Model sizes: paper = GVAE's, cpu = small enough for ~1 h of CPU training.")
+@click.option("--preset", type=click.Choice(["auto", "cpu", "paper"]), default="auto", show_default=True,
+              help="Model sizes: paper = GVAE's, cpu = small enough for ~1 h of CPU training; "
+                   "auto = paper on CUDA, cpu otherwise.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Data file (default: the standard set).")
 @click.option("--limit", type=int, default=None, help="Train on the first N training items.")
 @click.option("--valid-limit", type=int, default=None, help="Validate/test on the first N items.")
@@ -34,7 +36,7 @@ from molshape.commands.common import device_option, emit_summary, json_option, s
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (1 is best on a busy machine).")
+@threads_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: runs/<grammar>-<model>-<preset>.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -58,11 +60,11 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     from molshape.train import TRAIN_DEFAULTS, TrainConfig, train_grammar
 
     for name, value in (("--limit", limit), ("--epochs", epochs), ("--batch-size", batch_size),
-                        ("--valid-limit", valid_limit), ("--threads", threads)):
+                        ("--valid-limit", valid_limit)):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
+    preset = resolve_preset(preset, device)
     defaults = TRAIN_DEFAULTS[grammar_name][preset]
     model_cfg = PRESETS[grammar_name][preset].replace(
         objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, n_components=components,
