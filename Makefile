@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/molshape optimize --target logp --demo --out $(DEMO_OUT)
+	$(BIN)/molshape optimize --target logp --init prior --n-init 300 --seeds 1 --iterations 3 --batch 20 \
+		--surrogate exact --exact-max 300 --threads 1 --out $(DEMO_OUT)-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from molshape.runtime import json_safe
+
 #: proposal columns written first; any extra record keys follow in sorted order
 COLUMNS = ("seed", "iteration", "index", "valid", "string", "score")
 
@@ -97,7 +99,7 @@ def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
     summary["timing_s"] = {k: float(sum(m[k] for s in states for m in s["metrics"]))
                            for k in ("fit_s", "acquisition_s", "evaluate_s")}
     summary["initial_best"] = mean_se([_sign(problem) * s["initial_best"] for s in states])
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     plot_best(states, problem, out_dir / "best_vs_evaluations.png")
     top = outcome(records, problem.higher_is_better, n_top=12)["top"]
     if top and problem.kind == "smiles":
@@ -106,7 +108,7 @@ def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
         draw_grid([t["string"] for t in top], [f"{t['score']:.2f} (seed {t['seed']})" for t in top],
                   out_dir / "top_molecules.png")
         summary["top_molecules_png"] = str(out_dir / "top_molecules.png")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     return summary
 
 

@@ -38,6 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from molshape.checkpoint import load_checkpoint, save_checkpoint
+from molshape.runtime import json_safe
 from molshape.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.trust_region import TrustRegion
 
@@ -123,7 +124,7 @@ def optimize(model, grammar, target: str, config: OptimizeConfig, out_dir: Path,
     summary = run_bo(problem, config, out_dir, progress=progress, device=device)
     summary["target"] = target
     summary["attempts"] = attempts
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    (Path(out_dir) / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     return summary
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,3 +44,14 @@ def cache_dir() -> Path:
         path = Path(user_cache_dir("molshape"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with non-finite floats replaced by ``None`` (NaN is not JSON)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x

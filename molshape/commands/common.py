@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import click
 
+from molshape.runtime import json_safe
+
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
@@ -52,7 +54,7 @@ def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
 def emit_summary(summary: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str] | None = None) -> None:
     """Print ``summary`` as one JSON object on stdout (``--json``) or as readable lines on stderr."""
     if as_json:
-        click.echo(json.dumps(summary, indent=2, default=_jsonable))
+        click.echo(json.dumps(json_safe(summary), indent=2, default=_jsonable, allow_nan=False))
     else:
         text = human(summary) if human else "\n".join(f"{k}: {v}" for k, v in summary.items())
         click.echo(text, err=True)

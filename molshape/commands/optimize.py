@@ -114,5 +114,7 @@ def _human(s: dict[str, Any]) -> str:
         a = s["argmax_decoding"]
         lines.append(f"  argmax decoding of the same proposals: valid {_pm(a['fraction_valid'])}, "
                      f"mean valid score {_pm(a['mean_valid_score'])}")
+    if "top_molecules_png" in s:
+        lines.append(f"  grid of the top molecules: {s['top_molecules_png']}")
     lines.append(f"  outputs in {s['out']}")
     return "\n".join(lines)
