@@ -288,5 +288,6 @@ def parse_many(grammar: Grammar, strings: Sequence[str], workers: int | None = N
 def nltk_parse(grammar: Grammar, tokens: list[str]) -> list[int] | None:
     """Reference: the first ``nltk.ChartParser`` tree's productions as rule ids (None: no parse)."""
     rule_of = {p: i for i, p in enumerate(grammar.productions)}
-    tree = next(iter(nltk.ChartParser(grammar.cfg).parse(tokens)), None)
+    # nltk >= 3.9 stops a parse after 5 s by default; a reference must not depend on machine load
+    tree = next(iter(nltk.ChartParser(grammar.cfg, max_time=None).parse(tokens)), None)
     return None if tree is None else [rule_of[p] for p in tree.productions()]

@@ -46,6 +46,10 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
               help="optimize_acqf restarts per proposal.")
 @click.option("--raw-samples", default=512, show_default=True, type=click.IntRange(min=1),
               help="optimize_acqf initial candidates per proposal.")
+@click.option("--mc-samples", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Quasi-MC samples of qLogEI.")
+@click.option("--maxiter", default=100, show_default=True, type=click.IntRange(min=1),
+              help="L-BFGS-B iterations per restart (fewer: faster, coarser proposals on CPU).")
 @click.option("--smoke", is_flag=True, help="Tiny run in seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
               + " (explicit options win).")
 @threads_option
@@ -57,7 +61,7 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
 def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: str | None, strategy: str,
             iterations: int, batch: int, seeds: int, seed: int, init: str, n_init: int | None, data: Path | None,
             attempts: int, surrogate: str, inducing: int, exact_max: int, num_restarts: int, raw_samples: int,
-            smoke: bool, threads: int | None, out: Path | None, device: str, as_json: bool) -> None:
+            mc_samples: int, maxiter: int, smoke: bool, threads: int | None, out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
     import torch
 
@@ -86,7 +90,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         out = Path("runs") / f"optimize-{target}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = OptimizeConfig(
         iterations=params["iterations"], batch=params["batch"], seeds=params["seeds"], seed=seed, strategy=strategy,
-        num_restarts=params["num_restarts"], raw_samples=params["raw_samples"],
+        num_restarts=params["num_restarts"], raw_samples=params["raw_samples"], mc_samples=mc_samples, maxiter=maxiter,
         surrogate=SurrogateConfig(kind=surrogate, inducing=params["inducing"], exact_max=exact_max))
     write_run_config(out, {"checkpoint": checkpoint, "target": target, "init": init, "n_init": params["n_init"],
                            "data": data, "attempts": attempts, "device": str(dev), "smoke": smoke,
