@@ -104,7 +104,9 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
 
 
 def _pm(d: dict) -> str:
-    return f"{d['mean']:.3f} +- {d['se']:.3f}" if d["n"] else "n/a"
+    if not d["n"]:
+        return "n/a"
+    return f"{d['mean']:.3f} +- {d['se']:.3f}" if d["n"] > 1 else f"{d['mean']:.3f} (one seed)"
 
 
 def _human(s: dict[str, Any]) -> str:
