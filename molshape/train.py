@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from molshape.batching import bucket_batches, shard
 from molshape.checkpoint import load_checkpoint, save_checkpoint
+from molshape.decoding import StackDecoder
 from molshape.grammar import Grammar, load_grammar
 from molshape.runtime import resolve_device, seed_everything
 
@@ -290,55 +291,6 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 
 # -- grammar entry point ----------------------------------------------------------------
-def argmax_decode(model: nn.Module, grammar: Grammar, z: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-    """Vectorised masked argmax decoding with a stack of nonterminals (GVAE).
-
-    Args:
-        model: a :class:`molshape.model.GrammarAutoencoder`.
-        grammar: its grammar.
-        z: ``B x d`` latents.
-        steps: number of steps to decode.
-
-    Returns:
-        ``(rules [B x steps] long, complete [B] bool)``: complete when the stack emptied.
-    """
-    dev, b = z.device, z.shape[0]
-    masks = grammar.masks.to(dev)
-    width = max(len(r) for r in grammar.rhs_nonterminals)
-    rhs = torch.full((grammar.n_productions, max(width, 1)), -1, dtype=torch.long)
-    for i, r in enumerate(grammar.rhs_nonterminals):
-        rhs[i, :len(r)] = torch.tensor(r[::-1], dtype=torch.long)  # leftmost ends on top
-    rhs, n_rhs = rhs.to(dev), (rhs >= 0).sum(1).to(dev)
-    cap = steps + width + 1
-    stack = torch.full((b, cap), grammar.pad_symbol, dtype=torch.long, device=dev)
-    stack[:, 0] = grammar.start
-    ptr = torch.ones(b, dtype=torch.long, device=dev)
-    overflow = torch.zeros(b, dtype=torch.bool, device=dev)
-    feed = model.config.decoder_feed_rules
-    logits_all = None if feed else model.decode_logits(z, steps)
-    state = model.decoder_init(z) if feed else None
-    rule = torch.full((b,), model.config.n_rules, dtype=torch.long, device=dev)
-    out = []
-    for t in range(steps):
-        if feed:
-            logits, state = model.decoder_step(state, rule)
-        else:
-            logits = logits_all[:, t]
-        top = torch.where(ptr > 0, stack.gather(1, (ptr - 1).clamp(min=0).unsqueeze(1)).squeeze(1),
-                          torch.full_like(ptr, grammar.pad_symbol))
-        rule = logits.float().masked_fill(~masks[top], -math.inf).argmax(dim=1)
-        out.append(rule)
-        ptr = (ptr - 1).clamp(min=0)
-        for j in range(width):
-            pos = (ptr + j).clamp(max=cap - 1).unsqueeze(1)
-            keep = stack.gather(1, pos).squeeze(1)
-            stack.scatter_(1, pos, torch.where(j < n_rhs[rule], rhs[rule, j], keep).unsqueeze(1))
-        ptr = ptr + n_rhs[rule]
-        overflow |= ptr >= cap
-        ptr = ptr.clamp(max=cap - 1)
-    return torch.stack(out, dim=1), (ptr == 0) & ~overflow
-
-
 def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size: int,
                    prefix: str = "valid") -> Callable[[nn.Module], dict[str, float]]:
     """Validation: mean loss terms, exact reconstruction under argmax decoding, latent stats.
@@ -360,8 +312,8 @@ def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size:
             z = model.encode(r).float()
             zs.append(z)
             steps = int(n.max())
-            decoded, complete = argmax_decode(model, grammar, z, steps)
-            exact += int(((decoded == r[:, :steps]).all(dim=1) & complete).sum())
+            out = StackDecoder(grammar, max_length=steps).decode(model, z)
+            exact += int(((out.rules == r[:, :steps]).all(dim=1) & out.complete).sum())
         total = max(len(lengths), 1)
         res = {f"{prefix}_{k}": v / total for k, v in sums.items()}
         res[f"{prefix}_recon_acc"] = exact / total

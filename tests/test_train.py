@@ -10,7 +10,8 @@ from molshape.checkpoint import load_checkpoint
 from molshape.datasets import load_dataset
 from molshape.grammar import load_grammar
 from molshape.model import PRESETS, load_model
-from molshape.train import TrainConfig, argmax_decode, train_grammar
+from molshape.decoding import StackDecoder
+from molshape.train import TrainConfig, train_grammar
 
 
 
@@ -53,7 +54,12 @@ class _Oracle:
         return torch.nn.functional.one_hot(self.rules[:, :steps], self.n_rules).float() * 5
 
 
-def test_argmax_decode_follows_the_stack(expr_data) -> None:
+def argmax_decode(model, grammar, z, steps):
+    out = StackDecoder(grammar, max_length=steps).decode(model, z)
+    return out.rules, out.complete
+
+
+def test_validation_decoder_follows_the_stack(expr_data) -> None:
     grammar = load_grammar("expr")
     rules = expr_data.rules[:20]
     decoded, complete = argmax_decode(_Oracle(rules, 12), grammar, torch.zeros(20, 2), 15)
