@@ -216,7 +216,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
                 sums[k] += float(v.detach()) * b
             n_items, step = n_items + b, step + 1
             bar.set_postfix(loss=f"{sums['loss'] / n_items:.4g}",
-                            mol_s=f"{n_items * world / (time.perf_counter() - t0):.0f}")
+                            items_s=f"{n_items * world / (time.perf_counter() - t0):.0f}")
             if on_batch_end is not None:
                 on_batch_end(epoch, i)
         train_s = time.perf_counter() - t0

@@ -56,6 +56,8 @@ def _human_train(s: dict[str, Any]) -> str:
 @click.option("--width", type=float, default=None, help="Channel multiplier of 128-256-512-1024 [preset].")
 @click.option("--latent", "latent_dim", type=int, default=None, help="Latent dimension [paper: 10/10/100/64].")
 @click.option("--components", "n_components", type=int, default=None, help="Mixture components K [10; CelebA 20].")
+@click.option("--layout", type=click.Choice(["spread", "basis"]), default="spread", show_default=True,
+              help="gmm: mixture centre layout (spread: centres >= 6 apart; basis: unit vectors, as the public code).")
 @click.option("--epochs", type=int, default=None, help="Epochs [preset].")
 @click.option("--batch-size", type=int, default=100, show_default=True)
 @click.option("--lr", type=float, default=None, help="Adam learning rate [paper: 2e-4 MNIST/FMNIST, 2e-3 SVHN/CelebA].")
@@ -69,7 +71,7 @@ def _human_train(s: dict[str, Any]) -> str:
 @seed_option
 @json_option
 def train(dataset: str, data: Path | None, objective: str, preset: str, width: float | None,
-          latent_dim: int | None, n_components: int | None, epochs: int | None, batch_size: int, lr: float | None,
+          latent_dim: int | None, n_components: int | None, layout: str, epochs: int | None, batch_size: int, lr: float | None,
           limit: int | None, test_fraction: float, out: Path | None, resume: bool, device: str, seed: int,
           as_json: bool) -> None:
     """Train an image autoencoder; writes last.pt, best.pt, metrics.csv, curves.png and config.json."""
@@ -82,7 +84,8 @@ def train(dataset: str, data: Path | None, objective: str, preset: str, width: f
     settings = {**PAPER[dataset], **PRESETS[preset]}
     model_config = ImageModelConfig.for_dataset(
         dataset, objective=objective, width=width or settings["width"],
-        latent_dim=latent_dim or settings["latent_dim"], n_components=n_components or settings["n_components"])
+        latent_dim=latent_dim or settings["latent_dim"], n_components=n_components or settings["n_components"],
+        layout=layout)
     train_config = TrainConfig(epochs=epochs or settings["epochs"], batch_size=batch_size, lr=lr or settings["lr"],
                                min_lr=min(1e-4, (lr or settings["lr"]) / 10), seed=seed, device=device, limit=None)
     out = out or Path("runs") / "images" / f"{dataset}-{objective}"
