@@ -88,3 +88,29 @@ def resolve_preset(preset: str, device: str) -> str:
         return "paper" if resolve_device(device).type == "cuda" else "cpu"
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--device") from e
+
+
+def inference_options(f):
+    """``--seed --device --threads --json``: the options every command that runs a trained model takes."""
+    for option in (json_option, threads_option, device_option, seed_option):
+        f = option(f)
+    return f
+
+
+def load_run_model(checkpoint: Path | None, grammar: str, device: str, threads: int | None):
+    """Set threads, resolve the checkpoint (shipped default) and device, and load the model.
+
+    Returns:
+        ``(checkpoint path, device, model, grammar, checkpoint dict)``.
+    """
+    from molshape.model import load_model
+    from molshape.runtime import resolve_device
+
+    set_threads(threads)
+    path = resolve_checkpoint(checkpoint, grammar)
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--device") from e
+    model, g, ckpt = load_model(path, dev)
+    return path, dev, model, g, ckpt

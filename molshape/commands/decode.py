@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from molshape.commands.common import (checkpoint_option, device_option, emit_summary, json_option, resolve_checkpoint,
-                                      seed_option, set_threads, threads_option, write_run_config)
+from molshape.commands.common import checkpoint_option, emit_summary, inference_options, load_run_model, write_run_config
 
 SOURCES = ("prior", "component", "expost", "interpolate", "input")
 
@@ -89,18 +88,14 @@ def _latents(source: str, model, grammar, ckpt: dict, checkpoint: Path, n: int, 
               help="Sequences decoded per model call.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results file (default: stdout). Its config is written beside it.")
-@seed_option
-@device_option
-@threads_option
-@json_option
+@inference_options
 def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, component: int | None,
             ends: tuple[str, str] | None, steps: int, input_path: Path | None, mode: str | None, attempts: int,
             data: Path | None, batch_size: int, output: Path | None, seed: int, device: str, threads: int | None,
             as_json: bool) -> None:
     """Sample latents and decode them to SMILES or expressions with the masked grammar decoder."""
     from molshape import generation as gen
-    from molshape.model import load_model
-    from molshape.runtime import resolve_device, seed_everything
+    from molshape.runtime import seed_everything
 
     source = source or ("input" if input_path else "interpolate" if ends else "prior")
     if (source == "input") != (input_path is not None):
@@ -108,14 +103,8 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     mode = mode or ("sample" if attempts > 1 else "argmax")
     if attempts > 1 and mode != "sample":
         raise click.BadParameter("--attempts > 1 needs --mode sample", param_hint="--mode")
-    checkpoint = resolve_checkpoint(checkpoint, grammar)
-    set_threads(threads)
-    try:
-        dev = resolve_device(device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from e
+    checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     generator = seed_everything(seed)
-    model, g, ckpt = load_model(checkpoint, dev)
     inputs = read_inputs(input_path, g.name) if input_path else None
 
     start = time.perf_counter()

@@ -10,8 +10,7 @@ from typing import Any
 import click
 import torch
 
-from molshape.commands.common import device_option, emit_summary, json_option, seed_option, write_run_config
-from molshape.commands.common import checkpoint_option, resolve_checkpoint, set_threads, threads_option
+from molshape.commands.common import checkpoint_option, emit_summary, inference_options, load_run_model, write_run_config
 
 GRID = 30  # molecules drawn in samples.png
 
@@ -39,10 +38,7 @@ def _split_key(idx: torch.Tensor) -> str:
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: evaluate-<checkpoint name> beside the checkpoint].")
-@seed_option
-@device_option
-@threads_option
-@json_option
+@inference_options
 def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: int | None, data: Path | None,
             no_fcd: bool, batch_size: int, out_dir: Path | None, seed: int, device: str, threads: int | None,
             as_json: bool) -> None:
@@ -50,22 +46,15 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     latent KS statistics of prior samples of a trained grammar autoencoder."""
     from molshape import generation as gen
     from molshape import metrics
-    from molshape.model import load_model
-    from molshape.runtime import resolve_device, seed_everything
+    from molshape.runtime import seed_everything
 
-    checkpoint = resolve_checkpoint(checkpoint, grammar)
-    set_threads(threads)
-    try:
-        dev = resolve_device(device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from e
+    checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     from molshape.pretrained import pretrained_dir
 
     # results sit beside the checkpoint, except for shipped models (the package folder may be read-only)
     home = Path("runs") if checkpoint.resolve().parent == pretrained_dir().resolve() else checkpoint.parent
     out_dir = out_dir or home / f"evaluate-{checkpoint.stem}"
     generator = seed_everything(seed)
-    model, g, ckpt = load_model(checkpoint, dev)
     write_run_config(out_dir, {"checkpoint": checkpoint, "split": split, "n": n, "limit": limit, "data": data,
                                "fcd": not no_fcd, "seed": seed, "device": str(dev)})
     try:

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from molshape.commands.common import (checkpoint_option, device_option, emit_summary, json_option, resolve_checkpoint,
-                                      set_threads, threads_option, write_run_config)
+from molshape.commands.common import (checkpoint_option, device_option, emit_summary, json_option, load_run_model,
+                                      threads_option, write_run_config)
 
 SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restarts=2, raw_samples=32)
 
@@ -63,11 +63,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
             attempts: int, surrogate: str, inducing: int, exact_max: int, num_restarts: int, raw_samples: int,
             mc_samples: int, maxiter: int, smoke: bool, threads: int | None, out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
-    import torch
-
-    from molshape.model import load_model
     from molshape.optimize import OptimizeConfig, optimize
-    from molshape.runtime import resolve_device
     from molshape.surrogate import SurrogateConfig
 
     params = dict(seeds=seeds, iterations=iterations, batch=batch, n_init=n_init, inducing=inducing,
@@ -76,13 +72,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         for k, v in SMOKE.items():
             if ctx.get_parameter_source(k) != click.core.ParameterSource.COMMANDLINE:
                 params[k] = v
-    set_threads(threads)
-    checkpoint = resolve_checkpoint(checkpoint, grammar)
-    try:
-        dev = resolve_device(device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from e
-    model, g, ckpt = load_model(checkpoint, dev)
+    checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     target = target or {"smiles": "logp", "expr": "expr"}.get(g.name)
     if target is None:
         raise click.UsageError(f"model grammar {g.name!r} has no default target; pass --target")
