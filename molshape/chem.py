@@ -28,7 +28,7 @@ import os
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Sequence
 
 import networkx as nx
 import numpy as np
@@ -192,6 +192,34 @@ def _score_chunk(args: tuple[list[str | None], bool]) -> list[MolScore]:
     return [score_one(s, with_qed) for s in chunk]
 
 
+def _canonical_chunk(args: tuple[list[str | None]]) -> list[str | None]:
+    return [canonicalise(s) for s in args[0]]
+
+
+def _map_chunks(fn: Callable[[tuple], list], items: Sequence, extra: tuple, workers: int | None, progress: bool,
+                desc: str, chunk_size: int = 500) -> list:
+    """``fn((chunk, *extra))`` over chunks of ``items``, order preserved, in a process pool when large."""
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
+    tasks = [(items[i:i + chunk_size], *extra) for i in range(0, len(items), chunk_size)]
+    bar = tqdm(total=len(items), desc=desc, unit="mol", disable=not progress, leave=False)
+    out: list = []
+    if workers == 1 or len(items) < MIN_PARALLEL:
+        for task in tasks:
+            out += fn(task)
+            bar.update(len(task[0]))
+    else:
+        # spawn: the parent may hold torch threads, which fork can deadlock
+        with get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+            for part in pool.imap(fn, tasks):
+                out += part
+                bar.update(len(part))
+    bar.close()
+    return out
+
+
 def score_table(smiles: Sequence[str | None], workers: int | None = None, progress: bool = False,
                 with_qed: bool = True, chunk_size: int = 500) -> list[MolScore]:
     """:func:`score_one` for many SMILES, order preserved; uses all cores for large batches.
@@ -203,26 +231,13 @@ def score_table(smiles: Sequence[str | None], workers: int | None = None, progre
         with_qed: also compute QED (about a third of the time).
         chunk_size: molecules per task sent to a worker.
     """
-    from tqdm.auto import tqdm
+    return _map_chunks(_score_chunk, smiles, (with_qed,), workers, progress, "scoring", chunk_size)
 
-    smiles = list(smiles)
-    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
-    chunks = [smiles[i:i + chunk_size] for i in range(0, len(smiles), chunk_size)]
-    bar = tqdm(total=len(smiles), desc="scoring", unit="mol", disable=not progress, leave=False)
-    out: list[MolScore] = []
-    tasks: Iterable = ((c, with_qed) for c in chunks)
-    if workers == 1 or len(smiles) < MIN_PARALLEL:
-        for task in tasks:
-            out += _score_chunk(task)
-            bar.update(len(task[0]))
-    else:
-        # spawn: the parent may hold torch threads, which fork can deadlock
-        with get_context("spawn").Pool(workers) as pool:
-            for part in pool.imap(_score_chunk, tasks):
-                out += part
-                bar.update(len(part))
-    bar.close()
-    return out
+
+def canonicalise_many(smiles: Sequence[str | None], workers: int | None = None,
+                      progress: bool = False) -> list[str | None]:
+    """:func:`canonicalise` for many SMILES, order preserved; all cores for large batches."""
+    return _map_chunks(_canonical_chunk, smiles, (), workers, progress, "canonicalise")
 
 
 def score_many(smiles: Sequence[str | None], target: str = "logp", workers: int | None = None,

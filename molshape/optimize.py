@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,17 +111,25 @@ class Problem:
 def optimize(model, grammar, target: str, config: OptimizeConfig, out_dir: Path, *, checkpoint: dict,
              checkpoint_path: str | Path, init: str = "auto", n_init: int | None = None,
              data: str | Path | None = None, attempts: int = 1, device: torch.device | str = "cpu",
-             progress: bool = False) -> dict:
+             progress: bool = False, workers: int = 1, worker_threads: int = 1) -> dict:
     """Latent BO of ``target`` (``logp`` or ``expr``) with a trained grammar autoencoder.
 
     See :func:`molshape.bo_problem.build_problem` for ``init`` / ``n_init`` / ``data`` /
-    ``attempts`` and :func:`run_bo` for the outputs. Returns the summary dict.
+    ``attempts`` and :func:`run_bo` for the outputs. With ``workers > 1`` the seeds run in
+    that many processes (:mod:`molshape.bo_parallel`) before the report is written.
+    Returns the summary dict.
     """
     from molshape.bo_problem import build_problem
 
     problem = build_problem(model, grammar, target, checkpoint=checkpoint, checkpoint_path=checkpoint_path,
                             init=init, n_init=n_init, data=data, attempts=attempts, seed=config.seed,
                             progress=progress)
+    if workers > 1 and config.seeds > 1:
+        from molshape.bo_parallel import SeedJobSpec, run_seeds_in_workers
+
+        spec = SeedJobSpec(str(checkpoint_path), target, config.to_dict(), str(out_dir), init, n_init,
+                           None if data is None else str(data), attempts, str(device), worker_threads)
+        run_seeds_in_workers(spec, list(range(config.seed, config.seed + config.seeds)), workers, progress)
     summary = run_bo(problem, config, out_dir, progress=progress, device=device)
     summary["target"] = target
     summary["attempts"] = attempts
@@ -199,7 +208,8 @@ def run_seed(problem: Problem, cfg: OptimizeConfig, seed: int, state_path: Path,
             r.update(seed=seed, iteration=it, index=j, valid=r.get("string") is not None and bool(np.isfinite(scores[j])))
         state["records"] += [_plain(r) for r in records]
         state["metrics"].append({"iteration": it, **metrics, "fit_s": t_fit, "acquisition_s": t_acq,
-                                 "evaluate_s": t_eval, "n_train": int(X.shape[0] - cfg.batch)})
+                                 "evaluate_s": t_eval, "n_train": int(X.shape[0] - cfg.batch),
+                                 "pid": os.getpid()})
         state.update(X=X, Y=Y, iteration=it + 1)
         save_checkpoint(state, state_path)
         log.info("seed %d iteration %d: valid %d/%d, test RMSE %.3f, fit %.1fs, acq %.1fs", seed, it,

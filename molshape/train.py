@@ -6,6 +6,10 @@ precision (CUDA), DistributedDataParallel (``torchrun``), Adam + ReduceLROnPlate
 (factor 0.2, patience 3, min 1e-4, as GVAE), keep-best, atomic checkpoints every epoch,
 ``metrics.csv``, ``curves.png`` and exact resume.
 
+Time budget: with ``max_minutes`` the run stops at the first optimizer step past the
+budget, validates, and checkpoints that partial epoch (marked ``partial`` in the
+metrics); ``--resume`` then starts the next epoch.
+
 Resume: a checkpoint is written at the end of every epoch with the RNG state at that
 point. The batches of epoch ``e`` are a pure function of ``(seed, e)``, so a run killed
 mid-epoch restarts that epoch from the previous checkpoint and ends with exactly the
@@ -72,6 +76,7 @@ class TrainConfig:
     bucket: bool = True  # length-bucketed batches
     chunk_batches: int = 50  # bucketing sort window, in batches
     progress: bool = True
+    max_minutes: float | None = None  # stop at the first step past this wall-clock budget
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -193,6 +198,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
 
     t_run, rates = time.perf_counter(), []
+    deadline = t_run + 60.0 * cfg.max_minutes if cfg.max_minutes else None
+    out_of_time = False
     for epoch in range(start_epoch, cfg.epochs):
         batches = shard(list(train_batches(epoch)), rank, world)
         model.train()
@@ -219,6 +226,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
                             items_s=f"{n_items * world / (time.perf_counter() - t0):.0f}")
             if on_batch_end is not None:
                 on_batch_end(epoch, i)
+            if deadline is not None and _past(deadline, world, device):
+                out_of_time = i + 1 < len(batches) or epoch + 1 < cfg.epochs
+                break
         train_s = time.perf_counter() - t0
         rates.append(n_items * world / max(train_s, 1e-9))
         raw.eval()
@@ -227,7 +237,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         scheduler.step(valid["valid_loss"])
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / max(n_items, 1) for k, v in sums.items()}, **valid,
-                  "train_s": train_s, "items_per_s": rates[-1]}
+                  "train_s": train_s, "items_per_s": rates[-1], "partial": float(n_items < sum(_batch_len(b) for b in batches))}
         history.append(record)
         improved = valid["valid_loss"] < best
         best = min(best, valid["valid_loss"])
@@ -242,9 +252,24 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
             write_metrics(history, out_dir / "metrics.csv")
             plot_curves(history, out_dir / "curves.png")
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
-    return {"best_valid_loss": best, "epochs": len(history), "wall_s": time.perf_counter() - t_run,
+        if out_of_time:
+            log.info("stopping after %.1f min (--max-minutes %g)", (time.perf_counter() - t_run) / 60, cfg.max_minutes)
+            break
+    return {"stopped_by_time_limit": out_of_time,"best_valid_loss": best, "epochs": len(history), "wall_s": time.perf_counter() - t_run,
             "items_per_s": sum(rates) / len(rates) if rates else None, "last": history[-1] if history else {},
             "checkpoint": str(last_path), "best_checkpoint": str(best_path), "rank": rank, "world_size": world}
+
+
+def _past(deadline: float, world: int, device: torch.device) -> bool:
+    """Whether the time budget is spent; under DDP every rank stops at the same step."""
+    past = time.perf_counter() > deadline
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(past)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        past = bool(flag.item())
+    return past
 
 
 def write_metrics(history: list[dict[str, Any]], path: Path) -> None:

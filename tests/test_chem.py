@@ -91,6 +91,15 @@ def test_score_table_pool_matches_serial(zinc_sample, monkeypatch):
     assert not pooled[-1].valid
 
 
+def test_canonicalise_many_pool_matches_serial(zinc_sample, monkeypatch):
+    monkeypatch.setattr(chem, "MIN_PARALLEL", 0)
+    smiles = zinc_sample[:1200] + ["C1CC", None]
+    pooled = chem.canonicalise_many(smiles, workers=2)
+    assert pooled == [chem.canonicalise(s) for s in smiles]  # order kept across the 3 chunks
+    assert pooled[-2:] == [None, None]
+    assert all(c == chem.canonicalise(c) for c in pooled[:50])  # canonical forms are fixed points
+
+
 def test_zinc_statistics_close_to_gvae_constants(zinc_sample):
     rows = chem.score_table(zinc_sample[:1000], workers=1, with_qed=False)
     lp = np.array([r.logp for r in rows])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -225,3 +226,21 @@ def test_cli_smiles_logp(zinc_sample, tmp_path):
     assert all((r["valid"] == "True") == (r["reason"] == "") for r in rows)
     assert s["valid"] == sum(r["valid"] == "True" for r in rows)
     assert (out / "best_vs_evaluations.png").is_file()
+
+
+def test_cli_workers_give_the_serial_run(expr_sample, tmp_path):
+    """Seeds in 2 spawned processes: the same proposals as one process, and a resumable state per seed."""
+    ckpt, data = tiny_checkpoint("expr", expr_sample[:300], tmp_path)
+    common = ["optimize", "--checkpoint", str(ckpt), "--data", str(data), "--init", "data", "--smoke",
+              "--seeds", "2", "--surrogate", "exact", "--device", "cpu", "--json"]
+    serial = cli(*common, "--out", str(tmp_path / "serial"))
+    parallel = cli(*common, "--workers", "2", "--out", str(tmp_path / "parallel"))
+    rows_s, rows_p = read_csv(tmp_path / "serial" / "proposals.csv"), read_csv(tmp_path / "parallel" / "proposals.csv")
+    assert len(rows_p) == 8 and sorted({r["seed"] for r in rows_p}) == ["0", "1"]
+    assert [(r["seed"], r["string"], r["score"]) for r in rows_p] == [(r["seed"], r["string"], r["score"]) for r in rows_s]
+    assert parallel["fraction_valid"] == serial["fraction_valid"]
+    assert sorted(p.name for p in (tmp_path / "parallel" / "state").iterdir()) == ["seed_0.pt", "seed_1.pt"]
+    from molshape.checkpoint import load_checkpoint
+
+    pids = {m["pid"] for s in (0, 1) for m in load_checkpoint(tmp_path / "parallel" / "state" / f"seed_{s}.pt")["metrics"]}
+    assert os.getpid() not in pids  # the iterations ran in the workers, not in this process

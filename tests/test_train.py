@@ -136,3 +136,16 @@ def test_checkpoint_contents_and_load_model(expr_data, tmp_path) -> None:
 def test_resume_without_checkpoint_is_a_clear_error(expr_data, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
         train_grammar(PRESETS["expr"]["cpu"], _cfg(), expr_data, tmp_path, resume=True)
+
+
+def test_time_budget_stops_mid_epoch_checkpoints_and_resumes(expr_data, tmp_path) -> None:
+    model_cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1)
+    s = train_grammar(model_cfg, _cfg(epochs=3, max_minutes=1e-6), expr_data, tmp_path)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert s["stopped_by_time_limit"] and s["epochs"] == 1
+    assert ckpt["step"] == 1 and ckpt["history"][0]["partial"] == 1.0  # one step, then validate + save
+    assert "test_recon_acc" in s  # best.pt was still evaluated on the test split
+    resumed = train_grammar(model_cfg, _cfg(epochs=3), expr_data, tmp_path, resume=True)
+    history = load_checkpoint(tmp_path / "last.pt")["history"]
+    assert not resumed["stopped_by_time_limit"] and [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["partial"] for r in history] == [1.0, 0.0, 0.0]

@@ -50,6 +50,9 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
               help="Quasi-MC samples of qLogEI.")
 @click.option("--maxiter", default=100, show_default=True, type=click.IntRange(min=1),
               help="L-BFGS-B iterations per restart (fewer: faster, coarser proposals on CPU).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Run the seeds in this many processes (each with --threads torch threads, default 1); "
+                   "same results as one process.")
 @click.option("--smoke", is_flag=True, help="Tiny run in seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
               + " (explicit options win).")
 @threads_option
@@ -61,7 +64,7 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
 def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: str | None, strategy: str,
             iterations: int, batch: int, seeds: int, seed: int, init: str, n_init: int | None, data: Path | None,
             attempts: int, surrogate: str, inducing: int, exact_max: int, num_restarts: int, raw_samples: int,
-            mc_samples: int, maxiter: int, smoke: bool, threads: int | None, out: Path | None, device: str, as_json: bool) -> None:
+            mc_samples: int, maxiter: int, workers: int, smoke: bool, threads: int | None, out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
     from molshape.optimize import OptimizeConfig, optimize
     from molshape.surrogate import SurrogateConfig
@@ -83,11 +86,12 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         num_restarts=params["num_restarts"], raw_samples=params["raw_samples"], mc_samples=mc_samples, maxiter=maxiter,
         surrogate=SurrogateConfig(kind=surrogate, inducing=params["inducing"], exact_max=exact_max))
     write_run_config(out, {"checkpoint": checkpoint, "target": target, "init": init, "n_init": params["n_init"],
-                           "data": data, "attempts": attempts, "device": str(dev), "smoke": smoke,
+                           "data": data, "attempts": attempts, "device": str(dev), "smoke": smoke, "workers": workers,
                            "optimize": cfg.to_dict()})
     try:
         summary = optimize(model, g, target, cfg, out, checkpoint=ckpt, checkpoint_path=checkpoint, init=init,
-                           n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True)
+                           n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
+                           workers=workers, worker_threads=threads or 1)
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
     emit_summary({**summary, "out": str(out)}, as_json, _human)

@@ -35,6 +35,11 @@ from molshape.commands.common import (device_option, emit_summary, json_option, 
 @click.option("--lambda-rec", type=float, default=None, help="Reconstruction weight (default: the heuristic).")
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget: stop at the first step past it, validate and checkpoint (the last "
+                   "epoch may be partial; --resume starts the next one).")
+@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Clip the gradient norm to this value (default: no clipping, as GVAE).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @threads_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: runs/<grammar>-<model>-<preset>.")
@@ -47,7 +52,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             valid_limit: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
             latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
             std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
-            no_bucket: bool, amp: bool, threads: int | None, out: Path | None, resume: bool, no_progress: bool,
+            no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None, out: Path | None, resume: bool, no_progress: bool,
             device: str, seed: int, as_json: bool) -> None:
     """Train a grammar autoencoder; writes last.pt, best.pt, metrics.csv, curves.png, config.json.
 
@@ -72,7 +77,8 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     train_cfg = TrainConfig(
         epochs=epochs or defaults["epochs"], batch_size=batch_size or defaults["batch_size"],
         lr=lr or TrainConfig.lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
-        valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress)
+        valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
+        max_minutes=max_minutes, grad_clip=grad_clip)
     out = out or Path("runs") / f"{grammar_name}-{objective}-{preset}"
     try:
         prepared = load_dataset(grammar_name, data=data, limit=train_cfg.limit, progress=not no_progress)
@@ -98,7 +104,8 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
 
 def _human(s: dict[str, Any]) -> str:
     last = s.get("last", {})
-    lines = [f"trained {s['epochs']} epochs in {s['wall_s']:.0f} s ({s['items_per_s'] or 0:.0f} items/s) -> {s['out']}",
+    stop = " (stopped by --max-minutes)" if s.get("stopped_by_time_limit") else ""
+    lines = [f"trained {s['epochs']} epochs{stop} in {s['wall_s']:.0f} s ({s['items_per_s'] or 0:.0f} items/s) -> {s['out']}",
              f"best valid loss {s['best_valid_loss']:.4g}; last valid recon acc {last.get('valid_recon_acc', float('nan')):.3f}"]
     if "test_recon_acc" in s:
         lines.append(f"test reconstruction accuracy (best.pt): {s['test_recon_acc']:.3f}")

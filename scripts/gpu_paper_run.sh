@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# One prepared call on a lent GPU (about 8 minutes): the paper-preset GMM-DAE trained on all of
+# ZINC250k within a time budget and evaluated, the BO protocol (SVGP with 500 inducing points on
+# the whole encoded training set, 10 seeds x 5 x 50) for the shipped cpu-preset models, the
+# CUDA tests and the GPU benchmarks. Every stage logs under $OUT; a failed stage never stops the
+# next; what did not finish in time still comes back (BO state summarised per seed).
+#
+# Inputs beside the checkout (ignored by git, sent with the call):
+#   .whl/      wheels the GPU image lacks (rdkit, nltk, platformdirs, fcd-torch; python 3.12)
+#   .devdata/  zinc250k.smi.gz, equation2_15_dataset.txt.gz, zinc-vae-cpu.pt, expr-vae-cpu.pt
+#   Fill them with: pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+#   --platform manylinux_2_28_x86_64 -d .whl rdkit nltk platformdirs fcd-torch; cp the data files; and
+#   python -c "..slim(load_checkpoint('runs/smiles-vae-cpu/best.pt'))..." (see scripts/ship_model.py).
+# Usage on the device:   OUT=... bash scripts/gpu_paper_run.sh
+# Local rehearsal (CPU, tiny sizes, about 5 minutes):
+#   DRY=1 PY=.venv/bin/python OUT=/tmp/gpu-dry bash scripts/gpu_paper_run.sh
+set -u
+START=$(date +%s)
+OUT=${OUT:?set OUT}
+W=${WORK:-/tmp/molshape-gpu}
+PY=${PY:-python3}
+rm -rf "$W"; mkdir -p "$OUT" "$W/logs" "$W/bo"
+t() { echo $(( $(date +%s) - START )); }
+say() { echo "[t=$(t)s] $*" | tee -a "$W/logs/timeline.txt"; }
+
+if [ -n "${DRY:-}" ]; then  # same stages, sizes that run on a CPU in minutes
+  DEV=cpu; TRAIN="--preset cpu --limit 2000 --valid-limit 200 --epochs 2 --max-minutes 1"; NEVAL=100
+  BO="--seeds 2 --iterations 1 --batch 3 --n-init 300 --inducing 32"; VOTE=5; W5=2; W3=2
+  BO_END=240; BENCH="--preset cpu --batches 2 --batch-size 50 --limit 500"; SIZES="500 1000"
+else
+  DEV=cuda; TRAIN="--preset paper --max-minutes ${TRAIN_MIN:-4}"; NEVAL=2000
+  BO="--seeds 10 --iterations 5 --batch 50 --inducing 500"; VOTE=500; W5=5; W3=3
+  BO_END=${BO_END:-460}; BENCH="--preset paper --batches 8 --batch-size 500 --limit 20000"; SIZES="5000 20000"
+  if [ -d .whl ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      > "$W/logs/pip.log" 2>&1 || { cat "$W/logs/pip.log"; exit 1; }
+    export PYTHONPATH=/tmp/site
+  fi
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export MOLSHAPE_DATA_DIR="$PWD/.devdata" MOLSHAPE_CACHE_DIR="$W/cache"
+MS="$PY -m molshape"
+
+# -- 0. environment (stop at once if the stack does not import: nothing else could run) ----------
+{ $PY -c "import sys, torch, rdkit, nltk, botorch, gpytorch, fcd_torch, molshape
+print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'rdkit', rdkit.__version__,
+      'botorch', botorch.__version__)" && nproc && (nvidia-smi || true); } > "$W/logs/env.txt" 2>&1 \
+  || { cat "$W/logs/env.txt"; exit 1; }
+say "env: $(head -1 "$W/logs/env.txt")"
+
+# -- 1. parse both data sets into the cache (CPU) while the CUDA tests run (GPU) -----------------
+( $MS data prepare --grammar smiles > "$W/logs/prepare.log" 2>&1
+  $MS data prepare --grammar expr >> "$W/logs/prepare.log" 2>&1 ) &
+PREP=$!
+if [ -z "${DRY:-}" ]; then
+  timeout 120 $PY -m pytest -q -m gpu tests -p no:cacheprovider > "$W/logs/pytest_gpu.log" 2>&1
+  say "pytest -m gpu: $(tail -1 "$W/logs/pytest_gpu.log")"
+fi
+wait $PREP; say "data prepared: $(grep -c . "$W/logs/prepare.log") log lines"
+
+# -- 2. training throughput, GPU alone (bucketed vs full padding, same batches) ------------------
+timeout 90 $PY scripts/bench_train.py $BENCH --device $DEV > "$W/logs/bench_train.log" 2>&1
+say "bench_train: $(tail -1 "$W/logs/bench_train.log")"
+
+# -- 3. paper-preset GMM-DAE on all of ZINC250k, time-limited (GPU) -----------------------------
+$MS train --grammar smiles --model gmm $TRAIN --device $DEV --no-progress --out "$W/paper-gmm" --json \
+  > "$W/logs/train.json" 2> "$W/logs/train.log" &
+TRAIN_PID=$!
+say "training started"
+
+# -- 4. BO protocol for the shipped cpu-preset models, niced so training keeps its CPU ----------
+ACQ="--surrogate svgp --num-restarts 2 --raw-samples 64 --mc-samples 64 --maxiter 25 --device $DEV --threads 1"
+bo() {  # name, then optimize options
+  local name=$1; shift
+  nice -n 10 timeout $(( BO_END - $(t) )) $MS optimize $ACQ "$@" --out "$W/bo/$name" --json \
+    > "$W/logs/bo-$name.json" 2> "$W/logs/bo-$name.log" &
+}
+sleep 5
+bo logp-gmm --checkpoint molshape/pretrained/zinc-gmm-cpu.pt --target logp $BO --workers $W5
+bo expr-gmm --checkpoint molshape/pretrained/expr-gmm-cpu.pt --target expr $BO --workers $W3
+bo expr-vae-vote --checkpoint .devdata/expr-vae-cpu.pt --target expr $BO --attempts $VOTE --workers $W3
+# the logp runs share the scores of the same 40,000 training molecules: let the first one cache them
+for _ in $(seq 90); do ls "$MOLSHAPE_CACHE_DIR"/optimize/scores-logp-* > /dev/null 2>&1 && break; sleep 1; done
+bo logp-vae-vote --checkpoint .devdata/zinc-vae-cpu.pt --target logp $BO --attempts $VOTE --workers $W5
+bo logp-gmm-turbo --checkpoint molshape/pretrained/zinc-gmm-cpu.pt --target logp --strategy turbo \
+  $BO --seeds $(( W5 > 2 ? 5 : 2 )) --workers $W3
+say "BO runs started (end by t=${BO_END}s)"
+
+wait $TRAIN_PID; say "training done: rc $? $(tr -d '\n' < "$W/logs/train.json" | cut -c1-300)"
+
+# -- 5. evaluate the paper model (GPU) beside the GP fit timings --------------------------------
+CKPT="$W/paper-gmm/best.pt"
+timeout 120 $MS evaluate --checkpoint "$CKPT" --n $NEVAL --device $DEV --data .devdata/zinc250k.smi.gz \
+  --out "$W/paper-eval" --json > "$W/logs/evaluate.json" 2> "$W/logs/evaluate.log" &
+EVAL_PID=$!
+timeout 120 $PY scripts/bench_surrogate.py --sizes $SIZES --device $DEV > "$W/logs/bench_surrogate.log" 2>&1
+say "bench_surrogate: $(tail -1 "$W/logs/bench_surrogate.log")"
+wait $EVAL_PID; say "evaluate: rc $?"
+
+# -- 6. wait for BO, then collect -----------------------------------------------------------------
+wait; say "BO finished or timed out"
+$PY - "$W/bo" > "$W/logs/bo_states.json" 2> "$W/logs/bo_states.err" <<'EOF'
+"""Per run and seed: finished iterations, records and GP metrics from the resumable state files."""
+import json, sys
+from pathlib import Path
+from molshape.checkpoint import load_checkpoint
+out = {}
+for run in sorted(Path(sys.argv[1]).iterdir()):
+    for f in sorted((run / "state").glob("seed_*.pt")):
+        s = load_checkpoint(f)
+        out.setdefault(run.name, {})[f.stem] = {"iteration": s["iteration"], "initial_best": s["initial_best"],
+                                                "records": s["records"], "metrics": s["metrics"]}
+print(json.dumps(out))
+EOF
+for run in "$W"/bo/*/; do say "bo $(basename "$run"): $(ls "$run"state 2>/dev/null | wc -l) seeds, summary $( [ -f "$run/summary.json" ] && echo yes || echo no)"; done
+
+# slim copy of the paper model (no optimizer state), in parts under the 16 MiB return limit
+$PY - "$CKPT" "$W/paper-gmm-cuda.pt" <<'EOF' && (cd "$W" && split -b 15m paper-gmm-cuda.pt "$OUT/paper-gmm-cuda.pt.part-")
+import sys
+sys.path.insert(0, "scripts")
+from ship_model import slim
+from molshape.checkpoint import load_checkpoint, save_checkpoint
+save_checkpoint(slim(load_checkpoint(sys.argv[1])), sys.argv[2])
+EOF
+(cd "$W" && find . \( -name state -o -name cache \) -prune -o -type f ! -name '*.pt' -print | tar czf "$OUT/results.tar.gz" -T -)
+say "packed: $(ls "$OUT" | tr '\n' ' ')"
+cp "$W/logs/timeline.txt" "$OUT/"
