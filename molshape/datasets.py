@@ -4,7 +4,7 @@
 expression file or 100,000 generated expressions); :func:`prepare_dataset` does the work
 for any grammar and string source:
 
-1. read the records (:func:`read_records`: gz or plain, ``.csv`` with a ``smiles``
+1. read the records (:func:`molshape.records.read_records`: gz or plain, ``.csv`` with a ``smiles``
    column, ids after the first whitespace dropped, space-separated tokens joined);
 2. split the *records* into train / valid / test, deterministic under ``seed`` (so a
    ``limit`` run uses the same split definition and only parses what it needs);
@@ -22,9 +22,7 @@ Example:
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
-import io
 import logging
 import math
 import time
@@ -39,6 +37,7 @@ from torch.utils.data import Dataset
 from molshape.checkpoint import load_checkpoint, save_checkpoint
 from molshape.download import file_hash, resolve_data_file
 from molshape.grammar import Grammar, GrammarError, load_grammar
+from molshape.records import read_records
 from molshape.runtime import cache_dir
 
 log = logging.getLogger(__name__)
@@ -55,79 +54,6 @@ VALID_FRACTION = 0.1
 EXPR_GENERATED = 100_000
 EXPR_MAX_RULES = 15
 EXPR_SEED = 0
-
-
-# ----------------------------------------------------------------------------- reading
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
-def _is_csv(path: Path) -> bool:
-    return path.name.removesuffix(".gz").endswith(".csv")
-
-
-def read_records(path: str | Path, tokens: str | None = None) -> list[tuple[int, str]]:
-    """``(line number, string)`` for each record of a data file (line numbers 1-based).
-
-    Args:
-        path: ``.gz`` or plain text; ``.csv`` (or ``.csv.gz``) is read by its ``smiles``
-            column (surrounding whitespace, e.g. the chemical-VAE newline, stripped).
-        tokens: how to read a text line: ``"first"`` keeps the first whitespace field (a
-            SMILES followed by an id), ``"join"`` concatenates all fields (an expression
-            with space-separated tokens). None decides per file: ``join`` when some line
-            has 3+ fields and every field is at most 4 characters (expression tokens are),
-            else ``first``.
-
-    Blank lines are not records and are skipped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
-    with _open_text(path) as f:
-        if _is_csv(path):
-            return _read_csv(path, f)
-        lines = [(i, line.split()) for i, line in enumerate(f, start=1)]
-    lines = [(i, fields) for i, fields in lines if fields]
-    if tokens is None:
-        tokens = _guess_tokens([fields for _, fields in lines[:200]])
-    if tokens == "join":
-        return [(i, "".join(fields)) for i, fields in lines]
-    if tokens == "first":
-        return [(i, fields[0]) for i, fields in lines]
-    raise ValueError(f"tokens must be 'first', 'join' or None, not {tokens!r}")
-
-
-def _guess_tokens(sample: list[list[str]]) -> str:
-    spaced = any(len(f) >= 3 for f in sample)
-    short = all(len(x) <= 4 for f in sample for x in f)
-    return "join" if spaced and short else "first"
-
-
-def _read_csv(path: Path, f: io.TextIOBase) -> list[tuple[int, str]]:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None:
-        raise ValueError(f"{path}: empty CSV file")
-    names = [h.strip().lower() for h in header]
-    if "smiles" not in names:
-        raise ValueError(f"{path} line 1: CSV header has no 'smiles' column (columns: {header})")
-    col = names.index("smiles")
-    out: list[tuple[int, str]] = []
-    start = reader.line_num + 1
-    for row in reader:
-        # a quoted field may span lines; report the line the record starts on
-        if len(row) > col and row[col].strip():
-            out.append((start, row[col].strip()))
-        start = reader.line_num + 1
-    return out
-
-
-def read_strings(path: str | Path, tokens: str | None = None) -> list[str]:
-    """The strings of a data file; see :func:`read_records`."""
-    return [s for _, s in read_records(path, tokens)]
 
 
 # ----------------------------------------------------------------------------- sources

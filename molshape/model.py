@@ -329,7 +329,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Gr
     Raises:
         ValueError: the checkpoint is not a grammar model or its grammar file changed.
     """
-    ckpt = load_checkpoint(path, map_location=device)
+    # the checkpoint's tensors (split indices, history) stay on the CPU; only the model moves
+    ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("kind", "grammar") != "grammar":
         raise ValueError(f"checkpoint {path} holds a {ckpt.get('kind')!r} model, not a grammar autoencoder")
     config = ModelConfig.from_dict(ckpt["model_config"])

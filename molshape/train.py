@@ -201,6 +201,9 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
     deadline = t_run + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     out_of_time = False
     for epoch in range(start_epoch, cfg.epochs):
+        if deadline is not None and epoch > start_epoch and _past(deadline, world, device):
+            out_of_time = True  # validation ran past the budget: no one-step epoch at the end
+            break
         batches = shard(list(train_batches(epoch)), rank, world)
         model.train()
         sums: dict[str, float] = defaultdict(float)

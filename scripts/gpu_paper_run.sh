@@ -40,6 +40,7 @@ fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export MOLSHAPE_DATA_DIR="$PWD/.devdata" MOLSHAPE_CACHE_DIR="$W/cache"
 MS="$PY -m molshape"
+CKPT="$W/paper-gmm/best.pt"
 
 # -- 0. environment (stop at once if the stack does not import: nothing else could run) ----------
 { $PY -c "import sys, torch, rdkit, nltk, botorch, gpytorch, fcd_torch, molshape
@@ -59,6 +60,7 @@ if [ -z "${DRY:-}" ]; then
 fi
 wait $PREP; say "data prepared: $(grep -c . "$W/logs/prepare.log") log lines"
 
+if [ -z "${SKIP_TRAIN:-}" ]; then
 # -- 2. training throughput, GPU alone (bucketed vs full padding, same batches) ------------------
 timeout 90 $PY scripts/bench_train.py $BENCH --device $DEV > "$W/logs/bench_train.log" 2>&1
 say "bench_train: $(tail -1 "$W/logs/bench_train.log")"
@@ -68,6 +70,7 @@ $MS train --grammar smiles --model gmm $TRAIN --device $DEV --no-progress --out 
   > "$W/logs/train.json" 2> "$W/logs/train.log" &
 TRAIN_PID=$!
 say "training started"
+fi
 
 # -- 4. BO protocol for the shipped cpu-preset models, niced so training keeps its CPU ----------
 ACQ="--surrogate svgp --num-restarts 2 --raw-samples 64 --mc-samples 64 --maxiter 25 --device $DEV --threads 1"
@@ -76,7 +79,7 @@ bo() {  # name, then optimize options
   nice -n 10 timeout $(( BO_END - $(t) )) $MS optimize $ACQ "$@" --out "$W/bo/$name" --json \
     > "$W/logs/bo-$name.json" 2> "$W/logs/bo-$name.log" &
 }
-sleep 5
+[ -n "${SKIP_TRAIN:-}" ] || sleep 5
 bo logp-gmm --checkpoint molshape/pretrained/zinc-gmm-cpu.pt --target logp $BO --workers $W5
 bo expr-gmm --checkpoint molshape/pretrained/expr-gmm-cpu.pt --target expr $BO --workers $W3
 bo expr-vae-vote --checkpoint .devdata/expr-vae-cpu.pt --target expr $BO --attempts $VOTE --workers $W3
@@ -87,16 +90,18 @@ bo logp-gmm-turbo --checkpoint molshape/pretrained/zinc-gmm-cpu.pt --target logp
   $BO --seeds $(( W5 > 2 ? 5 : 2 )) --workers $W3
 say "BO runs started (end by t=${BO_END}s)"
 
+if [ -z "${SKIP_TRAIN:-}" ]; then
 wait $TRAIN_PID; say "training done: rc $? $(tr -d '\n' < "$W/logs/train.json" | cut -c1-300)"
 
 # -- 5. evaluate the paper model (GPU) beside the GP fit timings --------------------------------
-CKPT="$W/paper-gmm/best.pt"
+
 timeout 120 $MS evaluate --checkpoint "$CKPT" --n $NEVAL --device $DEV --data .devdata/zinc250k.smi.gz \
   --out "$W/paper-eval" --json > "$W/logs/evaluate.json" 2> "$W/logs/evaluate.log" &
 EVAL_PID=$!
 timeout 120 $PY scripts/bench_surrogate.py --sizes $SIZES --device $DEV > "$W/logs/bench_surrogate.log" 2>&1
 say "bench_surrogate: $(tail -1 "$W/logs/bench_surrogate.log")"
 wait $EVAL_PID; say "evaluate: rc $?"
+fi
 
 # -- 6. wait for BO, then collect -----------------------------------------------------------------
 wait; say "BO finished or timed out"
@@ -116,7 +121,7 @@ EOF
 for run in "$W"/bo/*/; do say "bo $(basename "$run"): $(ls "$run"state 2>/dev/null | wc -l) seeds, summary $( [ -f "$run/summary.json" ] && echo yes || echo no)"; done
 
 # slim copy of the paper model (no optimizer state), in parts under the 16 MiB return limit
-$PY - "$CKPT" "$W/paper-gmm-cuda.pt" <<'EOF' && (cd "$W" && split -b 15m paper-gmm-cuda.pt "$OUT/paper-gmm-cuda.pt.part-")
+[ -f "$CKPT" ] && $PY - "$CKPT" "$W/paper-gmm-cuda.pt" <<'EOF' && (cd "$W" && split -b 15m paper-gmm-cuda.pt "$OUT/paper-gmm-cuda.pt.part-")
 import sys
 sys.path.insert(0, "scripts")
 from ship_model import slim

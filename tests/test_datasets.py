@@ -14,9 +14,9 @@ from click.testing import CliRunner
 import molshape.datasets as ds
 from molshape import parser as parser_module
 from molshape.cli import main
-from molshape.datasets import (PreparedData, RuleDataset, load_dataset, prepare_dataset, read_records,
-                               read_strings, split_records)
+from molshape.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset, split_records
 from molshape.grammar import load_grammar
+from molshape.records import read_records, read_strings
 from molshape.parser import get_parser
 
 BAD_LINE = 137  # 1-based line of the unparsable record in the test file

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from molshape.commands.common import emit_summary, json_option, seed_option
-from molshape.download import DATASETS, ChecksumError, DownloadError, download, get_spec, locate, verify_file
+from molshape.data_registry import DATASETS, get_spec
+from molshape.download import ChecksumError, DownloadError, download, locate, verify_file
 
 #: registry data set -> the grammar whose standard data it is
 _GRAMMAR_OF = {name: spec.grammar for name, spec in DATASETS.items() if spec.grammar}
@@ -83,7 +84,7 @@ def _dataset_info(name: str, data: Path | None, seed: int) -> dict[str, Any]:
                             "parts": [_part_info(name, p, data) for p in spec.parts]}
     grammar = _GRAMMAR_OF.get(name)
     if grammar:
-        from molshape.datasets import read_records
+        from molshape.records import read_records
 
         first = info["parts"][0]
         if first["found"]:

@@ -106,7 +106,8 @@ def check_dataset(name: str) -> ImageSpec:
 # -- locating files ---------------------------------------------------------------------
 def _registry_parts(name: str, data: Path | None) -> dict[str, Path]:
     """Every part of ``name`` that molshape.download finds (checksum-verified); missing parts omitted."""
-    from molshape.download import get_spec, resolve_data_file
+    from molshape.data_registry import get_spec
+    from molshape.download import resolve_data_file
 
     found: dict[str, Path] = {}
     for part in get_spec(name).parts:
