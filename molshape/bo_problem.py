@@ -159,7 +159,8 @@ def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1):
         voted = decode_latents(model, grammar, zf, mode="sample", attempts=attempts, generator=gen)
         voted_scores = score_strings(target, list(voted))
         return [{**_record(s, float(v), why, key), "argmax_string": a,
-                 "argmax_score": float(av) if a is not None else float("nan")}
+                 "argmax_score": float(av) if a is not None else float("nan"),
+                 "argmax_canonical": key(a) if a is not None else None}
                 for s, v, why, a, av in zip(voted, voted_scores, voted.reasons, argmax, argmax_scores)]
 
     return evaluate

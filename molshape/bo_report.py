@@ -53,9 +53,10 @@ def outcome(records: list[dict], higher_is_better: bool, string_key: str = "stri
     mean_valid = [float(np.mean([_score(r, score_key) for r in rs if ok(r)])) if any(ok(r) for r in rs) else math.nan
                   for rs in per_seed.values()]
     best: dict[str, dict] = {}
+    canonical_key = string_key.replace("string", "canonical")  # string -> canonical, argmax_string -> argmax_canonical
     for r in records:
         if ok(r):
-            key = r.get("canonical") or r[string_key]
+            key = r.get(canonical_key) or r[string_key]
             if key not in best or _better(_score(r, score_key), _score(best[key], score_key), higher_is_better):
                 best[key] = r
     ranked = sorted(best.values(), key=lambda r: _score(r, score_key), reverse=higher_is_better)

@@ -132,6 +132,22 @@ def test_trust_region_rules():
     assert small.update(-1.0).restarts == 1 and small.update(-1.0).length == 0.8
 
 
+def test_report_dedups_each_decoding_by_its_own_canonical_form():
+    """Voted and argmax decodes of the same proposals are ranked separately, each deduplicated
+    by its own canonical form (a voted string's form must not hide distinct argmax strings)."""
+    from molshape.bo_report import outcome
+
+    def rec(i, voted, argmax, score, a_score):
+        return {"seed": 0, "iteration": 0, "index": i, "string": voted, "canonical": voted.upper(), "score": score,
+                "argmax_string": argmax, "argmax_canonical": argmax.upper(), "argmax_score": a_score}
+
+    records = [rec(0, "a", "x", 1.0, 5.0), rec(1, "A", "y", 2.0, 4.0), rec(2, "b", "X", 3.0, 6.0)]
+    voted = outcome(records, True)
+    assert [t["string"] for t in voted["top"]] == ["b", "A"]  # "a" and "A" are one molecule
+    argmax = outcome(records, True, "argmax_string", "argmax_score")
+    assert [t["string"] for t in argmax["top"]] == ["X", "y"]  # "x" and "X" are one; "y" is not hidden
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="strategy"):
         OptimizeConfig(strategy="random")
