@@ -207,7 +207,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         batches = shard(list(train_batches(epoch)), rank, world)
         model.train()
         sums: dict[str, float] = defaultdict(float)
-        n_items, t0 = 0, time.perf_counter()
+        n_items, t0, partial = 0, time.perf_counter(), False
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and rank == 0),
                    leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
@@ -230,7 +230,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
             if on_batch_end is not None:
                 on_batch_end(epoch, i)
             if deadline is not None and _past(deadline, world, device):
-                out_of_time = i + 1 < len(batches) or epoch + 1 < cfg.epochs
+                partial = i + 1 < len(batches)
+                out_of_time = partial or epoch + 1 < cfg.epochs
                 break
         train_s = time.perf_counter() - t0
         rates.append(n_items * world / max(train_s, 1e-9))
@@ -240,7 +241,7 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         scheduler.step(valid["valid_loss"])
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / max(n_items, 1) for k, v in sums.items()}, **valid,
-                  "train_s": train_s, "items_per_s": rates[-1], "partial": float(n_items < sum(_batch_len(b) for b in batches))}
+                  "train_s": train_s, "items_per_s": rates[-1], "partial": float(partial)}
         history.append(record)
         improved = valid["valid_loss"] < best
         best = min(best, valid["valid_loss"])
@@ -258,7 +259,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         if out_of_time:
             log.info("stopping after %.1f min (--max-minutes %g)", (time.perf_counter() - t_run) / 60, cfg.max_minutes)
             break
-    return {"stopped_by_time_limit": out_of_time,"best_valid_loss": best, "epochs": len(history), "wall_s": time.perf_counter() - t_run,
+    return {"stopped_by_time_limit": out_of_time, "best_valid_loss": best, "epochs": len(history),
+            "wall_s": time.perf_counter() - t_run,
             "items_per_s": sum(rates) / len(rates) if rates else None, "last": history[-1] if history else {},
             "checkpoint": str(last_path), "best_checkpoint": str(best_path), "rank": rank, "world_size": world}
 
