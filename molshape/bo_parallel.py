@@ -39,6 +39,7 @@ class SeedJobSpec:
     attempts: int
     device: str
     threads: int = 1
+    constraints: str = "auto"
 
 
 _WORKER: dict = {}
@@ -55,7 +56,7 @@ def _init_worker(spec: SeedJobSpec) -> None:
     cfg = OptimizeConfig(**spec.config)
     problem = build_problem(model, grammar, spec.target, checkpoint=ckpt, checkpoint_path=spec.checkpoint_path,
                             init=spec.init, n_init=spec.n_init, data=spec.data, attempts=spec.attempts,
-                            seed=cfg.seed)
+                            seed=cfg.seed, constraints=spec.constraints)
     _WORKER.update(problem=problem, cfg=cfg, fingerprint=_fingerprint(problem, cfg))
 
 

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from molshape.grammar import Grammar
 from molshape.optimize import Problem
+from molshape.representation import is_molecular
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _digest(*parts: str | bytes) -> str:
 
 def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, checkpoint_path: str | Path,
                   init: str = "auto", n_init: int | None = None, data: str | Path | None = None,
-                  attempts: int = 1, seed: int = 0, progress: bool = False) -> Problem:
+                  attempts: int = 1, seed: int = 0, progress: bool = False, constraints: str = "auto") -> Problem:
     """Initial data and an ``evaluate`` function for latent BO with a trained model.
 
     Raises:
@@ -70,14 +71,14 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {sorted(TARGETS)}")
     needs, higher = TARGETS[target]
-    if grammar.name != needs:
+    if grammar.name != needs and not (needs == "smiles" and is_molecular(grammar)):
         raise ValueError(f"target {target!r} needs a {needs!r} model; {checkpoint_path} is a {grammar.name!r} model")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose from {INITS}")
     from molshape.generation import file_sha256
 
     ckpt_sha = file_sha256(checkpoint_path)
-    evaluate = make_evaluate(model, grammar, target, attempts)
+    evaluate = make_evaluate(model, grammar, target, attempts, constraints)
     if init in ("auto", "data"):
         try:
             z, scores, source, key = _data_init(model, grammar, target, checkpoint, ckpt_sha, data, n_init, seed,
@@ -94,7 +95,7 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     valid = sum(r["string"] is not None for r in records)
     log.info("prior initial design: %d of %d decodes valid", valid, n)
     return Problem(z.double(), scores, evaluate, higher, f"prior ({valid}/{n} valid)",
-                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}"), grammar.name)
+                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}"), grammar.name)
 
 
 def _prior_latents(model, n: int, seed: int) -> Tensor:
@@ -142,21 +143,23 @@ def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha:
     return z.double(), scores, source, _digest(ckpt_sha, prepared.source_sha256, rows_id)
 
 
-def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1):
-    """``evaluate(z [q x d]) -> records``: decode, score, and record why invalid ones failed."""
+def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1, constraints: str = "auto"):
+    """``evaluate(z [q x d]) -> records``: decode (under ``constraints``), score, and record why
+    invalid ones failed."""
     from molshape.generation import canonical_key, decode_latents
 
     key = canonical_key(grammar)
 
     def evaluate(z: Tensor) -> list[dict]:
         zf = z.float()
-        argmax = decode_latents(model, grammar, zf, mode="argmax")
+        argmax = decode_latents(model, grammar, zf, mode="argmax", constraints=constraints)
         argmax_scores = score_strings(target, list(argmax))
         if attempts == 1:
             return [_record(s, float(v), why, key) for s, v, why in zip(argmax, argmax_scores, argmax.reasons)]
         # seeded by the latents themselves, so a resumed run decodes the same way
         gen = torch.Generator().manual_seed(int(_digest(z.cpu().numpy().tobytes())[:12], 16))
-        voted = decode_latents(model, grammar, zf, mode="sample", attempts=attempts, generator=gen)
+        voted = decode_latents(model, grammar, zf, mode="sample", attempts=attempts, generator=gen,
+                               constraints=constraints)
         voted_scores = score_strings(target, list(voted))
         return [{**_record(s, float(v), why, key), "argmax_string": a,
                  "argmax_score": float(av) if a is not None else float("nan"),

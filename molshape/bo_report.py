@@ -12,13 +12,14 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from molshape.atomic import atomic_path, atomic_write, save_figure, write_json
+from molshape.representation import MOLECULE_GRAMMARS
 from molshape.runtime import json_safe
 
 #: proposal columns written first; any extra record keys follow in sorted order
@@ -71,6 +72,23 @@ def outcome(records: list[dict], higher_is_better: bool, string_key: str = "stri
     }
 
 
+def druglike_top(records: list[dict], higher_is_better: bool, n_top: int = 3, pool: int = 300) -> dict:
+    """Top molecules under two simple drug-likeness filters (long alkyl chains inflate penalized logP).
+
+    ``qed_0.5``: QED at least 0.5; ``no_long_chain``: no run of 8 or more CH2 outside rings.
+    Only the ``pool`` best distinct valid proposals are checked.
+    """
+    from molshape.chem_stats import molecule_stats
+
+    ranked = outcome(records, higher_is_better, n_top=pool)["top"]
+    stats = molecule_stats([t["string"] for t in ranked], workers=1)
+    if len(stats) != len(ranked):  # every ranked proposal is valid; keep the rows aligned anyway
+        return {}
+    qed_ok = [t for t, row in zip(ranked, stats) if row[2] >= 0.5]
+    chain_ok = [t for t, row in zip(ranked, stats) if row[6] == 0]
+    return {"qed_0.5": qed_ok[:n_top], "no_long_chain": chain_ok[:n_top]}
+
+
 def _better(a: float, b: float, higher_is_better: bool) -> bool:
     return a > b if higher_is_better else a < b
 
@@ -100,16 +118,18 @@ def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
     summary["timing_s"] = {k: float(sum(m[k] for s in states for m in s["metrics"]))
                            for k in ("fit_s", "acquisition_s", "evaluate_s")}
     summary["initial_best"] = mean_se([_sign(problem) * s["initial_best"] for s in states])
-    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+    write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
     plot_best(states, problem, out_dir / "best_vs_evaluations.png")
     top = outcome(records, problem.higher_is_better, n_top=12)["top"]
-    if top and problem.kind == "smiles":
+    if top and problem.kind in MOLECULE_GRAMMARS:
+        summary["top_druglike"] = druglike_top(records, problem.higher_is_better)
+        write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
         from molshape.chem import draw_grid
 
-        draw_grid([t["string"] for t in top], [f"{t['score']:.2f} (seed {t['seed']})" for t in top],
-                  out_dir / "top_molecules.png")
+        with atomic_path(out_dir / "top_molecules.png") as tmp:
+            draw_grid([t["string"] for t in top], [f"{t['score']:.2f} (seed {t['seed']})" for t in top], tmp)
         summary["top_molecules_png"] = str(out_dir / "top_molecules.png")
-        (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+        write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
     return summary
 
 
@@ -120,7 +140,7 @@ def _sign(problem) -> float:
 def write_proposals(records: list[dict], path: Path) -> None:
     """One row per proposal: seed, iteration, latent index, string (empty = invalid), score."""
     extra = sorted({k for r in records for k in r} - set(COLUMNS))
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.writer(f)
         w.writerow([*COLUMNS, *extra])
         for r in records:
@@ -157,5 +177,7 @@ def plot_best(states: list[dict], problem, path: Path) -> None:
     if len(states) <= 10:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)

@@ -105,6 +105,32 @@ def canonicalise(smiles: str | None) -> str | None:
     return None if mol is None else Chem.MolToSmiles(mol)
 
 
+def kekule_smiles(smiles: str | None) -> str | None:
+    """Canonical Kekulé SMILES without stereochemistry (no aromatic atoms), or None if invalid.
+
+    The representation of the ``smiles_kekule`` grammar: with explicit double bonds,
+    valence bookkeeping alone decides whether a string is a valid molecule.
+    """
+    mol, _ = to_mol(smiles)
+    if mol is None:
+        return None
+    with rdBase.BlockLogs():
+        try:
+            Chem.Kekulize(mol, clearAromaticFlags=True)
+        except Exception:  # noqa: BLE001 - RDKit raises a generic kekulization error
+            return None
+        return Chem.MolToSmiles(mol, isomericSmiles=False, kekuleSmiles=True)
+
+
+def _kekule_chunk(args: tuple[list[str | None]]) -> list[str | None]:
+    return [kekule_smiles(s) for s in args[0]]
+
+
+def kekule_many(smiles: Sequence[str | None], workers: int | None = None, progress: bool = False) -> list[str | None]:
+    """:func:`kekule_smiles` of each string, spread over ``workers`` processes when large."""
+    return _map_chunks(_kekule_chunk, smiles, (), workers, progress, "kekulize")
+
+
 # ---------------------------------------------------------------------------- terms
 
 

@@ -38,7 +38,9 @@ from molshape.checkpoint import load_checkpoint, save_checkpoint
 from molshape.download import file_hash, resolve_data_file
 from molshape.grammar import Grammar, GrammarError, load_grammar
 from molshape.records import read_records
+from molshape.representation import is_kekule, is_molecular, to_grammar_strings
 from molshape.runtime import cache_dir
+from molshape.semantics import semantics_for
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,11 @@ def _parse(grammar: Grammar, records: list[tuple[int, str]], workers: int | None
     """Parse records; return padded rules (compact dtype), lengths, record positions, failures."""
     from molshape import parser  # looked up at call time so tests can replace parse_many
 
+    if is_kekule(grammar):  # the grammar reads canonical Kekulé SMILES: convert first
+        converted = to_grammar_strings(grammar, [s for _, s in records], workers=workers, progress=progress)
+        records = [(line, k if k is not None else s) for (line, s), k in zip(records, converted)]
     results = parser.parse_many(grammar, [s for _, s in records], workers=workers, progress=progress)
+    results = _check_semantics(grammar, results)
     ok: list[int] = []
     seqs: list[list[int]] = []
     failed: list[list] = []
@@ -224,6 +230,24 @@ def _parse(grammar: Grammar, records: list[tuple[int, str]], workers: int | None
         "strings": [records[p][1] for p in ok], "failed": failed,
         "failed_positions": torch.tensor(failed_at, dtype=torch.long),
     }
+
+
+def _check_semantics(grammar: Grammar, results: list) -> list:
+    """Derivations that break the grammar's semantic constraints become errors (few: rings over 8 atoms)."""
+    sem = semantics_for(grammar)
+    good = [i for i, r in enumerate(results) if not isinstance(r, GrammarError) and len(r) <= grammar.max_length]
+    if sem is None or not good:
+        return results
+    rules = torch.full((len(good), grammar.max_length), grammar.pad, dtype=torch.long)
+    for row, i in enumerate(good):
+        rules[row, : len(results[i])] = torch.tensor(results[i], dtype=torch.long)
+    out = list(results)
+    for row, step in sem.violations(rules):
+        i = good[row]
+        rule = grammar.productions[results[i][step]]
+        out[i] = GrammarError("", None, f"outside the semantic constraints at rule {step} ({rule}): "
+                                        "a ring of more than 8 atoms or a bond the valence rules forbid")
+    return out
 
 
 def cache_key(grammar: Grammar, source_sha256: str) -> str:
@@ -326,11 +350,18 @@ def _prepare(grammar: Grammar, src: _Source, *, test_size: int | float, valid_fr
                   progress=progress, cap_test=cap_test)
         _prepare(grammar, src, limit=None, **kw)
         return _prepare(grammar, src, limit=limit, **kw)
+    limited = path.with_suffix(f".limit{limit}.pt")
+    if limit is not None and cache and limited.is_file():
+        # a limited parse is cached on its own when preparing it is slow (Kekulé conversion)
+        saved = load_checkpoint(limited)
+        if saved.get("split_params") == params:
+            report = str(limited.with_suffix(".failed.tsv")) if saved["parsed"]["failed"] else None
+            return _assemble(grammar, src, saved["parsed"], saved["split"], saved["n_records"], None, report)
     records = src.records()
     n = len(records)
     split = _split(n, params, cap_test)
     if limit is not None:
-        # parse only what the smoke run uses; a partial parse is not cached
+        # parse only what the smoke run uses
         split = _limit_split(split, limit)
         keep = torch.cat(list(split.values())).sort().values
         parsed = _parse(grammar, [records[i] for i in keep.tolist()], workers, progress)
@@ -338,6 +369,9 @@ def _prepare(grammar: Grammar, src: _Source, *, test_size: int | float, valid_fr
         parsed["failed_positions"] = keep[parsed["failed_positions"]]
         report = _report_failed(parsed["failed"], len(keep), path.with_suffix(f".limit{limit}.failed.tsv"),
                                 src.label)
+        if cache and is_kekule(grammar):
+            save_checkpoint({"version": CACHE_VERSION, "parsed": parsed, "split": split, "split_params": params,
+                             "n_records": n}, limited)
         return _assemble(grammar, src, parsed, split, n, None, report)
 
     t0 = time.perf_counter()
@@ -387,7 +421,7 @@ def prepare_dataset(grammar: Grammar | str, strings_or_path: str | Path | Sequen
 
 def _standard_source(grammar: Grammar, data: str | Path | None) -> tuple[_Source, int | float]:
     """The data source of a grammar and its test size (see :func:`load_dataset`)."""
-    if grammar.name == "smiles":
+    if is_molecular(grammar):
         path = resolve_data_file("zinc250k", Path(data) if data else None)
         log.info("smiles data: %s", path)
         return _file_source(path, "first"), ZINC_TEST
@@ -425,6 +459,31 @@ def load_dataset(grammar_name: str, data: str | Path | None = None, limit: int |
     src, test_size = _standard_source(g, data)
     return _prepare(g, src, test_size=test_size, valid_fraction=VALID_FRACTION, seed=seed, cache=cache,
                     limit=limit, workers=workers, progress=progress, cap_test=True)
+
+
+def standard_test_strings(grammar_name: str = "smiles", data: str | Path | None = None) -> list[str]:
+    """The raw strings of the standard test split (ZINC250k: GVAE's 5,000 molecules), whatever limit.
+
+    Read from the file without parsing, so metrics such as the FCD always use the same
+    reference whatever ``--limit`` a model was trained with.
+    """
+    g = load_grammar(grammar_name)
+    src, test_size = _standard_source(g, data)
+    records = src.records()
+    split = _split(len(records), {"test_size": test_size, "valid_fraction": VALID_FRACTION, "seed": 0}, True)
+    return [records[i][1] for i in split["test"].tolist()]
+
+
+def standard_train_sample(grammar_name: str = "smiles", n: int = 10_000, data: str | Path | None = None,
+                          seed: int = 0) -> list[str]:
+    """``n`` raw strings drawn from the standard training split (the floor of sample metrics)."""
+    g = load_grammar(grammar_name)
+    src, test_size = _standard_source(g, data)
+    records = src.records()
+    split = _split(len(records), {"test_size": test_size, "valid_fraction": VALID_FRACTION, "seed": 0}, True)
+    train = split["train"]
+    pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+    return [records[i][1] for i in pick.tolist()]
 
 
 def load_cached(grammar_name: str, data: str | Path | None = None, seed: int = 0) -> PreparedData | None:

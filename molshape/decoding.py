@@ -33,8 +33,12 @@ import torch
 from torch import Tensor
 
 from molshape.grammar import Grammar
+from molshape.semantics import ReferenceSemantics, SmilesSemantics, semantics_for
 
 MODES = ("argmax", "sample")
+#: Decoding constraints: ``grammar`` (GVAE's masks only), ``semantic`` (valence, rings and
+#: length too; grammars that support it), ``auto`` (semantic wherever supported).
+CONSTRAINTS = ("auto", "semantic", "grammar")
 
 
 class StepDecoder(Protocol):
@@ -84,9 +88,11 @@ class StackDecoder:
         max_length: number of decoding steps T (default ``grammar.max_length``).
     """
 
-    def __init__(self, grammar: Grammar, max_length: int | None = None) -> None:
+    def __init__(self, grammar: Grammar, max_length: int | None = None,
+                 semantics: SmilesSemantics | None = None) -> None:
         self.grammar = grammar
         self.max_length = max_length or grammar.max_length
+        self.semantics = semantics
         self.max_rhs = max(max((len(r) for r in grammar.rhs_nonterminals), default=0), 1)
         rev = torch.full((grammar.n_productions, self.max_rhs), grammar.pad_symbol, dtype=torch.long)
         for i, rhs in enumerate(grammar.rhs_nonterminals):
@@ -139,7 +145,8 @@ class StackDecoder:
         stack.scatter_(1, top.unsqueeze(1) + t["arange"], t["rhs_rev"].index_select(0, rule))
         top.add_(t["rhs_len"].index_select(0, rule))
 
-    def _choose(self, logits: Tensor, symbol: Tensor, mode: str, generator: torch.Generator | None) -> Tensor:
+    def _choose(self, logits: Tensor, symbol: Tensor, mode: str, generator: torch.Generator | None,
+                allowed: Tensor | None = None) -> Tensor:
         """Rule ``[B]`` among those allowed for ``symbol [B x 1]``, scored by ``logits [B x R]``.
 
         Sampling adds Gumbel noise to the allowed candidates only (``B x G`` per step),
@@ -149,9 +156,15 @@ class StackDecoder:
         sym = symbol.squeeze(1)
         cand = t["cand"].index_select(0, sym)  # [B, G]
         scores = logits.gather(1, cand).float() + t["cand_neg"].index_select(0, sym)
+        if allowed is not None:  # semantic constraints: [B x R] rules that keep the molecule valid
+            scores = scores.masked_fill(~allowed.gather(1, cand), float("-inf"))
         if mode == "sample":
             scores += gumbel_noise(tuple(scores.shape), generator, scores.device)
         return cand.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+
+    def _allowed(self, sem, t: int) -> Tensor | None:
+        """Semantically allowed rules at step ``t`` (None without semantic constraints)."""
+        return None if sem is None else self.semantics.allowed(sem, self.max_length - t - 1)
 
     def _check_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -183,10 +196,13 @@ class StackDecoder:
             raise ValueError(f"logits must be [B x T x {self.grammar.n_productions}], got {tuple(logits.shape)}")
         batch, steps = logits.shape[0], min(logits.shape[1], self.max_length)
         stack, top = self._start(batch, logits.device)
+        sem = self.semantics.init(batch, logits.device) if self.semantics is not None else None
         rules: list[Tensor] = []
         for t in range(steps):
-            rule = self._choose(logits[:, t], self._symbols(stack, top), mode, generator)
+            rule = self._choose(logits[:, t], self._symbols(stack, top), mode, generator, self._allowed(sem, t))
             self._push(rule, stack, top)
+            if sem is not None:
+                self.semantics.update(sem, rule)
             rules.append(rule)
             if t % 16 == 15 and not bool(top.any()):  # a host sync; done sparingly
                 break
@@ -219,11 +235,14 @@ class StackDecoder:
         state = model.decoder_init(z)
         # Before the first step there is no previous rule; the pad rule stands in for it.
         prev = torch.full((batch,), self.grammar.pad, dtype=torch.long, device=device)
+        sem = self.semantics.init(batch, device) if self.semantics is not None else None
         rules: list[Tensor] = []
         for t in range(self.max_length):
             logits, state = model.decoder_step(state, prev)
-            prev = self._choose(logits, self._symbols(stack, top), mode, generator)
+            prev = self._choose(logits, self._symbols(stack, top), mode, generator, self._allowed(sem, t))
             self._push(prev, stack, top)
+            if sem is not None:
+                self.semantics.update(sem, prev)
             rules.append(prev)
             # Stop the (expensive) model once every stack is empty; the rest is padding.
             if t % 8 == 7 and not bool(top.any()):
@@ -231,8 +250,23 @@ class StackDecoder:
         return self._finish(rules, top, batch, device)
 
 
+def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | None = None) -> StackDecoder:
+    """A :class:`StackDecoder` for ``grammar`` under the chosen constraints.
+
+    Raises:
+        ValueError: ``semantic`` was asked of a grammar without semantic constraints.
+    """
+    if constraints not in CONSTRAINTS:
+        raise ValueError(f"constraints must be one of {CONSTRAINTS}, got {constraints!r}")
+    sem = semantics_for(grammar) if constraints != "grammar" else None
+    if constraints == "semantic" and sem is None:
+        raise ValueError(f"grammar {grammar.name!r} has no semantic constraints; use --constraints grammar "
+                         "or a model trained on smiles_kekule")
+    return StackDecoder(grammar, max_length=max_length, semantics=sem)
+
+
 def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = None,
-                     max_length: int | None = None) -> DecodeResult:
+                     max_length: int | None = None, semantics: bool = False) -> DecodeResult:
     """The same algorithm one molecule at a time with Python lists (the oracle).
 
     Args:
@@ -241,6 +275,8 @@ def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = No
         noise: optional ``B x T x G`` Gumbel noise added to the allowed candidates in
             ascending rule order (what :class:`StackDecoder` draws when sampling).
         max_length: steps (default ``grammar.max_length``).
+        semantics: also apply the semantic constraints (per molecule,
+            :class:`molshape.semantics.ReferenceSemantics`).
 
     Returns:
         :class:`DecodeResult` on CPU.
@@ -253,13 +289,19 @@ def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = No
     for b, row in enumerate(rows):
         stack = [grammar.start]
         seq = []
+        ref = ReferenceSemantics(grammar, T) if semantics else None
         for t in range(min(T, len(row))):
             symbol = stack.pop() if stack else grammar.pad_symbol
             cands = allowed[symbol]
             values = [row[t][r] for r in cands]
             if noise_rows is not None:
                 values = [v + e for v, e in zip(values, noise_rows[b][t])]
+            if ref is not None:
+                ok = ref.allowed(T - t - 1)
+                values = [v if ok[r] else float("-inf") for v, r in zip(values, cands)]
             rule = cands[values.index(max(values))]  # first maximum: the lowest rule id
+            if ref is not None:
+                ref.update(rule)
             seq.append(rule)
             stack.extend(reversed(grammar.rhs_nonterminals[rule]))
         seq += [grammar.pad] * (T - len(seq))

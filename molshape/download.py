@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from molshape.atomic import write_text
 from molshape.data_registry import DataSpec, Source, get_spec
 from molshape.runtime import cache_dir
 
@@ -213,7 +214,7 @@ def resolve_data_file(name: str, data: Path | None = None, part: str | None = No
 def _record_first_use(path: Path, status: str) -> None:
     """Trust on first use: a file that passed only the row check gets its sha256 recorded."""
     if status.startswith("rows"):
-        sidecar(path).write_text(f"{file_hash(path)}  {path.name}\n")
+        write_text(sidecar(path), f"{file_hash(path)}  {path.name}\n")
         log.warning("%s has no published checksum; its sha256 was recorded in %s and will be "
                     "checked on every later use", path.name, sidecar(path))
 
@@ -318,6 +319,8 @@ def _fetch(url: str, target: Path, source: Source, progress: bool) -> Path:
             status = verify_file(tmp, source, _count_rows)
         except ChecksumError as e:
             raise ChecksumError(f"downloaded {url} but it failed verification and was removed: {e}") from e
+        with open(tmp, "rb+") as f:  # durable before it replaces anything
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp made it private; a data file is not a secret
         os.replace(tmp, target)
         _record_first_use(target, status)

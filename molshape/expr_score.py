@@ -52,19 +52,44 @@ def _grammar() -> Grammar:
 
 
 def _tree(rules: Sequence[int], grammar: Grammar) -> tuple:
-    """Leftmost derivation -> nested ``(rule, children)`` tree (children: subtrees of nonterminals)."""
-    pos = 0
+    """Leftmost derivation -> nested ``(rule, children)`` tree (children: subtrees of nonterminals).
 
-    def build() -> tuple:
-        nonlocal pos
-        r = rules[pos]
-        pos += 1
-        return r, [build() for _ in grammar.rhs_nonterminals[r]]
+    Built with an explicit stack of open nodes, so deep nesting cannot hit Python's recursion limit.
+    """
+    arity = [len(nts) for nts in grammar.rhs_nonterminals]
+    root: tuple = (rules[0], [])
+    open_nodes = [root] if arity[rules[0]] else []
+    for r in rules[1:]:
+        node: tuple = (r, [])
+        parent = open_nodes[-1]
+        parent[1].append(node)
+        if len(parent[1]) == arity[parent[0]]:
+            open_nodes.pop()
+        if arity[r]:
+            open_nodes.append(node)
+    return root
 
-    return build()
+
+def _evaluate(root: tuple, grammar: Grammar, x: np.ndarray) -> np.ndarray:
+    """Values of a derivation tree at ``x``, evaluated with an explicit work stack (no recursion)."""
+    values: list[np.ndarray] = []
+    todo: list[tuple] = [("eval", root)]
+    while todo:
+        op, item = todo.pop()
+        if op == "apply":  # a unary function of the value just computed
+            values[-1] = item(values[-1])
+        elif op == "chain":  # combine the last len(ops) + 1 values
+            n = len(item) + 1
+            operands = values[-n:]
+            del values[-n:]
+            values.append(_chain(operands, item))
+        else:
+            todo.extend(_expand_node(item, grammar, x, values))
+    return values[0]
 
 
-def _evaluate(node: tuple, grammar: Grammar, x: np.ndarray) -> np.ndarray:
+def _expand_node(node: tuple, grammar: Grammar, x: np.ndarray, values: list[np.ndarray]) -> list[tuple]:
+    """One evaluation step: push a leaf's value, or return the work (popped last-first) for a node."""
     rule, children = node
     toks = grammar.rhs_tokens[rule]
     if len(toks) == 3 and toks[0] is None and toks[2] is None:  # S -> S op T: an operator chain
@@ -75,17 +100,19 @@ def _evaluate(node: tuple, grammar: Grammar, x: np.ndarray) -> np.ndarray:
             (rule, children) = children[0]
             toks = grammar.rhs_tokens[rule]
         terms.append((rule, children))
-        terms.reverse()
         ops.reverse()
-        return _chain([_evaluate(t, grammar, x) for t in terms], ops)
+        # terms is right-to-left, so the leftmost term is evaluated (popped) first
+        return [("chain", ops), *(("eval", t) for t in terms)]
     if toks == (None,):  # S -> T
-        return _evaluate(children[0], grammar, x)
+        return [("eval", children[0])]
     if len(toks) == 3 and toks[1] is None and toks[0] in _UNARY:  # T -> f( S )
-        return _UNARY[toks[0]](_evaluate(children[0], grammar, x))
+        return [("apply", _UNARY[toks[0]]), ("eval", children[0])]
     if len(toks) == 1 and toks[0] == "x":
-        return x
+        values.append(x)
+        return []
     if len(toks) == 1 and toks[0].isdigit():
-        return np.full_like(x, float(toks[0]))
+        values.append(np.full_like(x, float(toks[0])))
+        return []
     raise ValueError(f"expression evaluator does not know production {grammar.productions[rule]}")
 
 

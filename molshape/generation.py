@@ -35,9 +35,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from molshape.decoding import DecodeResult, StackDecoder
+from molshape.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar import Grammar, GrammarError
 from molshape.parser import get_parser
+from molshape.representation import is_molecular, to_grammar_strings, to_user_string
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def invalid_reason(grammar: Grammar, s: str) -> str | None:
     SMILES: RDKit parses and sanitises it. Expressions: it evaluates to a finite
     function on the scoring grid (``molshape.expr_score``).
     """
-    if grammar.name == "smiles":
+    if is_molecular(grammar):
         from molshape.chem import invalid_reason as rdkit_reason
 
         return rdkit_reason(s)
@@ -77,7 +78,7 @@ def _expr_reason(s: str) -> str | None:
 
 def canonical_key(grammar: Grammar) -> Callable[[str], str]:
     """The identity of a valid output: canonical SMILES for molecules, the string otherwise."""
-    if grammar.name == "smiles":
+    if is_molecular(grammar):
         from molshape.chem import canonicalise
 
         return lambda s: canonicalise(s) or s
@@ -101,12 +102,19 @@ class ParsedInputs:
 
 
 def parse_inputs(grammar: Grammar, strings: Sequence[str]) -> ParsedInputs:
-    """Parse ``strings``; failures are collected with their position and reason."""
+    """Parse ``strings``; failures are collected with their position and reason.
+
+    Grammars with their own string form (Kekulé SMILES) convert each input first.
+    """
     parser = get_parser(grammar)
     rows, index, failed = [], [], []
-    for i, s in enumerate(strings):
+    converted = to_grammar_strings(grammar, strings, workers=1)
+    for i, (s, c) in enumerate(zip(strings, converted)):
+        if c is None:
+            failed.append((i, s, "RDKit cannot read it as a molecule"))
+            continue
         try:
-            seq = parser.parse(s)
+            seq = parser.parse(c)
         except GrammarError as e:
             failed.append((i, s, e.reason))
             continue
@@ -185,7 +193,7 @@ def _judge(grammar: Grammar, raw: list[str | None]) -> list[str | None]:
 @torch.no_grad()
 def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "argmax", attempts: int = 1,
                    generator: torch.Generator | None = None, batch_size: int = 2000,
-                   progress: bool = False) -> Decoded:
+                   progress: bool = False, constraints: str = "auto") -> Decoded:
     """Decode latents to strings.
 
     Args:
@@ -198,15 +206,18 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
         generator: seeds the sampling noise.
         batch_size: decoded sequences per model call (latents x attempts).
         progress: show a progress bar.
+        constraints: ``auto`` (semantic where the grammar has semantic constraints),
+            ``semantic`` or ``grammar`` (see :func:`molshape.decoding.make_decoder`).
 
     Returns:
-        :class:`Decoded` of length N, in the order of ``z``.
+        :class:`Decoded` of length N, in the order of ``z``. Molecules of Kekulé
+        grammars come back as canonical (aromatic) SMILES; ``raw`` keeps the decoded form.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     if attempts > 1 and mode != "sample":
         raise ValueError("attempts > 1 needs mode='sample' (argmax decodes give the same result every time)")
-    decoder = _decoder(grammar)
+    decoder = _decoder(grammar, constraints)
     device = model_device(model)
     z_rep = z.repeat_interleave(attempts, dim=0)  # [N*k, d], the k attempts of a latent adjacent
     raw: list[str | None] = []
@@ -218,8 +229,10 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
     bar.close()
     reasons = _judge(grammar, raw)
     if attempts == 1:
-        return Decoded([s if r is None else None for s, r in zip(raw, reasons)], reasons, raw)
-    return _aggregate(grammar, raw, reasons, attempts)
+        return Decoded([to_user_string(grammar, s) if r is None else None for s, r in zip(raw, reasons)], reasons, raw)
+    out = _aggregate(grammar, raw, reasons, attempts)
+    out[:] = [to_user_string(grammar, s) for s in out]
+    return out
 
 
 def _aggregate(grammar: Grammar, raw: list[str | None], reasons: list[str | None], k: int) -> Decoded:
@@ -244,8 +257,8 @@ def _aggregate(grammar: Grammar, raw: list[str | None], reasons: list[str | None
 
 
 @lru_cache(maxsize=8)
-def _decoder(grammar: Grammar) -> StackDecoder:
-    return StackDecoder(grammar)
+def _decoder(grammar: Grammar, constraints: str = "auto") -> StackDecoder:
+    return make_decoder(grammar, constraints)
 
 
 # -- latent sources ---------------------------------------------------------------------

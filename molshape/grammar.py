@@ -24,7 +24,7 @@ import nltk
 import torch
 
 #: Maximum derivation length per grammar (GVAE): sequences are padded to this.
-MAX_LENGTHS = {"smiles": 277, "expr": 15}
+MAX_LENGTHS = {"smiles": 277, "smiles_kekule": 277, "expr": 15}
 
 #: The padding production's left-hand side; its right-hand ``None`` is not a symbol to expand.
 PAD_SYMBOL = "Nothing"

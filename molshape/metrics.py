@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from molshape.decoding import StackDecoder
+from molshape.decoding import make_decoder
 from molshape.generation import canonical_key, encode_rules, expand_results, invalid_reason, model_device
 from molshape.grammar import Grammar
 from molshape.parser import get_parser
+from molshape.representation import is_molecular
 from molshape.regularizer import GMMPrior, ks_distance
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def reference_set(grammar: Grammar, strings: Sequence[str], key: str | None = No
     if path.is_file():
         return set(path.read_text().split("\n")) - {""}
     canon = canonical_key(grammar)
-    if grammar.name == "smiles":
+    if is_molecular(grammar):
         from molshape.chem import canonicalise_many
 
         forms = set(canonicalise_many(strings, progress=progress)) - {None}
@@ -154,7 +155,8 @@ def ks_statistics(z: Tensor, prior: GMMPrior) -> dict[str, float]:
 
 @torch.no_grad()
 def reconstruction(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: Tensor,
-                   batch_size: int = 1000, progress: bool = False) -> tuple[dict[str, float], Tensor]:
+                   batch_size: int = 1000, progress: bool = False,
+                   constraints: str = "auto") -> tuple[dict[str, float], Tensor]:
     """Encode ``rules [N x T]`` and argmax-decode them back.
 
     Returns:
@@ -165,7 +167,7 @@ def reconstruction(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
     """
     from tqdm.auto import tqdm
 
-    decoder = StackDecoder(grammar)
+    decoder = make_decoder(grammar, constraints)
     z = encode_rules(model, rules, batch_size)
     device = model_device(model)
     parser = get_parser(grammar)

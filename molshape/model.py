@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from molshape.checkpoint import load_checkpoint
 from molshape.grammar import Grammar, load_grammar
 from molshape.objectives import build_objective
+from molshape.semantics import semantics_for
 
 #: Finite "minus infinity" for masked logits: exp() underflows to exactly 0 in fp16/fp32
 #: while avoiding the NaNs of -inf - (-inf) in rows with a single allowed production.
@@ -70,6 +71,9 @@ class ModelConfig:
     decoder_weight_decay: float = 1e-6
     # weight of the reconstruction term; None -> resolved by train_grammar (rec_heuristic)
     lambda_rec: float | None = None
+    # "semantic": the softmax is normalised over the semantically allowed productions in
+    # training too (SD-VAE); needs a grammar with semantic constraints (smiles_kekule)
+    constraints: str = "grammar"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -101,7 +105,13 @@ def _presets() -> dict[str, dict[str, ModelConfig]]:
     # The expression model is already small; cpu keeps the paper sizes and feeds the
     # previous rule to the GRU, which reconstructs better within a CPU budget.
     expr_cpu = dataclasses.replace(expr_paper, decoder_feed_rules=True)
+    # Kekule SMILES under semantic constraints: GVAE's sizes for the paper preset; the cpu
+    # model feeds back the previous rule, as the shipped grammar-only model does.
+    kek_paper = dataclasses.replace(smiles_paper, grammar="smiles_kekule", n_rules=40, constraints="semantic")
+    kek_cpu = dataclasses.replace(smiles_cpu, grammar="smiles_kekule", n_rules=40, constraints="semantic",
+                                  decoder_feed_rules=True)
     return {"smiles": {"paper": smiles_paper, "cpu": smiles_cpu},
+            "smiles_kekule": {"paper": kek_paper, "cpu": kek_cpu},
             "expr": {"paper": expr_paper, "cpu": expr_cpu}}
 
 
@@ -185,6 +195,7 @@ class GrammarAutoencoder(nn.Module):
         self.register_buffer("_lhs", torch.zeros(c.n_rules, dtype=torch.long), persistent=False)
         self.register_buffer("_masks", torch.ones(1, c.n_rules, dtype=torch.bool), persistent=False)
         self._grammar_set = False
+        self._semantics = None
 
     # -- grammar tables -------------------------------------------------------------
     def set_grammar(self, grammar: Grammar) -> GrammarAutoencoder:
@@ -195,6 +206,11 @@ class GrammarAutoencoder(nn.Module):
         dev = self.out.weight.device
         self._lhs = grammar.lhs_tensor().to(dev)
         self._masks = grammar.masks.to(dev)
+        self._semantics = None
+        if self.config.constraints == "semantic":
+            self._semantics = semantics_for(grammar)
+            if self._semantics is None:
+                raise ValueError(f"grammar {grammar.name} has no semantic constraints; use constraints='grammar'")
         self._grammar_set = True
         return self
 
@@ -283,6 +299,8 @@ class GrammarAutoencoder(nn.Module):
         if not self._grammar_set:
             raise RuntimeError("GrammarAutoencoder: call set_grammar(grammar) before computing the loss")
         allowed = self._masks[self._lhs[rules]]  # (B, T, R)
+        if self._semantics is not None:  # normalise over what semantic decoding can choose
+            allowed = allowed & self._semantics.cached_teacher_masks(rules)
         return logits.float().masked_fill(~allowed, MASK_VALUE)
 
     def forward(self, rules: Tensor, lengths: Tensor) -> dict[str, Tensor]:

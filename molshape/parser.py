@@ -1,12 +1,19 @@
 """Strings <-> production sequences (leftmost derivations) for a :class:`Grammar`.
 
 A canonical LR(1) automaton built from the grammar file (:mod:`molshape.lr_tables`)
-drives a tight shift/reduce loop. Each stack value is the preorder rule list of its
-subtree, so the accepted value is the leftmost derivation, the same one
+drives a tight shift/reduce loop. Each stack value is a node ``[rule, child, ...]`` of
+the parse tree (terminals are ``None``); the accepted tree is flattened once, in
+preorder, so parsing is linear in the input length and the result is the leftmost
+derivation, the same one
 ``nltk.ChartParser`` returns (the grammars are unambiguous; :func:`nltk_parse` is kept
 as the reference for tests and benchmarks) at a few hundred times its speed. The one
 kind of LR(1) conflict in the SMILES grammar (bond after an atom: ring bond or chain)
-is settled by a trial parse of the next tokens.
+is settled by a trial parse of the next tokens. Empty (epsilon) productions are
+supported: their reduce pops nothing and pushes ``[rule]``.
+
+Work is bounded: a line with more tokens than ``max_length`` derivation steps can
+produce is refused before it is parsed, and a parse stops as soon as it has reduced
+more than ``max_length`` rules.
 
 Example:
     >>> p = get_parser(load_grammar("expr"))
@@ -49,6 +56,9 @@ class Parser:
         # reduce action -> (rule id, right-hand length, left-hand symbol)
         self._reduce_info = {-r - 1: (r, n, lhs) for r, (n, lhs) in
                              enumerate(zip(self._tables.rule_length, self._tables.rule_lhs))}
+        # most terminals one rule yields, and the longest terminal: bounds for _check_size
+        self._max_yield = max(1, max(sum(t is not None for t in toks) for toks in grammar.rhs_tokens))
+        self._max_token = max(map(len, grammar.terminals), default=1)
 
     def _tokens_with_positions(self, s: str) -> tuple[list[str], list[int]]:
         """Tokens and their 0-based character offsets in ``s`` (slow path, used on errors)."""
@@ -76,17 +86,35 @@ class Parser:
         Expression grammars ignore whitespace between tokens; SMILES allows none.
         """
         compact = _WHITESPACE.sub("", s) if self._skip_space else s
+        self._check_size(s, len(compact))
         tokens = self._token_re.findall(compact)
         if not tokens or sum(map(len, tokens)) != len(compact):
             return self._tokens_with_positions(s)[0]  # raises with the exact position
         return tokens
 
+    def _check_size(self, s: str, n_chars: int) -> None:
+        """Refuse a string too long for any derivation of ``max_length`` rules, before any work.
+
+        Each rule yields at most ``_max_yield`` terminals of at most ``_max_token`` characters,
+        so longer strings cannot parse; refusing them early keeps a 1 MB line cheap.
+        """
+        limit = self.grammar.max_length * self._max_yield
+        if n_chars > limit * self._max_token:
+            raise GrammarError(s, None, f"{n_chars} characters: too long for a derivation of at most "
+                                        f"max_length {self.grammar.max_length} rules")
+
     def parse(self, s: str) -> list[int]:
         """Leftmost derivation of ``s`` as rule ids (not padded); raises GrammarError."""
-        rules = self._parse_tokens(s, self.tokenize(s))
-        if len(rules) > self.grammar.max_length:
-            raise self._too_long(s, rules)
-        return rules
+        tokens = self.tokenize(s)
+        limit = self.grammar.max_length
+        if len(tokens) > limit * self._max_yield:
+            raise GrammarError(s, None, f"{len(tokens)} tokens: more than max_length {limit} rules can produce")
+        try:
+            return self._parse_tokens(s, tokens, limit)
+        except _RuleLimit:
+            # the parse stopped at rule limit + 1; the full derivation (bounded by the token
+            # check above) only serves to point at the first token beyond the limit
+            raise self._too_long(s, self._parse_tokens(s, tokens, None)) from None
 
     def _too_long(self, s: str, rules: list[int]) -> GrammarError:
         # position: the first token not yet produced after max_length leftmost-derivation steps
@@ -95,40 +123,50 @@ class Parser:
         position = self._tokens_with_positions(s)[1][len(produced)]
         return GrammarError(s, position, f"derivation needs {len(rules)} rules, more than max_length {limit}")
 
-    def _parse_tokens(self, s: str, tokens: list[str]) -> list[int]:
-        """Shift/reduce loop; each stack value is the preorder rule list of its subtree."""
+    def _parse_tokens(self, s: str, tokens: list[str], limit: int | None) -> list[int]:
+        """Shift/reduce loop building tree nodes ``[rule, *children]``; preorder at the end.
+
+        Raises:
+            GrammarError: the tokens are not a sentence of the grammar.
+            _RuleLimit: more than ``limit`` rules were reduced (``None``: no limit).
+        """
         action, goto, reduce_info = self._tables.action, self._tables.goto, self._reduce_info
         tokens = tokens + [END]
         states = [0]
         values: list = []
         i = 0
         tok = tokens[0]
+        budget = -1 if limit is None else limit
         while True:
             a = action[states[-1]].get(tok)
             if a.__class__ is not int:
                 if a is None:
                     raise self._unexpected(s, tokens, i, states[-1])
                 if a == ACCEPT:
-                    return values[0]
+                    return _preorder(values[0])
                 a = self._resolve(states, tokens, i, a)
             if a >= 0:  # shift; terminals contribute no rules
                 states.append(a)
-                values.append(())
+                values.append(None)
                 i += 1
                 tok = tokens[i]
                 continue
+            if budget == 0:
+                raise _RuleLimit
+            budget -= 1
             r, n, lhs = reduce_info[a]
-            if n == 1:
-                values[-1] = [r, *values[-1]]
+            if n == 0:  # epsilon production: nothing to pop
+                values.append([r])
+                states.append(goto[states[-1]][lhs])
+            elif n == 1:
+                values[-1] = [r, values[-1]]
                 states[-1] = goto[states[-2]][lhs]
-                continue
-            node = [r]
-            for v in values[-n:]:
-                node += v
-            del values[-n:]
-            del states[-n:]
-            values.append(node)
-            states.append(goto[states[-1]][lhs])
+            else:
+                node = [r, *values[-n:]]
+                del values[-n:]
+                del states[-n:]
+                values.append(node)
+                states.append(goto[states[-1]][lhs])
 
     def _resolve(self, states: list[int], tokens: list[str], i: int, options: tuple) -> int:
         """Pick the one action of an LR(1) conflict that survives a trial parse of the next tokens."""
@@ -164,7 +202,8 @@ class Parser:
                 i += 1
             else:
                 _, n, lhs = reduce_info[a]
-                del states[-n:]
+                if n:  # an epsilon production pops nothing (del states[-0:] would clear it)
+                    del states[-n:]
                 states.append(goto[states[-1]][lhs])
             a = action[states[-1]].get(tokens[i])
 
@@ -214,6 +253,24 @@ class Parser:
         while stack and stack[-1].__class__ is str:
             out.append(stack.pop())
         return out, stack
+
+
+class _RuleLimit(Exception):
+    """A parse reduced more rules than its limit (internal: :meth:`Parser.parse` reports it)."""
+
+
+def _preorder(root: list) -> list[int]:
+    """Rule ids of a tree of nodes ``[rule, *children]`` (terminals ``None``) in preorder.
+
+    Iterative, so no recursion limit: deep nesting is as cheap as a long chain.
+    """
+    out: list[int] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        out.append(node[0])
+        stack.extend(c for c in reversed(node[1:]) if c is not None)
+    return out
 
 
 def _short(seq: Sequence[int], n: int = 12) -> str:

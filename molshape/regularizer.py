@@ -29,9 +29,19 @@ Losses on a batch z_1..z_N:
   latents follow the prior.
 
 Center layouts: ``standard`` (K = 1, mu = 0: the N(0, I) prior of a plain VAE),
-``basis`` (mu_k = e_(k mod d)), ``spread`` (scrambled Sobol points mapped through the
-inverse normal CDF, normalised to unit length, then doubled until the minimum pairwise
-distance is >= 6; deterministic given ``seed``), or user-given ``centers``.
+``basis`` (mu_k = e_(k mod d), the public GMM-DAE image code: with s = 1 the means are
+only sqrt(2) = 1.41 std apart and the modes overlap), ``onehot`` (mu_k = c e_k with
+``center_scale`` c = 10 by default, K <= d: the authors' later Robust_GMM_DAE code; means
+14.1 std apart), ``spread`` (scrambled Sobol points mapped through the inverse normal
+CDF, normalised to unit length, then doubled until the minimum pairwise distance is >= 6;
+deterministic given ``seed``), or user-given ``centers``. ``center_scale`` multiplies the
+centres of any named layout (default 1, except 10 for ``onehot``).
+
+Why ``onehot`` suits KS + CV: each marginal must put (K-1)/K of its mass near 0 and 1/K
+near c, and the covariance must be diagonal, so E[z_i z_j] = mu-part only; a latent with
+two high coordinates would add a positive cross term. Marginals plus covariance thus pin
+every latent to one component. For ``spread`` (random directions) they do not: latents can
+satisfy both while sitting between the modes (see :mod:`molshape.latent_diagnostics`).
 
 All losses are vectorised over batch, dimensions and components, differentiable, and
 computed in at least float32 with autocast disabled, so they are safe under mixed
@@ -54,7 +64,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-LAYOUTS = ("standard", "basis", "spread", "custom")
+LAYOUTS = ("standard", "basis", "onehot", "spread", "custom")
+#: Default ``center_scale`` of the ``onehot`` layout (Robust_GMM_DAE: means at 10 e_k, std 1).
+ONEHOT_SCALE = 10.0
 SPREAD_MIN_DISTANCE = 6.0
 MAX_CHUNK_ELEMENTS = 2**25
 
@@ -118,6 +130,13 @@ def _layout_centers(dim: int, n_components: int, layout: str, seed: int) -> Tens
         centers = torch.zeros(n_components, dim, dtype=torch.float64)
         centers[torch.arange(n_components), torch.arange(n_components) % dim] = 1.0
         return centers
+    if layout == "onehot":
+        if n_components > dim:
+            raise ValueError(f"layout 'onehot' needs n_components <= dim (one axis per component), "
+                             f"got n_components={n_components} > dim={dim}; use 'spread'")
+        centers = torch.zeros(n_components, dim, dtype=torch.float64)
+        centers[torch.arange(n_components), torch.arange(n_components)] = 1.0
+        return centers
     if layout == "spread":
         return spread_centers(dim, n_components, seed)
     raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -163,11 +182,13 @@ class GMMPrior(nn.Module):
         dim: latent dimension d.
         n_components: number of components K (ignored when ``centers`` is given).
         std: shared standard deviation s of every component.
-        layout: ``"standard"`` (K = 1, centre 0), ``"basis"``, ``"spread"``, or
-            ``"custom"`` (requires ``centers``).
+        layout: ``"standard"`` (K = 1, centre 0), ``"basis"``, ``"onehot"``, ``"spread"``,
+            or ``"custom"`` (requires ``centers``).
         centers: optional user-given ``K x d`` centers; they override ``layout`` and
             ``n_components``.
         seed: Sobol scrambling seed for the ``spread`` layout.
+        center_scale: factor on the layout's centres (``None``: 10 for ``onehot``, else 1);
+            not allowed with ``centers`` (scale them yourself).
     """
 
     centers: Tensor
@@ -181,13 +202,18 @@ class GMMPrior(nn.Module):
         layout: str = "standard",
         centers: Tensor | Sequence[Sequence[float]] | None = None,
         seed: int = 0,
+        center_scale: float | None = None,
     ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"GMMPrior: dim must be >= 1, got {dim}")
         if not std > 0:
             raise ValueError(f"GMMPrior: std must be > 0, got {std}")
+        if center_scale is not None and not (math.isfinite(center_scale) and center_scale > 0):
+            raise ValueError(f"GMMPrior: center_scale must be a finite number > 0, got {center_scale}")
         if centers is not None:
+            if center_scale is not None:
+                raise ValueError("GMMPrior: center_scale applies to named layouts; scale custom centers yourself")
             c = torch.as_tensor(centers, dtype=torch.float64).detach().cpu()
             if c.dim() != 2 or c.shape[1] != dim or c.shape[0] < 1:
                 raise ValueError(f"GMMPrior: centers must be K x {dim}, got shape {tuple(c.shape)}")
@@ -200,6 +226,11 @@ class GMMPrior(nn.Module):
             if n_components < 1:
                 raise ValueError(f"GMMPrior: n_components must be >= 1, got {n_components}")
             c = _layout_centers(dim, n_components, layout, seed)
+            if center_scale is None and layout == "onehot":
+                center_scale = ONEHOT_SCALE
+            if center_scale is not None:
+                c = c * center_scale
+        self.center_scale = center_scale
         self.dim = dim
         self.n_components = c.shape[0]
         self.layout = layout
@@ -208,7 +239,8 @@ class GMMPrior(nn.Module):
         self.register_buffer("std", torch.tensor(float(std), dtype=torch.get_default_dtype()))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, n_components={self.n_components}, layout={self.layout!r}, std={self.std.item():g}"
+        scale = "" if self.center_scale is None else f", center_scale={self.center_scale:g}"
+        return f"dim={self.dim}, n_components={self.n_components}, layout={self.layout!r}{scale}, std={self.std.item():g}"
 
     def config(self) -> dict[str, Any]:
         """Plain dict such that ``GMMPrior(**prior.config())`` rebuilds this prior."""
@@ -219,6 +251,8 @@ class GMMPrior(nn.Module):
             "layout": self.layout,
             "seed": self.seed,
         }
+        if self.center_scale is not None:
+            cfg["center_scale"] = float(self.center_scale)
         if self.layout == "custom":
             cfg["centers"] = self.centers.double().cpu().tolist()
         return cfg

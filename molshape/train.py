@@ -20,7 +20,6 @@ weights of an uninterrupted run (on CPU; CUDA kernels may be nondeterministic).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -36,8 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from molshape.batching import bucket_batches, shard
-from molshape.checkpoint import load_checkpoint, save_checkpoint
-from molshape.decoding import StackDecoder
+from molshape.atomic import save_figure, write_csv
+from molshape.checkpoint import FORMAT_KEY, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from molshape.decoding import make_decoder
 from molshape.grammar import Grammar, load_grammar
 from molshape.runtime import resolve_device, seed_everything
 
@@ -49,6 +49,8 @@ TRAIN_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "smiles": {"paper": {"epochs": 100, "batch_size": 500},
                # ~125 molecules/s per core (bucketed, scripts/bench_train.py): 60k x 6 epochs ~ 50 min
                "cpu": {"epochs": 6, "batch_size": 100, "limit": 60000, "valid_limit": 2000}},
+    "smiles_kekule": {"paper": {"epochs": 100, "batch_size": 500},
+                      "cpu": {"epochs": 6, "batch_size": 100, "limit": 60000, "valid_limit": 2000}},
     "expr": {"paper": {"epochs": 50, "batch_size": 600},
              # ~900 expressions/s per core: 90k x 10 epochs (9,000 updates) ~ 20 min on an idle core.
              # No subset: the expression file is ordered, so its first N lines are not a sample.
@@ -246,13 +248,15 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         improved = valid["valid_loss"] < best
         best = min(best, valid["valid_loss"])
         if rank == 0:
-            ckpt = {**checkpoint_extra, "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "train_config": cfg.to_dict(), "epoch": epoch + 1, "step": step,
+            ckpt = {FORMAT_KEY: FORMAT_VERSION, **checkpoint_extra, "model": raw.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "train_config": cfg.to_dict(), "epoch": epoch + 1, "step": step,
                     "best_valid_loss": best, "history": history, "rng": _rng_state(device)}
-            save_checkpoint(ckpt, last_path)
+            # best.pt first: a kill between the two writes then leaves the previous last.pt, from
+            # which --resume redoes this epoch, and never a run with last.pt but no best.pt
             if improved:
                 save_checkpoint(ckpt, best_path)
+            save_checkpoint(ckpt, last_path)
             write_metrics(history, out_dir / "metrics.csv")
             plot_curves(history, out_dir / "curves.png")
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
@@ -279,15 +283,7 @@ def _past(deadline: float, world: int, device: torch.device) -> bool:
 
 def write_metrics(history: list[dict[str, Any]], path: Path) -> None:
     """One CSV row per epoch; columns are the union of the records' keys."""
-    keys: list[str] = []
-    for rec in history:
-        keys += [k for k in rec if k not in keys]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+    write_csv(path, history)  # atomic: a kill never leaves a half-written metrics.csv
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -314,10 +310,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 # -- grammar entry point ----------------------------------------------------------------
@@ -342,7 +338,7 @@ def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size:
             z = model.encode(r).float()
             zs.append(z)
             steps = int(n.max())
-            out = StackDecoder(grammar, max_length=steps).decode(model, z)
+            out = make_decoder(grammar, "auto", max_length=steps).decode(model, z)
             exact += int(((out.rules == r[:, :steps]).all(dim=1) & out.complete).sum())
         total = max(len(lengths), 1)
         res = {f"{prefix}_{k}": v / total for k, v in sums.items()}

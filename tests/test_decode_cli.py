@@ -64,13 +64,14 @@ def test_decode_input_reports_bad_lines_in_order(expr_ckpt, tmp_path: Path) -> N
     ckpt, _ = expr_ckpt
     inp = tmp_path / "in.txt"
     inp.write_text("x+1\nx+-\n\nsin(x)*2\n")
-    res = run("decode", "--checkpoint", str(ckpt), "--input", str(inp), "--json")
-    text, summary = res.stdout.split("{", 1)
-    lines = text.splitlines()
+    res = CliRunner().invoke(main, ["decode", "--checkpoint", str(ckpt), "--input", str(inp), "--json"])
+    assert res.exit_code == 3, res.output  # some input lines failed
+    summary = json.loads(res.stdout)  # --json: one document, the results inside it
+    lines = summary["results"]
     assert len(lines) == 4
     assert lines[1].startswith("# unparseable (line 2)") and lines[2].startswith("# unparseable (line 3)")
     assert not lines[0].startswith("# unparseable") and not lines[3].startswith("# unparseable")
-    assert json.loads("{" + summary)["unparseable"] == 2
+    assert summary["unparseable"] == 2
 
 
 def test_decode_sources(expr_ckpt) -> None:
@@ -78,9 +79,8 @@ def test_decode_sources(expr_ckpt) -> None:
     for extra in (["--source", "component", "--component", "1"], ["--between", "x+1", "sin(x)", "--steps", "4"],
                   ["--source", "expost", "--data", str(data)], ["--attempts", "3"]):
         res = run("decode", "--checkpoint", str(ckpt), "--n", "12", *extra, "--json")
-        body = res.stdout[res.stdout.index("{"):]
-        summary = json.loads(body)
-        assert summary["n"] == (4 if "--between" in extra else 12)
+        summary = json.loads(res.stdout)
+        assert summary["n"] == len(summary["results"]) == (4 if "--between" in extra else 12)
         assert summary["mode"] == ("sample" if "--attempts" in extra else "argmax")
 
 
@@ -141,6 +141,6 @@ def test_smiles_decode_and_evaluate(zinc_path: Path, tmp_path_factory: pytest.Te
     assert "fcd" in s["samples"]  # a number, or None with the reason when < 2 samples are valid
     assert (out / "latents.png").is_file()
     res = run("decode", "--checkpoint", str(ckpt), "--n", "30", "--mode", "sample", "--json")
-    lines = res.stdout[: res.stdout.index("{")].splitlines()
+    lines = json.loads(res.stdout)["results"]
     assert len(lines) == 30
     assert all(not x.startswith("#") or x == "# incomplete" or x.startswith("# invalid: ") for x in lines)

@@ -83,7 +83,10 @@ def test_score_cli_expr():
 
     res = CliRunner().invoke(main, ["score", "--target", "expr", "1/3+x+sin(x*x)", "x+", "--json"],
                              catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    s = json.loads(res.stdout[res.stdout.index("{"):])
+    assert res.exit_code == 3, res.output  # a row is invalid
+    s = json.loads(res.stdout)  # --json: one document, the rows inside it
     assert (s["valid"], s["invalid"], s["best"]) == (1, 1, "1/3+x+sin(x*x)")
-    assert "x+,False,6.90875" in res.stdout
+    assert s["rows"][1]["input"] == "x+" and s["rows"][1]["valid"] is False
+    assert round(s["rows"][1]["score"], 5) == 6.90875
+    res = CliRunner().invoke(main, ["score", "--target", "expr", "1/3+x+sin(x*x)", "x+"], catch_exceptions=False)
+    assert "x+,False,6.90875" in res.stdout  # without --json: CSV on stdout

@@ -39,6 +39,9 @@ def test_train_writes_checkpoint_and_config(trained: Path) -> None:
     assert model.reconstruct(x).shape == (4, 1, 32, 32)
     config = json.loads((trained / "config.json").read_text())
     assert config["data"]["n_images"] == 200 and config["model_config"]["objective"] == "gmm"
+    # MNIST defaults: the clustering prior (10 e_k, std 1) and lambda_REC 500
+    assert (model.config.layout, model.config.center_scale, model.config.lambda_rec) == ("onehot", 10.0, 500.0)
+    assert {"valid_inside_share", "valid_occupancy_tv", "valid_mean_nearest_distance"} <= set(ckpt["history"][-1])
 
 
 def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> None:
@@ -51,6 +54,12 @@ def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> N
     # one epoch on 180 images: generated images are far from real ones, real ones are not
     assert s["fid_offline_prior"] > s["fid_offline_train_vs_test"]
     assert 0.0 <= s["cluster_acc"] <= 1.0 and s["n_fid"] == 20
+    # in-mode diagnostics of the 20 test latents against the (default onehot) prior
+    d = s["latent_diagnostics"]
+    assert 0.0 <= d["inside_share"] <= 1.0 and len(d["occupancy"]) == 10 and d["n"] == 20
+    assert abs(sum(d["occupancy"]) - 1.0) < 1e-9 and d["radius"] > 4.8 and d["mean_nearest_distance"] > 0
+    assert Path(s["figures"]["latent_diagnostics"]).name == "latent_diagnostics.png"
+    assert Path(s["figures"]["latent_diagnostics"]).is_file()
     if importlib.util.find_spec("pytorch_fid") is None:
         assert s["fid_inception"] == UNAVAILABLE
     figures = {k: Path(v) for k, v in s["figures"].items()}

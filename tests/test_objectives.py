@@ -63,3 +63,15 @@ def test_bad_names_and_missing_knobs() -> None:
         build_objective("nope", 4)
     with pytest.raises(ValueError, match="batch_size"):
         build_objective("gmm", 4)
+
+
+def test_gmm_center_scale_knob_and_onehot_layout() -> None:
+    obj = build_objective("gmm", latent_dim=10, feature_dim=16, batch_size=100, layout="onehot", center_scale=5.0)
+    torch.testing.assert_close(obj.prior.centers, 5.0 * torch.eye(10))
+    default = build_objective("gmm", latent_dim=10, feature_dim=16, batch_size=100, layout="onehot")
+    torch.testing.assert_close(default.prior.centers, 10.0 * torch.eye(10))
+    # the knob is ignored by objectives without a mixture, like the other gmm knobs
+    assert build_objective("rae", latent_dim=10, center_scale=5.0).prior.n_components == 1
+    # unchanged defaults: spread layout, no scale
+    plain = build_objective("gmm", latent_dim=10, feature_dim=16, batch_size=100)
+    assert plain.prior.layout == "spread" and plain.prior.center_scale is None

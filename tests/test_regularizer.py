@@ -100,6 +100,84 @@ def test_config_rebuilds() -> None:
         assert torch.equal(again.centers, prior.centers) and torch.equal(again.std, prior.std)
 
 
+# -- the scaled one-hot layout (Robust_GMM_DAE: 10 e_k, std 1) -------------------
+def test_onehot_layout_centres_and_distances() -> None:
+    prior = GMMPrior(10, 10, layout="onehot")
+    assert prior.center_scale == 10.0
+    torch.testing.assert_close(prior.centers, 10.0 * torch.eye(10))
+    # every pair of means is 10 sqrt(2) = 14.1 std apart (basis: sqrt(2) = 1.41 std)
+    torch.testing.assert_close(torch.pdist(prior.centers), torch.full((45,), 10 * math.sqrt(2)))
+    torch.testing.assert_close(torch.pdist(GMMPrior(10, 10, layout="basis").centers), torch.full((45,), math.sqrt(2)))
+    # fewer components than dimensions: the first K axes; another scale; std stays separate
+    small = GMMPrior(6, 4, std=0.5, layout="onehot", center_scale=3.0)
+    expected = torch.zeros(4, 6)
+    expected[range(4), range(4)] = 3.0
+    torch.testing.assert_close(small.centers, expected)
+    assert small.std.item() == 0.5
+    # center_scale scales the other named layouts too; None keeps them as they were
+    torch.testing.assert_close(GMMPrior(5, 5, layout="basis", center_scale=10.0).centers, 10.0 * torch.eye(5))
+    torch.testing.assert_close(GMMPrior(10, 10, layout="spread", center_scale=0.5).centers,
+                               0.5 * spread_centers(10, 10).float())
+    assert "center_scale" not in GMMPrior(10, 10, layout="spread").config()  # old configs unchanged
+
+
+def test_onehot_bad_arguments_and_config() -> None:
+    with pytest.raises(ValueError, match="n_components <= dim"):
+        GMMPrior(5, 10, layout="onehot")
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="center_scale"):
+            GMMPrior(10, 10, layout="onehot", center_scale=bad)
+    with pytest.raises(ValueError, match="center_scale"):
+        GMMPrior(2, centers=SQUARE, center_scale=2.0)
+    prior = GMMPrior(8, 6, std=0.8, layout="onehot", center_scale=7.0)
+    again = GMMPrior(**prior.config())
+    assert torch.equal(again.centers, prior.centers) and again.config() == prior.config()
+    buf = io.BytesIO()
+    torch.save(prior.state_dict(), buf)
+    buf.seek(0)
+    fresh = GMMPrior(8, 6, std=0.8, layout="onehot", center_scale=7.0)
+    fresh.load_state_dict(torch.load(buf))
+    assert torch.equal(fresh.centers, prior.centers)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_onehot_marginal_cdf_and_covariance_closed_forms(dtype: torch.dtype) -> None:
+    d = k = 10
+    prior = GMMPrior(d, k, layout="onehot").to(dtype)
+    # Closed forms by hand: F_j(t) = (K-1)/K Phi(t) + 1/K Phi(t - 10) per dimension;
+    # Cov = I + 100 (diag(1/K) - 1/K^2 11^T) = I + 9 on the diagonal, -1 off it.
+    t = torch.linspace(-4, 14, 37, dtype=dtype).unsqueeze(1).expand(-1, d)
+    phi = torch.distributions.Normal(torch.tensor(0.0, dtype=dtype), torch.tensor(1.0, dtype=dtype)).cdf
+    torch.testing.assert_close(prior.marginal_cdf(t), 0.9 * phi(t) + 0.1 * phi(t - 10.0))
+    cov = prior.covariance()
+    torch.testing.assert_close(cov, torch.eye(d, dtype=dtype) * 10.0 - (1 - torch.eye(d, dtype=dtype)))
+    # ... and against Monte Carlo: DKW bound on the marginals, 5 standard errors on Cov
+    n = 100_000
+    z, comp = prior.sample(n, gen(20))
+    assert ks_distance(z, prior).max() < 0.006
+    zc = (z - z.mean(0)).double()
+    prods = zc[:, :, None] * zc[:, None, :]
+    assert torch.all((prods.mean(0) - cov.double()).abs() < 5 * prods.std(0) / math.sqrt(n))
+    # 14.1 std apart: exact samples are nearest their own centre (a 7-std excursion otherwise)
+    assert (prior.assign(z) == comp).all()
+    # the public code's basis layout: nearest-own-centre only about a third of the time
+    basis = GMMPrior(d, k, layout="basis").to(dtype)
+    zb, cb = basis.sample(n, gen(21))
+    assert 0.30 < (basis.assign(zb) == cb).double().mean() < 0.38
+
+
+def test_onehot_weighted_losses_calibrated() -> None:
+    batch = 100
+    prior = GMMPrior(10, 10, layout="onehot")
+    reg = GMMRegularizer(prior, batch)
+    draws = prior.sample(64 * batch, gen(22))[0].view(64, batch, 10)
+    mean = torch.stack([torch.stack(list(reg(zb).values())) for zb in draws]).mean(0)
+    assert torch.all((mean > 0.7) & (mean < 1.3)), mean
+    # two high coordinates (a latent between two modes) breaks the zero-mean cross terms
+    between = 0.5 * (prior.centers[0] + prior.centers[1]) + torch.randn(batch, 10, generator=gen(23))
+    assert sum(reg(between).values()) > 10 * mean.sum()
+
+
 # -- closed forms against Monte Carlo ---------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_marginal_cdf_and_covariance_match_samples(dtype: torch.dtype) -> None:

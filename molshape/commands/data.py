@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from molshape.atomic import save_figure, write_json
 from molshape.commands.common import emit_summary, json_option, seed_option
 from molshape.data_registry import DATASETS, get_spec
 from molshape.download import ChecksumError, DownloadError, download, locate, verify_file
@@ -171,9 +171,10 @@ def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
         ax.set(title=f"{name}: {len(d):,} rows, {len(d.failed):,} failed", xlabel="derivation length (rules)",
                ylabel="count")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        save_figure(fig, out, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 @command.command("prepare")
@@ -197,8 +198,8 @@ def prepare_command(grammar: str, data: Path | None, seed: int, limit: int | Non
     if prepared.cache_path:
         # the run's parameters and result, next to the cache file it describes
         record = Path(prepared.cache_path).with_suffix(".json")
-        record.write_text(json.dumps({"grammar": grammar, "data": str(data) if data else None, "seed": seed,
-                                      "limit": limit, **summary}, indent=2))
+        write_json(record, {"grammar": grammar, "data": str(data) if data else None, "seed": seed,
+                            "limit": limit, **summary})
     if plot:
         _save_histograms([(prepared.grammar, prepared)], plot)
         summary["plot"] = str(plot)

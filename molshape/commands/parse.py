@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 import click
 
-from molshape.commands.common import emit_summary, json_option, write_run_config
+from molshape.atomic import atomic_write
+from molshape.commands.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
+                                      read_text, write_run_config)
 
 #: Files at least this long get a progress bar.
 PROGRESS_LINES = 10_000
@@ -31,14 +32,6 @@ def split_line(line: str, grammar: str) -> tuple[str, str | None]:
     if not parts:
         return "", None
     return parts[0], (parts[1].strip() if len(parts) > 1 else None)
-
-
-def _open_input(path: str) -> IO[str]:
-    if path == "-":
-        return click.open_file("-")
-    if not Path(path).is_file():
-        raise click.BadParameter(f"no such file: {path}", param_hint="INPUT")
-    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
 
 
 def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[dict]:
@@ -64,12 +57,16 @@ def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[di
     epilog="Input lines: for --grammar smiles anything after the first whitespace is an id; "
     "for --grammar expr spaces separate tokens, so the whole line is the expression unless it "
     "holds a tab, after which comes the id. Ids are kept in the output as \"id\". "
-    "Exit status: 0 all lines parsed, 3 some failed, 2 usage error.",
+    "Output: JSON Lines to -o (written atomically: a failed run leaves an existing file as it was) "
+    "or to stdout; the summary goes to stderr, or with --json to stdout as one JSON document "
+    "(holding the records as \"records\" when there is no -o). "
+    "Exit status: 0 all lines parsed, 3 some failed, 2 usage error, 1 error.",
 )
-@click.option("--grammar", "grammar", type=click.Choice(["smiles", "expr"]), default="smiles", show_default=True,
+@click.option("--grammar", "grammar", type=click.Choice(["smiles", "smiles_kekule", "expr"]), default="smiles",
+              show_default=True,
               help="Grammar to parse with.")
 @click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="JSON Lines output (default: stdout). Its config is written beside it.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @json_option
@@ -81,32 +78,40 @@ def command(grammar: str, input_path: str, output: Path | None, workers: int | N
     """
     if workers is not None and workers < 1:
         raise click.BadParameter("must be at least 1", param_hint="--workers")
+    guard_output(output, [input_path])
     start = time.perf_counter()
-    with _open_input(input_path) as f:
-        lines = f.read().splitlines()
-    parsed = failed = 0
-    sink = open(output, "w") if output else sys.stdout
-    try:
-        for record in _records(lines, grammar, workers):
-            parsed += "rules" in record
-            failed += "error" in record
-            sink.write(json.dumps(record, separators=(",", ":")) + "\n")
-    finally:
-        if output:
-            sink.close()
+    lines = read_text(input_path, "INPUT").splitlines()
+    counts = {"parsed": 0, "failed": 0}
+    records = _counted(_records(lines, grammar, workers), counts)
+    kept: list[dict] = []
+    if output is not None:
+        with atomic_write(output) as sink:  # an existing output stays intact until the new one is complete
+            sink.writelines(_jsonl(records))
+    elif as_json:  # one JSON document on stdout: the records go inside it
+        kept = list(records)
+    else:
+        for line in _jsonl(records):
+            sys.stdout.write(line)
     summary = {"grammar": grammar, "input": input_path, "output": str(output) if output else "-",
-               "lines": len(lines), "parsed": parsed, "failed": failed,
-               "seconds": round(time.perf_counter() - start, 3)}
+               "lines": len(lines), **counts, "seconds": round(time.perf_counter() - start, 3)}
     if output:
         write_run_config(output.parent, {"command": "parse", **summary}, name=f"{output.name}.config.json")
-    # stdout holds the JSON Lines when no -o is given; the summary then stays on stderr
-    if as_json and output:
-        emit_summary(summary, as_json=True)
-    elif as_json:
-        click.echo(json.dumps(summary), err=True)
+    if as_json:
+        emit_summary({**summary, "records": kept} if output is None else summary, as_json=True)
     else:
         emit_summary(summary, as_json=False,
                      human=lambda s: f"parse: {s['parsed']} parsed, {s['failed']} failed of {s['lines']} lines "
                                      f"({s['seconds']} s)")
-    if failed:
-        sys.exit(3)
+    if counts["failed"]:
+        sys.exit(EXIT_ROWS_FAILED)
+
+
+def _counted(records: Iterator[dict], counts: dict[str, int]) -> Iterator[dict]:
+    for record in records:
+        counts["parsed" if "rules" in record else "failed"] += 1
+        yield record
+
+
+def _jsonl(records: Iterator[dict]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(record, separators=(",", ":")) + "\n"

@@ -8,12 +8,20 @@ from typing import Any
 
 import click
 
+from molshape.atomic import remove_stale_temps
+from molshape.checkpoint import CheckpointError
 from molshape.commands.common import (device_option, emit_summary, json_option, resolve_preset, seed_option,
                                       set_threads, threads_option, write_run_config)
+from molshape.rundir import RunLock, RunLocked, leftovers
 
 
-@click.command(name="train")
-@click.option("--grammar", "grammar_name", type=click.Choice(["smiles", "expr"]), default="smiles", show_default=True)
+@click.command(name="train", epilog="Run folders are never overwritten: a fresh run refuses a folder that holds "
+               "files (use --resume to continue it or --force to start over), a second run into a folder in use "
+               "refuses (lock file OUT/.lock), and config.json is written only once the checks pass. "
+               "Checkpoints, metrics.csv and curves.png are replaced atomically after every epoch.")
+@click.option("--grammar", "grammar_name", type=click.Choice(["smiles", "smiles_kekule", "expr"]), default="smiles",
+              show_default=True, help="smiles (GVAE's grammar), smiles_kekule (Kekulé SMILES with semantic "
+                                      "constraints: every complete decode is a valid molecule) or expr.")
 @click.option("--model", "objective", type=click.Choice(["gmm", "vae", "rae", "ae"]), default="gmm", show_default=True,
               help="Latent objective: gmm (GMM-DAE), vae (GVAE), rae (RAE), ae (none).")
 @click.option("--preset", type=click.Choice(["auto", "cpu", "paper"]), default="auto", show_default=True,
@@ -32,7 +40,8 @@ from molshape.commands.common import (device_option, emit_summary, json_option, 
 @click.option("--std", type=float, default=None, help="gmm: component std s (default 1).")
 @click.option("--layout", type=click.Choice(["spread", "basis", "standard"]), default=None,
               help="gmm: centre layout (default spread).")
-@click.option("--lambda-rec", type=float, default=None, help="Reconstruction weight (default: the heuristic).")
+@click.option("--lambda-rec", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Reconstruction weight, > 0 (default: the heuristic).")
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -43,7 +52,9 @@ from molshape.commands.common import (device_option, emit_summary, json_option, 
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @threads_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: runs/<grammar>-<model>-<preset>.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (same --model, grammar and data).")
+@click.option("--force", is_flag=True, help="Start afresh in a folder holding an earlier run, deleting its "
+              "checkpoints, metrics and config (without it, such a folder is refused).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @device_option
 @seed_option
@@ -52,22 +63,24 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             valid_limit: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
             latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
             std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
-            no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None, out: Path | None, resume: bool, no_progress: bool,
-            device: str, seed: int, as_json: bool) -> None:
+            no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
+            out: Path | None, resume: bool, force: bool, no_progress: bool, device: str, seed: int,
+            as_json: bool) -> None:
     """Train a grammar autoencoder; writes last.pt, best.pt, metrics.csv, curves.png, config.json.
 
     Runs data-parallel under ``torchrun --nproc_per_node N -m molshape train ...``.
     """
     import torch
 
-    from molshape.datasets import load_dataset
     from molshape.model import PRESETS
-    from molshape.train import TRAIN_DEFAULTS, TrainConfig, train_grammar
+    from molshape.train import TRAIN_DEFAULTS, TrainConfig
 
     for name, value in (("--limit", limit), ("--epochs", epochs), ("--batch-size", batch_size),
                         ("--valid-limit", valid_limit)):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if resume and force:
+        raise click.UsageError("--resume continues a run and --force starts over; pass one of them")
     set_threads(threads)
     preset = resolve_preset(preset, device)
     defaults = TRAIN_DEFAULTS[grammar_name][preset]
@@ -80,26 +93,147 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
         valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
         max_minutes=max_minutes, grad_clip=grad_clip)
     out = out or Path("runs") / f"{grammar_name}-{objective}-{preset}"
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the folder
+    lock = RunLock(out)
+    created = not out.exists()
+    if rank0:
+        try:
+            lock.acquire()
+        except RunLocked as e:
+            raise click.UsageError(str(e)) from None
+    ok = False
     try:
-        prepared = load_dataset(grammar_name, data=data, limit=train_cfg.limit, progress=not no_progress)
-    except FileNotFoundError as e:
-        raise click.ClickException(str(e)) from e
-    params: dict[str, Any] = {"grammar": grammar_name, "preset": preset, "data": prepared.source,
-                              "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
-                              "resume": resume, "threads": torch.get_num_threads()}
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_run_config(out, params)
-    try:
-        summary = train_grammar(model_cfg, train_cfg, prepared, out, resume=resume)
-    except (FileNotFoundError, ValueError) as e:  # --resume without a checkpoint, data mismatch
-        raise click.ClickException(str(e)) from e
+        previous = _check_folder(out, grammar_name, resume, force) if rank0 else None
+        prepared = _load_data(grammar_name, data, train_cfg.limit, not no_progress)
+        if previous is not None:
+            _check_same_data(previous, prepared, out)
+            model_cfg = model_cfg.from_dict(previous["model_config"])  # the checkpoint's model wins
+        params: dict[str, Any] = {"grammar": grammar_name, "preset": preset, "data": prepared.source,
+                                  "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+                                  "resume": resume, "threads": torch.get_num_threads()}
+        if rank0:
+            if force:
+                _clear_run(out)
+            remove_stale_temps(out)  # temp files of a killed run; we hold the lock, so none is in use
+            write_run_config(out, params)
+        summary = _train(model_cfg, train_cfg, prepared, out, resume)
+        ok = True
     finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        lock.release()
+        if rank0 and created and not ok and not leftovers(out):
+            _remove_empty(out)  # a refused or failed first run leaves no empty folder behind
     if summary.get("rank", 0) != 0:
         return
     summary["out"] = str(out)
     emit_summary(summary, as_json, _human)
+
+
+#: what a training run writes (``--force`` deletes these, and only these)
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")
+#: options that define the model: on --resume, a value typed that differs from the checkpoint's is refused
+MODEL_OPTIONS = {"objective": ("--model", "objective"), "latent_dim": ("--latent-dim", "latent_dim"),
+                 "hidden": ("--hidden", "dec_hidden"), "layers": ("--layers", "dec_layers"),
+                 "components": ("--components", "n_components"), "std": ("--std", "std"),
+                 "layout": ("--layout", "layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
+                 "feed_rules": ("--feed-rules", "decoder_feed_rules")}
+
+
+def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Refuse a folder that a fresh run would overwrite; for --resume, the checkpoint to continue.
+
+    Returns:
+        the ``last.pt`` dict with --resume, else None.
+    """
+    found = leftovers(out)
+    if not resume:
+        if found and not force:
+            raise click.UsageError(f"{out} already holds a run ({', '.join(found[:5])}"
+                                   f"{', ...' if len(found) > 5 else ''}); pass --resume to continue it, "
+                                   "--force to replace it, or choose another --out")
+        return None
+    last = out / "last.pt"
+    if not last.is_file():
+        raise click.UsageError(f"--resume: no checkpoint at {last}; start without --resume")
+    from molshape.checkpoint import check_model_checkpoint, load_checkpoint
+    from molshape.grammar import load_grammar
+
+    ckpt = load_checkpoint(last)
+    check_model_checkpoint(ckpt, last)
+    for key in ("epoch", "split", "data", "optimizer"):
+        if key not in ckpt:
+            raise CheckpointError(last, f"is not a training checkpoint (no {key!r}); start a new run")
+    if ckpt["grammar"] != grammar_name:
+        raise click.UsageError(f"--resume: {last} was trained on grammar {ckpt['grammar']!r}, not "
+                               f"{grammar_name!r}; pass --grammar {ckpt['grammar']}")
+    check_model_checkpoint(ckpt, last, load_grammar(grammar_name))
+    _check_same_model(ckpt["model_config"], last)
+    return ckpt
+
+
+def _check_same_model(saved: dict[str, Any], last: Path) -> None:
+    """Refuse model options typed on the command line that differ from the checkpoint's."""
+    ctx = click.get_current_context()
+    for param, (flag, key) in MODEL_OPTIONS.items():
+        if ctx.get_parameter_source(param) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param]
+        if key in saved and saved[key] != value:
+            raise click.UsageError(f"--resume: {last} has {flag.lstrip('-')} {saved[key]!r}, not {value!r}; "
+                                   f"drop {flag} to continue it, or start a new run in another --out")
+
+
+def _check_same_data(ckpt: dict[str, Any], prepared: Any, out: Path) -> None:
+    if ckpt["data"].get("sha256") != prepared.source_sha256:
+        raise click.UsageError(f"--resume: {out / 'last.pt'} was trained on other data ({ckpt['data'].get('source')}),"
+                               f" not {prepared.source}; pass the same --data")
+
+
+def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress: bool) -> Any:
+    from molshape.datasets import load_dataset
+
+    if data is not None and data.is_dir():
+        raise click.BadParameter(f"{data} is a directory, not a data file", param_hint="--data")
+    if data is not None and data.is_file() and data.suffix != ".gz" and not data.read_bytes().strip():
+        raise click.ClickException(f"{data}: the data file is empty; it needs one string a line")
+    try:
+        return load_dataset(grammar_name, data=data, limit=limit, progress=progress)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"{data or 'the data file'}: not UTF-8 text ({e.reason} at byte {e.start} "
+                                   "of a block); convert it to UTF-8") from None
+    except ValueError as e:  # e.g. too few records for the split
+        raise click.ClickException(f"{data or 'the standard data set'}: {e}") from None
+
+
+def _train(model_cfg: Any, train_cfg: Any, prepared: Any, out: Path, resume: bool) -> dict[str, Any]:
+    import torch
+
+    from molshape.train import train_grammar
+
+    if len(prepared.lengths) == 0:
+        raise click.ClickException(f"{prepared.source}: no trainable strings in the data file")
+    try:
+        return train_grammar(model_cfg, train_cfg, prepared, out, resume=resume)
+    except (FileNotFoundError, ValueError) as e:  # data mismatch, empty split
+        raise click.ClickException(str(e)) from e
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _remove_empty(out: Path) -> None:
+    for p in out.iterdir():  # only the lock and temp files are left (see leftovers)
+        p.unlink(missing_ok=True)
+    out.rmdir()
+
+
+def _clear_run(out: Path) -> None:
+    """--force: delete the earlier run's files (others, such as evaluation folders, stay)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _human(s: dict[str, Any]) -> str:

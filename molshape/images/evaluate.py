@@ -14,6 +14,10 @@ Each is computed with the offline data-set classifier (:mod:`molshape.images.cla
 test images) is the floor a perfect generator would reach with this many samples.
 Clustering accuracy: test latents assigned to mixture components (``prior.assign`` for
 ``gmm``; the ex-post GMM's components for the others), Hungarian-matched to the labels.
+In-mode diagnostics (:func:`molshape.latent_diagnostics.latent_diagnostics`) of the test
+latents against the model's prior (the mixture for ``gmm``, N(0, I) otherwise):
+``latent_diagnostics`` in the summary and ``latent_diagnostics.png`` (nearest-centre
+distances against the prior's chi distribution, occupancy against uniform).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from molshape.images.inception import inception_extractor
 from molshape.images.metrics import clustering_accuracy, frechet_distance
 from molshape.images.model import ImageAutoencoder, load_image_model
 from molshape.images.training import encode_all
+from molshape.latent_diagnostics import latent_diagnostics, nearest_distances
 
 COLUMNS = ("prior", "expost", "reconstruction", "interpolation")
 
@@ -102,6 +107,46 @@ def save_figures(model: ImageAutoencoder, test: Tensor, z_test: Tensor, gmm, out
     return {k: str(v) for k, v in paths.items()}
 
 
+def plot_latent_diagnostics(z: Tensor, model: ImageAutoencoder, diag: dict[str, Any], path: Path,
+                            title: str = "") -> Path:
+    """Histogram of nearest-centre distances (std units) against the chi_d density, the 99 %
+    radius, and per-component occupancy against uniform; the diagnostics in the titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    prior = model.prior
+    dist, _ = nearest_distances(z, prior)
+    dist = dist.double().cpu().numpy()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    top = max(float(np.quantile(dist, 0.99)), diag["radius"]) * 1.2
+    a.hist(np.clip(dist, 0, top), bins=50, range=(0, top), density=True, alpha=0.6, label="test latents")
+    t = np.linspace(0, top, 200)
+    a.plot(t, stats.chi.pdf(t, prior.dim), "k-", lw=1, label=f"prior (chi, d={prior.dim})")
+    a.axvline(diag["radius"], color="r", ls="--", lw=1, label=f"{diag['level']:.0%} radius")
+    a.set_xlabel("distance to nearest centre (std units)")
+    a.set_title(f"{diag['inside_share']:.1%} inside; mean {diag['mean_nearest_distance']:.2f} "
+                f"(prior {diag['expected_nearest_distance']:.2f})", fontsize=9)
+    a.legend(fontsize=7)
+    occ = np.asarray(diag["occupancy"])
+    b.bar(np.arange(len(occ)), occ, color="tab:blue", alpha=0.7)
+    b.axhline(1.0 / len(occ), color="k", ls="--", lw=1, label="uniform")
+    b.set_xlabel("component (nearest centre)")
+    b.set_ylabel("share of test latents")
+    b.set_title(f"occupancy TV {diag['occupancy_tv']:.3f}, {diag['occupancy_min_ratio']:.2f}-"
+                f"{diag['occupancy_max_ratio']:.2f} x uniform", fontsize=9)
+    b.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = None, n_samples: int = 10000,
                         expost_components: int | None = None, device: torch.device | str = "cpu",
                         seed: int = 0, inception: bool = True) -> dict[str, Any]:
@@ -168,5 +213,11 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
             summary["cluster_acc_train"] = clustering_accuracy(y_train, gmm.predict(z_train.double().numpy()))[0]
             summary["cluster_method"] = f"ex-post GMM ({k_expost} components)"
         summary["cluster_acc_expost"] = clustering_accuracy(y_test, gmm.predict(z_test.double().numpy()))[0]
+    diag = latent_diagnostics(z_test, model.prior)
+    summary["latent_diagnostics"] = diag
     summary["figures"] = save_figures(model, test, z_test, gmm, Path(out_dir), gen)
+    title = f"{model.config.objective} on {images.name}, prior {model.prior.layout}" + (
+        f", clustering {summary['cluster_acc']:.1%}" if "cluster_acc" in summary else "")
+    summary["figures"]["latent_diagnostics"] = str(
+        plot_latent_diagnostics(z_test, model, diag, Path(out_dir) / "latent_diagnostics.png", title))
     return summary

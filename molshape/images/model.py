@@ -13,11 +13,21 @@ Baseline knobs for images (the grammar defaults are GVAE-specific):
 - ``rae``: ``beta = 1`` on ``0.5 |z|^2`` and decoder weight decay 1e-6.
 - deterministic objectives get latent noise of std 1e-3 while training (the public code's
   model default; its config.ini sets 0; the effect on latents of scale 1-6 is negligible).
+
+Clustering prior of MNIST / Fashion-MNIST (:data:`DATASET_DEFAULTS`, applied by
+:meth:`ImageModelConfig.for_dataset`): the ``onehot`` layout, centres at 10 e_k with
+std 1 (the authors' later Robust_GMM_DAE code), and lambda_rec = 500 (its MNIST config).
+The public code's ``basis`` layout (e_k, std 1) puts the means 1.41 std apart, so even
+exact prior samples are nearest their own centre only 34 % of the time; the ``spread``
+layout is not pinned down by KS + CV (latents settle between the modes). SVHN and CelebA
+keep ``spread`` and lambda_rec = 2000. Checkpoints store the full config, so older
+ones rebuild with what they were trained with.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,24 @@ from molshape.images.networks import ConvDecoder, ConvEncoder
 from molshape.objectives import build_objective
 
 DEFAULT_LAMBDA_REC = 1.0 / 5e-4
+DEFAULT_LATENT_NOISE = 1e-3
+#: Per-data-set prior and reconstruction weight (see the module docstring).
+CLUSTERING_PRIOR: dict[str, Any] = {"layout": "onehot", "center_scale": 10.0, "lambda_rec": 500.0}
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mnist": dict(CLUSTERING_PRIOR),
+    "fashion-mnist": dict(CLUSTERING_PRIOR),
+    "svhn": {},
+    "celeba": {},
+}
+
+
+def check_positive(name: str, value: float | None, allow_zero: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number > 0 (>= 0 with ``allow_zero``)."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclass
@@ -45,23 +73,38 @@ class ImageModelConfig:
     latent_dim: int = 10
     width: float = 1.0  # channel multiplier of 128-256-512-1024; 0.125 trains on a CPU
     lambda_rec: float = DEFAULT_LAMBDA_REC
-    latent_noise: float = 1e-3  # std of noise added to deterministic latents while training
+    latent_noise: float = DEFAULT_LATENT_NOISE  # std of noise added to deterministic latents while training
     # objective knobs (each objective reads its own; see molshape.objectives.KNOBS)
     n_components: int = 10
     std: float = 1.0
     layout: str = "spread"
+    center_scale: float | None = None  # None: the layout's own (10 for onehot, 1 otherwise)
     reg_batch_size: int = 100  # batch size the gmm KS/CV weights are estimated for
     epsilon_std: float = 1.0
     kl_weight: float | None = None  # None -> latent_dim (KL summed over dimensions)
     beta: float = 1.0
     decoder_weight_decay: float = 1e-6
 
+    def __post_init__(self) -> None:
+        check_positive("lambda_rec", self.lambda_rec)
+        check_positive("latent_noise", self.latent_noise, allow_zero=True)
+        check_positive("center_scale", self.center_scale)
+        check_positive("std", self.std)
+
     @classmethod
     def for_dataset(cls, dataset: str, **changes: Any) -> ImageModelConfig:
-        """Config with the data set's channels and size; ``None`` changes are ignored."""
+        """Config with the data set's channels, size and :data:`DATASET_DEFAULTS`; ``None`` changes are ignored.
+
+        A ``layout`` given without ``center_scale`` gets that layout's own scale (10 for
+        ``onehot``, 1 otherwise), not the data set's.
+        """
         spec = SPECS[dataset]
         base = cls(dataset=dataset, channels=spec.channels, size=spec.size)
-        return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
+        given = {k: v for k, v in changes.items() if v is not None}
+        defaults = dict(DATASET_DEFAULTS.get(dataset, {}))
+        if "layout" in given and given["layout"] != defaults.get("layout"):
+            defaults.pop("center_scale", None)
+        return dataclasses.replace(base, **{**defaults, **given})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,7 +130,7 @@ class ImageAutoencoder(nn.Module):
         self.encoder = ConvEncoder(c.channels, c.size, c.width)
         self.objective = build_objective(
             c.objective, c.latent_dim, feature_dim=self.encoder.feature_dim, batch_size=c.reg_batch_size,
-            n_components=c.n_components, std=c.std, layout=c.layout, epsilon_std=c.epsilon_std,
+            n_components=c.n_components, std=c.std, layout=c.layout, center_scale=c.center_scale, epsilon_std=c.epsilon_std,
             kl_weight=c.kl_weight if c.kl_weight is not None else float(c.latent_dim), beta=c.beta,
             decoder_weight_decay=c.decoder_weight_decay)
         self.decoder = ConvDecoder(c.latent_dim, c.channels, c.size, c.width)

@@ -4,7 +4,10 @@ Batches are ``uint8 [B x C x S x S]`` images (one-tuples, so ``fit`` calls
 ``model(images)``); the model converts them to [0, 1] floats on the device. Validation
 runs on the held-out ``test`` split: mean loss terms, plus for mixture priors the KS /
 covariance statistics and the clustering accuracy of ``prior.assign`` against the
-labels (monitoring only; :mod:`molshape.images.evaluate` gives the final numbers).
+labels and the in-mode diagnostics of :func:`molshape.latent_diagnostics.latent_diagnostics`
+(``inside_share``, ``occupancy_tv``, ``mean_nearest_distance``), so ``metrics.csv`` holds
+their curves per epoch (monitoring only; :mod:`molshape.images.evaluate` gives the final
+numbers).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from molshape.images.data import ImageData, iterate_batches
 from molshape.images.metrics import clustering_accuracy
 from molshape.images.model import ImageAutoencoder, ImageModelConfig
 from molshape.images.networks import count_parameters
+from molshape.latent_diagnostics import latent_diagnostics
 from molshape.runtime import seed_everything
 from molshape.train import TrainConfig, fit
 
@@ -52,6 +56,8 @@ def make_validator(data: ImageData, indices: Tensor, batch_size: int,
         z = torch.cat(zs)
         if model.config.objective == "gmm":
             res.update({f"{prefix}_{k}": v for k, v in model.objective.statistics(z).items()})
+            diag = latent_diagnostics(z, model.prior)
+            res.update({f"{prefix}_{k}": float(diag[k]) for k in ("inside_share", "occupancy_tv", "mean_nearest_distance")})
             if data.labels is not None:
                 acc, _ = clustering_accuracy(data.labels[indices], model.prior.assign(z).cpu())
                 res[f"{prefix}_cluster_acc"] = acc

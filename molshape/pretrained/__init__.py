@@ -11,8 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: grammar -> the shipped model used when ``--checkpoint`` is not given
-DEFAULTS = {"smiles": "zinc-gmm-cpu", "expr": "expr-gmm-cpu"}
+#: grammar -> the shipped model used when ``--checkpoint`` is not given. SMILES: the Kekulé
+#: model, whose semantic decoding makes every complete decode a valid molecule;
+#: ``zinc-gmm-cpu`` (GVAE's grammar) stays shipped for the paper protocol.
+DEFAULTS = {"smiles": "zinc-kekule-gmm-cpu", "smiles_kekule": "zinc-kekule-gmm-cpu", "expr": "expr-gmm-cpu"}
 
 
 def pretrained_dir() -> Path:
@@ -36,7 +38,12 @@ def default_checkpoint(grammar: str) -> Path:
     """The shipped model for a grammar (``smiles`` or ``expr``)."""
     if grammar not in DEFAULTS:
         raise ValueError(f"no shipped default model for grammar {grammar!r}; pass --checkpoint")
-    return checkpoint_path(DEFAULTS[grammar])
+    try:
+        return checkpoint_path(DEFAULTS[grammar])
+    except FileNotFoundError:
+        if grammar != "smiles":
+            raise
+        return checkpoint_path("zinc-gmm-cpu")  # a source tree without the Kekulé model
 
 
 def model_card(name: str) -> dict[str, Any]:
