@@ -89,10 +89,11 @@ class StackDecoder:
     """
 
     def __init__(self, grammar: Grammar, max_length: int | None = None,
-                 semantics: SmilesSemantics | None = None) -> None:
+                 semantics: SmilesSemantics | None = None, guide: bool = True) -> None:
         self.grammar = grammar
         self.max_length = max_length or grammar.max_length
         self.semantics = semantics
+        self.guide = guide
         self.max_rhs = max(max((len(r) for r in grammar.rhs_nonterminals), default=0), 1)
         rev = torch.full((grammar.n_productions, self.max_rhs), grammar.pad_symbol, dtype=torch.long)
         for i, rhs in enumerate(grammar.rhs_nonterminals):
@@ -164,7 +165,7 @@ class StackDecoder:
 
     def _allowed(self, sem, t: int) -> Tensor | None:
         """Semantically allowed rules at step ``t`` (None without semantic constraints)."""
-        return None if sem is None else self.semantics.allowed(sem, self.max_length - t - 1)
+        return None if sem is None else self.semantics.allowed(sem, self.max_length - t - 1, self.guide)
 
     def _check_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -250,8 +251,13 @@ class StackDecoder:
         return self._finish(rules, top, batch, device)
 
 
-def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | None = None) -> StackDecoder:
+def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | None = None,
+                 guide: bool = True) -> StackDecoder:
     """A :class:`StackDecoder` for ``grammar`` under the chosen constraints.
+
+    Semantic decoding also steers ring closures towards rings of at most 8 atoms
+    (``guide``; :meth:`molshape.semantics.SmilesSemantics.guidance`), a
+    preference that never overrides validity.
 
     Raises:
         ValueError: ``semantic`` was asked of a grammar without semantic constraints.
@@ -262,7 +268,7 @@ def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | 
     if constraints == "semantic" and sem is None:
         raise ValueError(f"grammar {grammar.name!r} has no semantic constraints; use --constraints grammar "
                          "or a model trained on smiles_kekule")
-    return StackDecoder(grammar, max_length=max_length, semantics=sem)
+    return StackDecoder(grammar, max_length=max_length, semantics=sem, guide=guide)
 
 
 def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = None,

@@ -57,6 +57,8 @@ BOND_ORDER = {"=": 2, "#": 3}
 #: A closure may make a ring of at most this many atoms (ZINC250k: 0.03 % have more).
 MAX_RING = 8
 MIN_RING = 3
+#: Decoding avoids this many CH2 in a row (ZINC250k: 0.005 % of molecules have such a chain).
+LONG_CHAIN = 8
 #: Branches nested deeper than this are not allowed (ZINC250k nests at most 4 deep).
 MAX_BRANCH_DEPTH = 12
 INF = 10_000
@@ -138,6 +140,8 @@ class State:
     pend: Tensor
     ring_open: Tensor
     ring_from: Tensor
+    ch2: Tensor | None = None  # ``B x N``: the atom can still become a CH2 (carbon, single bond in, nothing else yet)
+    run: Tensor | None = None  # ``B``: CH2 atoms in a row just before the current atom on its chain
     step: int = 0
 
 
@@ -156,6 +160,7 @@ class SmilesSemantics:
         self.max_length = max_length or grammar.max_length
         kinds, args = _classify(grammar)
         self._kind = torch.tensor(kinds, dtype=torch.long)
+        self._is_carbon = torch.tensor([toks == ("C",) for toks in grammar.rhs_tokens])
         self._arg = torch.tensor(args, dtype=torch.long)
         self.n_rings = int(sum(1 for k in kinds if k == Kind.DIGIT))
         self.max_atoms = self.max_length // 4 + 2  # every atom costs at least 4 steps
@@ -199,7 +204,8 @@ class SmilesSemantics:
                      rem=torch.zeros(batch, n, **z), in_bond=torch.zeros(batch, n, **z),
                      frames=torch.zeros(batch, f, **z), depth=torch.zeros(batch, **z),
                      pend=torch.zeros(batch, **z), ring_open=torch.zeros(batch, k, dtype=torch.bool, device=device),
-                     ring_from=torch.zeros(batch, k, **z))
+                     ring_from=torch.zeros(batch, k, **z),
+                     ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z))
 
     def update(self, s: State, rule: Tensor) -> None:
         """Apply the chosen ``rule [B]`` to the bookkeeping, in place."""
@@ -253,6 +259,14 @@ class SmilesSemantics:
             top = (s.depth - 1).clamp(min=0)
             s.cur = torch.where(end, s.frames[b, top], s.cur)
             s.depth = s.depth - end.long()
+        # CH2 runs (for the long-chain guidance): an atom stays a CH2 candidate until it gets a
+        # ring bond or a branch; a single-bond continuation from a candidate extends the run
+        cont = kind == Kind.CHAIN
+        s.run = torch.where(cont, torch.where(s.ch2[b, cur], s.run + 1, 0), s.run)
+        s.run = torch.where(push | (kind == Kind.BOND_CHAIN) | (kind == Kind.END), 0, s.run)
+        s.ch2[b, cur] &= ~(push | digit)
+        carbon = atom & self._is_carbon.to(rule.device)[rule]
+        s.ch2[b[atom], s.cur[atom]] = carbon[atom] & (s.in_bond[b[atom], s.cur[atom]] == 1)
         s.step += 1
 
     def _add_edge(self, s: State, rows: Tensor, u: Tensor, v: Tensor) -> None:
@@ -381,9 +395,65 @@ class SmilesSemantics:
         ok = torch.where(closing, d_cur >= MIN_RING - 1, m.unsqueeze(1) < closing.shape[1]) & (rem_c >= 1).unsqueeze(1)
         return torch.where(ok, need, torch.full_like(need, INF))
 
-    def allowed(self, s: State, steps_left: int | Tensor) -> Tensor:
-        """``B x R`` rules that keep the molecule completable within ``steps_left`` more steps."""
-        return self.needs(s) <= steps_left
+    def allowed(self, s: State, steps_left: int | Tensor, guide: bool = False) -> Tensor:
+        """``B x R`` rules that keep the molecule completable within ``steps_left`` more steps.
+
+        With ``guide``, rules that would leave an open ring unable to close as a
+        ring of at most ``MAX_RING`` atoms (:meth:`guidance`) are dropped too, except
+        where that would leave a symbol with no rule: validity never depends on them.
+        """
+        hard = self.needs(s) <= steps_left
+        if not guide:
+            return hard
+        soft = hard & ~self.guidance(s)
+        dev = hard.device
+        masks, lhs = self.grammar.masks.to(dev), self.grammar.lhs_tensor().to(dev)
+        some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
+        return torch.where(some[:, lhs], soft, hard)
+
+    def guidance(self, s: State) -> Tensor:
+        """``B x R`` rules to avoid so that rings close as rings of at most ``MAX_RING`` atoms.
+
+        The ring a closure makes runs along the shortest path between its two ends, so
+        (a) a closure longer than that is avoided, and (b) so is a move after which some
+        open ring has no atom left within reach: the current atom itself (while its ring
+        bonds are written), a new atom bonded to it or to an atom waiting below a branch,
+        or a new atom that first closes another open ring (fused rings: the closure of one
+        ring shortens the path of the other).
+        """
+        dev = s.cur.device
+        B, K = s.ring_open.shape
+        b = torch.arange(B, device=dev)
+        kinds, _ = self._on(dev)
+        far = MAX_RING - 1
+        d_cur = s.dist[b.unsqueeze(1), s.ring_from, s.cur.unsqueeze(1)].long()  # [B, K]
+        f_atoms, f_valid, _, _ = self._frames(s)
+        d_f = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), f_atoms.unsqueeze(1)].long()  # [B, K, W]
+        d_f = torch.where(f_valid.unsqueeze(1), d_f, INF).amin(-1)  # nearest waiting atom
+        pair = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), s.ring_from.unsqueeze(1)].long()  # [B, K, K]
+        both = s.ring_open.unsqueeze(2) & s.ring_open.unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
+        via = torch.where(both, pair, INF).amin(-1)  # through the closure of another open ring
+        closable_here = (d_cur >= MIN_RING - 1).unsqueeze(1)  # [B, 1, K]: q may close on cur too
+        here = torch.where(both & closable_here, pair + 1, INF).amin(-1)
+        new_atom = torch.minimum(torch.minimum(d_cur, d_f), via) + 1  # a new atom can get this close
+        stuck_after_cur = (s.ring_open & (new_atom > far)).any(1)  # cur's own ring bonds were the last chance
+        frames_only = torch.minimum(d_f, via) + 1
+        stuck_without_cur = (s.ring_open & (frames_only > far)).any(1)
+        avoid = torch.zeros(B, self.grammar.n_productions, dtype=torch.bool, device=dev)
+        for r, kind in enumerate(kinds.tolist()):
+            if kind == Kind.RINGS_DONE or kind in (Kind.CHAIN, Kind.BOND_CHAIN):
+                avoid[:, r] = stuck_after_cur
+            elif kind == Kind.END:
+                avoid[:, r] = stuck_without_cur
+            elif kind == Kind.DIGIT:  # (rings closing on the same atom shorten each other's paths)
+                slot = int(self._arg[r])
+                avoid[:, r] = s.ring_open[:, slot] & (torch.minimum(d_cur, here)[:, slot] > far)
+            if kind == Kind.CHAIN:  # a single bond on would make the current carbon the 8th CH2 in a row
+                avoid[:, r] |= s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)
+            if kind == Kind.ATOM:  # a new atom that must close a ring itself needs capacity for it
+                left = int(self._arg[r]) - s.in_bond[b, s.cur]
+                avoid[:, r] = stuck_after_cur & (left < 1)
+        return avoid
 
     # -- training and data -----------------------------------------------------------
     @torch.no_grad()

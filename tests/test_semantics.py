@@ -187,8 +187,8 @@ def test_short_budgets_always_complete(g):
 def test_vectorised_constraints_match_the_reference(g, sem):
     B = 24
     gen = torch.Generator().manual_seed(11)
-    out = make_decoder(g, "semantic").decode_logits(torch.randn(B, g.max_length, g.n_productions, generator=gen) * 2,
-                                                    mode="sample", generator=gen)
+    out = make_decoder(g, "semantic", guide=False).decode_logits(
+        torch.randn(B, g.max_length, g.n_productions, generator=gen) * 2, mode="sample", generator=gen)
     st = sem.init(B)
     refs = [ReferenceSemantics(g) for _ in range(B)]
     for t in range(g.max_length):
@@ -244,7 +244,7 @@ def test_random_logits_decode_to_valid_molecules(g):
 def test_reference_decode_with_semantics_matches_vectorised(g):
     gen = torch.Generator().manual_seed(5)
     logits = torch.randn(12, g.max_length, g.n_productions, generator=gen)
-    fast = make_decoder(g, "semantic").decode_logits(logits)
+    fast = make_decoder(g, "semantic", guide=False).decode_logits(logits)
     slow = reference_decode(g, logits, semantics=True)
     assert torch.equal(fast.rules, slow.rules) and torch.equal(fast.complete, slow.complete)
 
@@ -254,3 +254,20 @@ def test_semantics_only_for_grammars_that_have_them():
     with pytest.raises(ValueError, match="no semantic constraints"):
         make_decoder(load_grammar("smiles"), "semantic")
     assert make_decoder(load_grammar("smiles"), "auto").semantics is None
+
+
+def test_guidance_keeps_rings_small_and_molecules_valid(g):
+    """Forced closures make giant rings; the guidance closes them at 8 atoms or fewer instead."""
+    from molshape.chem_stats import molecule_stats
+
+    parser = get_parser(g)
+    gen = torch.Generator().manual_seed(8)
+    logits = torch.randn(400, g.max_length, g.n_productions, generator=gen) * 2
+    share = {}
+    for guide in (False, True):
+        out = make_decoder(g, "semantic", guide=guide).decode_logits(logits)
+        strings = [parser.expand(r[: int(n)].tolist()) for r, n in zip(out.rules, out.lengths)]
+        assert bool(out.complete.all()) and all(is_valid(s) for s in strings)
+        stats = molecule_stats(strings, workers=1)
+        share[guide] = float((stats[:, 5] > 8).mean())
+    assert share[True] < share[False] / 2, share
