@@ -57,6 +57,11 @@ BOND_ORDER = {"=": 2, "#": 3}
 #: A closure may make a ring of at most this many atoms (ZINC250k: 0.03 % have more).
 MAX_RING = 8
 MIN_RING = 3
+#: Decoding avoids structures beyond what 10,000 ZINC250k molecules (Kekulé form) have:
+#: branches nested deeper than 5, more than 6 rings open at once, 3 rings opened on one atom.
+GUIDE_MAX_DEPTH = 5
+GUIDE_MAX_OPEN = 6
+GUIDE_MAX_PER_ATOM = 2
 #: Decoding avoids this many CH2 in a row (ZINC250k: 0.005 % of molecules have such a chain).
 LONG_CHAIN = 8
 #: Branches nested deeper than this are not allowed (ZINC250k nests at most 4 deep).
@@ -432,22 +437,32 @@ class SmilesSemantics:
         d_f = torch.where(f_valid.unsqueeze(1), d_f, INF).amin(-1)  # nearest waiting atom
         pair = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), s.ring_from.unsqueeze(1)].long()  # [B, K, K]
         both = s.ring_open.unsqueeze(2) & s.ring_open.unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
-        via = torch.where(both, pair, INF).amin(-1)  # through the closure of another open ring
-        closable_here = (d_cur >= MIN_RING - 1).unsqueeze(1)  # [B, 1, K]: q may close on cur too
-        here = torch.where(both & closable_here, pair + 1, INF).amin(-1)
-        new_atom = torch.minimum(torch.minimum(d_cur, d_f), via) + 1  # a new atom can get this close
+
+
+        def via(direct: Tensor) -> Tensor:
+            """[B, K] through a new atom that first closes another ring q it can reach directly."""
+            ok = both & (direct.unsqueeze(1) + 1 <= far)  # q (last axis) reachable
+            return torch.where(ok, pair, INF).amin(-1)
+
+        near = torch.minimum(d_cur, d_f)
+        new_atom = torch.minimum(near, via(near)) + 1  # a new atom can get this close
         stuck_after_cur = (s.ring_open & (new_atom > far)).any(1)  # cur's own ring bonds were the last chance
-        frames_only = torch.minimum(d_f, via) + 1
+        frames_only = torch.minimum(d_f, via(d_f)) + 1
         stuck_without_cur = (s.ring_open & (frames_only > far)).any(1)
+        # what ZINC never has: more open rings at once, or more rings opened on one atom
+        n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
+        crowded = (s.ring_open.sum(1) >= GUIDE_MAX_OPEN) | (n_cur >= GUIDE_MAX_PER_ATOM)
         avoid = torch.zeros(B, self.grammar.n_productions, dtype=torch.bool, device=dev)
         for r, kind in enumerate(kinds.tolist()):
             if kind == Kind.RINGS_DONE or kind in (Kind.CHAIN, Kind.BOND_CHAIN):
                 avoid[:, r] = stuck_after_cur
             elif kind == Kind.END:
                 avoid[:, r] = stuck_without_cur
-            elif kind == Kind.DIGIT:  # (rings closing on the same atom shorten each other's paths)
+            elif kind == Kind.DIGIT:  # (two closures on one atom: the shorter goes first, same molecule)
                 slot = int(self._arg[r])
-                avoid[:, r] = s.ring_open[:, slot] & (torch.minimum(d_cur, here)[:, slot] > far)
+                avoid[:, r] = torch.where(s.ring_open[:, slot], d_cur[:, slot] > far, crowded)
+            elif kind in (Kind.BRANCH, Kind.BRANCH_BOND):
+                avoid[:, r] = s.depth >= GUIDE_MAX_DEPTH
             if kind == Kind.CHAIN:  # a single bond on would make the current carbon the 8th CH2 in a row
                 avoid[:, r] |= s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)
             if kind == Kind.ATOM:  # a new atom that must close a ring itself needs capacity for it

@@ -39,8 +39,8 @@ def test_train_writes_checkpoint_and_config(trained: Path) -> None:
     assert model.reconstruct(x).shape == (4, 1, 32, 32)
     config = json.loads((trained / "config.json").read_text())
     assert config["data"]["n_images"] == 200 and config["model_config"]["objective"] == "gmm"
-    # MNIST defaults: the clustering prior (10 e_k, std 1) and lambda_REC 500
-    assert (model.config.layout, model.config.center_scale, model.config.lambda_rec) == ("onehot", 10.0, 500.0)
+    # MNIST defaults: the clustering prior (5 e_k, std 1) and lambda_REC 500
+    assert (model.config.layout, model.config.center_scale, model.config.lambda_rec) == ("onehot", 5.0, 500.0)
     assert {"valid_inside_share", "valid_occupancy_tv", "valid_mean_nearest_distance"} <= set(ckpt["history"][-1])
 
 

@@ -67,8 +67,8 @@ def test_fashion_mnist_train_cli_uses_the_clustering_prior(fashion_dir: Path, tm
     from molshape.images.model import load_image_model
 
     model, ckpt = load_image_model(out / "last.pt")
-    assert model.config.layout == "onehot" and model.config.center_scale == 10.0 and model.config.lambda_rec == 500.0
-    torch.testing.assert_close(model.prior.centers, 10.0 * torch.eye(10))
+    assert model.config.layout == "onehot" and model.config.center_scale == 5.0 and model.config.lambda_rec == 500.0
+    torch.testing.assert_close(model.prior.centers, 5.0 * torch.eye(10))
     assert "valid_inside_share" in ckpt["history"][-1] and "valid_cluster_acc" in ckpt["history"][-1]
     assert torch.get_num_threads() == 1
 
@@ -76,15 +76,15 @@ def test_fashion_mnist_train_cli_uses_the_clustering_prior(fashion_dir: Path, tm
 def test_dataset_defaults_and_overrides() -> None:
     for name in ("mnist", "fashion-mnist"):
         cfg = ImageModelConfig.for_dataset(name)
-        assert (cfg.layout, cfg.center_scale, cfg.lambda_rec) == ("onehot", 10.0, 500.0)
+        assert (cfg.layout, cfg.center_scale, cfg.lambda_rec) == ("onehot", 5.0, 500.0)
     for name in ("svhn", "celeba"):
         cfg = ImageModelConfig.for_dataset(name)
         assert (cfg.layout, cfg.center_scale, cfg.lambda_rec) == ("spread", None, DEFAULT_LAMBDA_REC)
     # another layout drops the onehot scale; explicit values win
     cfg = ImageModelConfig.for_dataset("mnist", layout="spread", lambda_rec=2000.0, latent_noise=0.5)
     assert (cfg.layout, cfg.center_scale, cfg.lambda_rec, cfg.latent_noise) == ("spread", None, 2000.0, 0.5)
-    cfg = ImageModelConfig.for_dataset("mnist", center_scale=5.0)
-    assert (cfg.layout, cfg.center_scale) == ("onehot", 5.0)
+    cfg = ImageModelConfig.for_dataset("mnist", center_scale=10.0)
+    assert (cfg.layout, cfg.center_scale) == ("onehot", 10.0)
 
 
 def test_old_configs_rebuild_the_spread_prior_unchanged() -> None:
@@ -150,3 +150,27 @@ def test_evaluate_refuses_nonsense_options(tmp_path: Path) -> None:
                          (["--expost-components", "0"], "--expost-components")):
         result = CliRunner().invoke(main, ["images", "evaluate", "--checkpoint", str(ckpt), *args])
         assert result.exit_code == 2 and option in result.output, result.output
+
+
+def test_latent_warmup_weights_the_latent_terms_in_training_only() -> None:
+    x = torch.randint(0, 256, (20, 1, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(0)
+    model = ImageAutoencoder(ImageModelConfig.for_dataset("mnist", width=0.0625, latent_noise=0.0, latent_warmup=4))
+    model.eval()  # batch norm frozen: the same terms every call
+    full = model(x)
+    latent = sum(full[k] for k in ("ks", "cv"))
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    for epoch, weight in ((0, 0.0), (1, 0.25), (4, 1.0), (9, 1.0)):
+        model.start_epoch(epoch)
+        out = model(x)
+        torch.testing.assert_close(out["loss"], 500.0 * out["mse"] + weight * latent)
+    model.eval()  # validation always sees the full objective
+    torch.testing.assert_close(model(x)["loss"], full["loss"])
+    plain = ImageAutoencoder(ImageModelConfig.for_dataset("mnist", width=0.0625))
+    plain.start_epoch(0)
+    assert plain.latent_weight == 1.0  # default 0: the paper's objective from the start
+    with pytest.raises(ValueError, match="latent_warmup"):
+        ImageModelConfig(latent_warmup=-1)

@@ -86,7 +86,8 @@ def _human_train(s: dict[str, Any]) -> str:
                    "centres at CENTER_SCALE * e_k (needs K <= latent); spread: random directions >= 6 apart; "
                    "basis: unit vectors e_k, as the public GMM-DAE code (modes overlap).")
 @click.option("--center-scale", type=float, default=None, callback=_finite(0.0, inclusive=False),
-              help="gmm: factor on the layout's centres [onehot 10, others 1].")
+              help="gmm: factor on the layout's centres [MNIST / Fashion-MNIST onehot: 5; onehot elsewhere 10 "
+                   "(Robust_GMM_DAE); others 1].")
 @click.option("--lambda-rec", type=float, default=None, callback=_finite(0.0, inclusive=False),
               help="Weight of the pixel MSE [MNIST / Fashion-MNIST 500; SVHN / CelebA 2000 = 1/5e-4].")
 @click.option("--latent-noise", type=float, default=None, callback=_finite(0.0, inclusive=True),

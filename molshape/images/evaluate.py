@@ -216,7 +216,9 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
     diag = latent_diagnostics(z_test, model.prior)
     summary["latent_diagnostics"] = diag
     summary["figures"] = save_figures(model, test, z_test, gmm, Path(out_dir), gen)
+    scale = model.prior.center_scale
     title = f"{model.config.objective} on {images.name}, prior {model.prior.layout}" + (
+        f" x{scale:g}" if scale is not None else "") + (
         f", clustering {summary['cluster_acc']:.1%}" if "cluster_acc" in summary else "")
     summary["figures"]["latent_diagnostics"] = str(
         plot_latent_diagnostics(z_test, model, diag, Path(out_dir) / "latent_diagnostics.png", title))

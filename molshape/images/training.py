@@ -98,6 +98,7 @@ def train_images(model_config: ImageModelConfig, train_config: TrainConfig, data
     model = ImageAutoencoder(model_config)
 
     def batches(epoch: int) -> Iterable[tuple[Tensor]]:
+        model.start_epoch(epoch)  # latent-term warm-up (a pure function of the epoch: resume-safe)
         # drop_last: the KS/CV weights are estimated for full batches of cfg.batch_size
         for b in iterate_batches(data.images, split["train"], cfg.batch_size, shuffle=True,
                                  seed=cfg.seed * 1_000_003 + epoch, drop_last=True):
