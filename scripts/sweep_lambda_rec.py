@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from molshape.datasets import load_dataset
-from molshape.grammar import load_grammar
-from molshape.model import PRESETS, REC_INIT_SCALE, rec_heuristic
-from molshape.train import TrainConfig, train_grammar
+from molshape.data.datasets import load_dataset
+from molshape.grammar.cfg import load_grammar
+from molshape.gvae.model import PRESETS, REC_INIT_SCALE, rec_heuristic
+from molshape.training.fit import TrainConfig, train_grammar
 
 
 def main() -> None:

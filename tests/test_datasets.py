@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import molshape.datasets as ds
-from molshape import parser as parser_module
+import molshape.data.datasets as ds
+from molshape.grammar import parser as parser_module
 from molshape.cli import main
-from molshape.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset, split_records
-from molshape.grammar import load_grammar
-from molshape.records import read_records, read_strings
-from molshape.parser import get_parser
+from molshape.data.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset, split_records
+from molshape.grammar.cfg import load_grammar
+from molshape.data.records import read_records, read_strings
+from molshape.grammar.parser import get_parser
 
 BAD_LINE = 137  # 1-based line of the unparsable record in the test file
 BAD = "CC[H]X"

@@ -72,7 +72,7 @@ def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> N
 
 
 def test_evaluate_rejects_other_checkpoints(tmp_path: Path) -> None:
-    from molshape.checkpoint import save_checkpoint
+    from molshape.core.checkpoint import save_checkpoint
 
     save_checkpoint({"kind": "grammar", "model": {}}, tmp_path / "g.pt")
     result = CliRunner().invoke(main, ["images", "evaluate", "--checkpoint", str(tmp_path / "g.pt")])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import pytest
 
-from molshape.batching import bucket_batches, padded_steps, shard
-from molshape.checkpoint import load_checkpoint
-from molshape.datasets import load_dataset
-from molshape.grammar import load_grammar
-from molshape.model import PRESETS, load_model
-from molshape.decoding import StackDecoder
-from molshape.train import TrainConfig, train_grammar
+from molshape.data.batching import bucket_batches, padded_steps, shard
+from molshape.core.checkpoint import load_checkpoint
+from molshape.data.datasets import load_dataset
+from molshape.grammar.cfg import load_grammar
+from molshape.gvae.model import PRESETS, load_model
+from molshape.grammar.decoding import StackDecoder
+from molshape.training.fit import TrainConfig, train_grammar
 
 
 

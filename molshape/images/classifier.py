@@ -2,8 +2,8 @@
 
 Inception FID needs pytorch-fid and downloaded weights; this one needs neither. The
 classifier is trained on the labelled training split of the same images (never the
-held-out split), through the shared :func:`molshape.train.fit` loop, and cached in
-``molshape.runtime.cache_dir()/image_classifiers/`` keyed by the data set's sha256 and
+held-out split), through the shared :func:`molshape.training.fit.fit` loop, and cached in
+``molshape.core.runtime.cache_dir()/image_classifiers/`` keyed by the data set's sha256 and
 the training indices, so every checkpoint of a data set is scored by the same network.
 For unlabelled data (CelebA) no classifier is trained and the offline FID is skipped.
 
@@ -67,7 +67,7 @@ def cache_key(data: ImageData) -> str:
 
 
 def classifier_dir(data: ImageData) -> Path:
-    from molshape.runtime import cache_dir
+    from molshape.core.runtime import cache_dir
 
     return cache_dir() / "image_classifiers" / f"{data.name}-{cache_key(data)}"
 
@@ -91,8 +91,8 @@ def get_classifier(data: ImageData, device: torch.device, epochs: int = CLASSIFI
         ``(classifier in eval mode, {"test_accuracy": ..., "cached": 0/1})``, or ``None``
         when the data set has no labels.
     """
-    from molshape.checkpoint import load_checkpoint
-    from molshape.train import TrainConfig, fit
+    from molshape.core.checkpoint import load_checkpoint
+    from molshape.training.fit import TrainConfig, fit
 
     if data.labels is None:
         return None

@@ -13,7 +13,7 @@ resized to 64) with a seeded ``train`` / ``test`` split:
 
 Unreadable CelebA JPEGs are skipped, counted in ``failed`` and logged. The prepared
 CelebA array (2.5 GB for 202,599 faces) is cached as ``.npz`` in
-``molshape.runtime.cache_dir()`` keyed by the folder listing.
+``molshape.core.runtime.cache_dir()`` keyed by the folder listing.
 
 Images stay ``uint8`` until the model converts them, so a batch moves to the GPU at a
 quarter of the float size.
@@ -105,9 +105,9 @@ def check_dataset(name: str) -> ImageSpec:
 
 # -- locating files ---------------------------------------------------------------------
 def _registry_parts(name: str, data: Path | None) -> dict[str, Path]:
-    """Every part of ``name`` that molshape.download finds (checksum-verified); missing parts omitted."""
-    from molshape.data_registry import get_spec
-    from molshape.download import resolve_data_file
+    """Every part of ``name`` that molshape.data.download finds (checksum-verified); missing parts omitted."""
+    from molshape.data.registry import get_spec
+    from molshape.data.download import resolve_data_file
 
     found: dict[str, Path] = {}
     for part in get_spec(name).parts:
@@ -145,7 +145,7 @@ def _not_found(name: str, data: Path | None, expected: str) -> FileNotFoundError
 
 def _extract_zip(path: Path) -> Path:
     """Unpack a downloaded archive once into the cache; returns the folder."""
-    from molshape.runtime import cache_dir
+    from molshape.core.runtime import cache_dir
 
     dest = cache_dir() / "images" / path.stem
     marker = dest / ".complete"
@@ -222,7 +222,7 @@ def _load_celeba(folder: Path, limit: int | None) -> tuple[np.ndarray, list[str]
     for f in files:
         h.update(f"{f.name}\t{f.stat().st_size}\n".encode())
     key = h.hexdigest()
-    from molshape.runtime import cache_dir
+    from molshape.core.runtime import cache_dir
 
     cached = cache_dir() / "images" / f"celeba-{key[:16]}.npz"
     if cached.exists():

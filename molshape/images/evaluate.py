@@ -14,7 +14,7 @@ Each is computed with the offline data-set classifier (:mod:`molshape.images.cla
 test images) is the floor a perfect generator would reach with this many samples.
 Clustering accuracy: test latents assigned to mixture components (``prior.assign`` for
 ``gmm``; the ex-post GMM's components for the others), Hungarian-matched to the labels.
-In-mode diagnostics (:func:`molshape.latent_diagnostics.latent_diagnostics`) of the test
+In-mode diagnostics (:func:`molshape.latent.diagnostics.latent_diagnostics`) of the test
 latents against the model's prior (the mixture for ``gmm``, N(0, I) otherwise):
 ``latent_diagnostics`` in the summary and ``latent_diagnostics.png`` (nearest-centre
 distances against the prior's chi distribution, occupancy against uniform).
@@ -36,7 +36,7 @@ from molshape.images.inception import inception_extractor
 from molshape.images.metrics import clustering_accuracy, frechet_distance
 from molshape.images.model import ImageAutoencoder, load_image_model
 from molshape.images.training import encode_all
-from molshape.latent_diagnostics import latent_diagnostics, nearest_distances
+from molshape.latent.diagnostics import latent_diagnostics, nearest_distances
 
 COLUMNS = ("prior", "expost", "reconstruction", "interpolation")
 

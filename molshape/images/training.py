@@ -1,10 +1,10 @@
-"""Training entry point for image autoencoders, built on the shared :func:`molshape.train.fit`.
+"""Training entry point for image autoencoders, built on the shared :func:`molshape.training.fit.fit`.
 
 Batches are ``uint8 [B x C x S x S]`` images (one-tuples, so ``fit`` calls
 ``model(images)``); the model converts them to [0, 1] floats on the device. Validation
 runs on the held-out ``test`` split: mean loss terms, plus for mixture priors the KS /
 covariance statistics and the clustering accuracy of ``prior.assign`` against the
-labels and the in-mode diagnostics of :func:`molshape.latent_diagnostics.latent_diagnostics`
+labels and the in-mode diagnostics of :func:`molshape.latent.diagnostics.latent_diagnostics`
 (``inside_share``, ``occupancy_tv``, ``mean_nearest_distance``), so ``metrics.csv`` holds
 their curves per epoch (monitoring only; :mod:`molshape.images.evaluate` gives the final
 numbers).
@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from molshape.checkpoint import load_checkpoint
+from molshape.core.checkpoint import load_checkpoint
 from molshape.images.data import ImageData, iterate_batches
 from molshape.images.metrics import clustering_accuracy
 from molshape.images.model import ImageAutoencoder, ImageModelConfig
 from molshape.images.networks import count_parameters
-from molshape.latent_diagnostics import latent_diagnostics
-from molshape.runtime import seed_everything
-from molshape.train import TrainConfig, fit
+from molshape.latent.diagnostics import latent_diagnostics
+from molshape.core.runtime import seed_everything
+from molshape.training.fit import TrainConfig, fit
 
 
 @torch.no_grad()

@@ -1,0 +1,419 @@
+"""Training: one generic loop (:func:`fit`) for grammar and image autoencoders.
+
+:func:`fit` knows nothing of grammars: it takes a model returning ``{"loss", terms...}``,
+a function ``epoch -> batches`` and a validation function, and handles devices, mixed
+precision (CUDA), DistributedDataParallel (``torchrun``), Adam + ReduceLROnPlateau
+(factor 0.2, patience 3, min 1e-4, as GVAE), keep-best, atomic checkpoints every epoch,
+``metrics.csv``, ``curves.png`` and exact resume.
+
+Time budget: with ``max_minutes`` the run stops at the first optimizer step past the
+budget, validates, and checkpoints that partial epoch (marked ``partial`` in the
+metrics); ``--resume`` then starts the next epoch.
+
+Resume: a checkpoint is written at the end of every epoch with the RNG state at that
+point. The batches of epoch ``e`` are a pure function of ``(seed, e)``, so a run killed
+mid-epoch restarts that epoch from the previous checkpoint and ends with exactly the
+weights of an uninterrupted run (on CPU; CUDA kernels may be nondeterministic).
+
+:func:`train_grammar` is the grammar entry point (``molshape train``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from molshape.data.batching import bucket_batches, shard
+from molshape.core.atomic import save_figure, write_csv
+from molshape.core.checkpoint import FORMAT_KEY, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from molshape.grammar.decoding import make_decoder
+from molshape.grammar.cfg import Grammar, load_grammar
+from molshape.core.runtime import resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+#: Training defaults per ``[grammar][preset]`` (``molshape train`` uses them unless overridden).
+#: paper: GVAE's (batch 500 / 100 epochs for ZINC, 600 / 50 for expressions). cpu: see README.
+TRAIN_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "smiles": {"paper": {"epochs": 100, "batch_size": 500},
+               # ~125 molecules/s per core (bucketed, scripts/bench_train.py): 60k x 6 epochs ~ 50 min
+               "cpu": {"epochs": 6, "batch_size": 100, "limit": 60000, "valid_limit": 2000}},
+    "smiles_kekule": {"paper": {"epochs": 100, "batch_size": 500},
+                      "cpu": {"epochs": 6, "batch_size": 100, "limit": 60000, "valid_limit": 2000}},
+    "expr": {"paper": {"epochs": 50, "batch_size": 600},
+             # ~900 expressions/s per core: 90k x 10 epochs (9,000 updates) ~ 20 min on an idle core.
+             # No subset: the expression file is ordered, so its first N lines are not a sample.
+             "cpu": {"epochs": 10, "batch_size": 100}},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (stored in checkpoints)."""
+
+    epochs: int = 100
+    batch_size: int = 500
+    lr: float = 1e-3  # Adam (Keras default, as GVAE)
+    weight_decay: float = 0.0
+    plateau_factor: float = 0.2
+    plateau_patience: int = 3
+    min_lr: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision; only takes effect on CUDA
+    limit: int | None = None  # train on the first N training items (smoke runs)
+    valid_limit: int | None = None  # validate/test on the first N items (None: all, or limit // 9 with --limit)
+    grad_clip: float | None = None
+    bucket: bool = True  # length-bucketed batches
+    chunk_batches: int = 50  # bucketing sort window, in batches
+    progress: bool = True
+    max_minutes: float | None = None  # stop at the first step past this wall-clock budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# -- distributed ------------------------------------------------------------------------
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE > 1``).
+
+    Returns ``(rank, world_size, device)``; on CUDA each process takes ``LOCAL_RANK``'s GPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), world, device
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _call(model: nn.Module, batch: Any) -> dict[str, Tensor]:
+    """``model(*batch)`` for tuples, ``model(**batch)`` for dicts, else ``model(batch)``."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+def _batch_len(batch: Any) -> int:
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(first.shape[0])
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# -- the loop ---------------------------------------------------------------------------
+def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
+        validate: Callable[[nn.Module], dict[str, float]], cfg: TrainConfig, out_dir: Path,
+        checkpoint_extra: dict[str, Any], resume: bool = False,
+        on_batch_end: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` and write checkpoints, metrics and curves to ``out_dir``.
+
+    Args:
+        model: ``model(*batch)`` (tuple batch), ``model(**batch)`` (dict) or ``model(batch)``
+            returns ``{"loss": scalar, <term>: scalar, ...}``. An optional
+            ``model.parameter_groups(weight_decay)`` supplies optimizer groups.
+        train_batches: ``epoch -> batches``; must be a pure function of the epoch for exact
+            resume. Under DDP each process takes every ``world_size``-th batch.
+        validate: called with the (unwrapped) model in eval mode under ``no_grad``;
+            returns floats including ``valid_loss`` (keep-best and the LR schedule use it).
+        cfg: optimisation settings.
+        out_dir: output folder (``last.pt``, ``best.pt``, ``metrics.csv``, ``curves.png``).
+        checkpoint_extra: plain values stored in every checkpoint (model_config, kind, ...).
+        resume: continue from ``out_dir/last.pt``.
+        on_batch_end: ``(epoch, batch_index)`` hook after each optimizer step (tests).
+
+    Returns:
+        summary: ``best_valid_loss``, ``epochs``, ``wall_s``, ``items_per_s``, ``last`` (the
+        final epoch's metrics) and the checkpoint paths.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    rank, world, device = _distributed(resolve_device(cfg.device))
+    use_amp = cfg.amp and device.type == "cuda"
+    model.to(device)
+    raw = model
+    groups = model.parameter_groups(cfg.weight_decay) if hasattr(model, "parameter_groups") else \
+        [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_epoch, step, best, history = 0, 0, math.inf, []
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}; start without --resume")
+        ckpt = load_checkpoint(last_path, map_location=device)
+        raw.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt.get("scaler", {}))
+        start_epoch, step, best, history = ckpt["epoch"], ckpt["step"], ckpt["best_valid_loss"], ckpt["history"]
+        _set_rng_state(ckpt["rng"], device)
+        log.info("resumed from %s after epoch %d", last_path, start_epoch)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
+
+    t_run, rates = time.perf_counter(), []
+    deadline = t_run + 60.0 * cfg.max_minutes if cfg.max_minutes else None
+    out_of_time = False
+    for epoch in range(start_epoch, cfg.epochs):
+        if deadline is not None and epoch > start_epoch and _past(deadline, world, device):
+            out_of_time = True  # validation ran past the budget: no one-step epoch at the end
+            break
+        batches = shard(list(train_batches(epoch)), rank, world)
+        model.train()
+        sums: dict[str, float] = defaultdict(float)
+        n_items, t0, partial = 0, time.perf_counter(), False
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and rank == 0),
+                   leave=False, dynamic_ncols=True)
+        for i, batch in enumerate(bar):
+            batch = _to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                out = _call(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out["loss"]).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            b = _batch_len(batch)
+            for k, v in out.items():
+                sums[k] += float(v.detach()) * b
+            n_items, step = n_items + b, step + 1
+            bar.set_postfix(loss=f"{sums['loss'] / n_items:.4g}",
+                            items_s=f"{n_items * world / (time.perf_counter() - t0):.0f}")
+            if on_batch_end is not None:
+                on_batch_end(epoch, i)
+            if deadline is not None and _past(deadline, world, device):
+                partial = i + 1 < len(batches)
+                out_of_time = partial or epoch + 1 < cfg.epochs
+                break
+        train_s = time.perf_counter() - t0
+        rates.append(n_items * world / max(train_s, 1e-9))
+        raw.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            valid = validate(raw)
+        scheduler.step(valid["valid_loss"])
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                  **{f"train_{k}": v / max(n_items, 1) for k, v in sums.items()}, **valid,
+                  "train_s": train_s, "items_per_s": rates[-1], "partial": float(partial)}
+        history.append(record)
+        improved = valid["valid_loss"] < best
+        best = min(best, valid["valid_loss"])
+        if rank == 0:
+            ckpt = {FORMAT_KEY: FORMAT_VERSION, **checkpoint_extra, "model": raw.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "train_config": cfg.to_dict(), "epoch": epoch + 1, "step": step,
+                    "best_valid_loss": best, "history": history, "rng": _rng_state(device)}
+            # best.pt first: a kill between the two writes then leaves the previous last.pt, from
+            # which --resume redoes this epoch, and never a run with last.pt but no best.pt
+            if improved:
+                save_checkpoint(ckpt, best_path)
+            save_checkpoint(ckpt, last_path)
+            write_metrics(history, out_dir / "metrics.csv")
+            plot_curves(history, out_dir / "curves.png")
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
+        if out_of_time:
+            log.info("stopping after %.1f min (--max-minutes %g)", (time.perf_counter() - t_run) / 60, cfg.max_minutes)
+            break
+    return {"stopped_by_time_limit": out_of_time, "best_valid_loss": best, "epochs": len(history),
+            "wall_s": time.perf_counter() - t_run,
+            "items_per_s": sum(rates) / len(rates) if rates else None, "last": history[-1] if history else {},
+            "checkpoint": str(last_path), "best_checkpoint": str(best_path), "rank": rank, "world_size": world}
+
+
+def _past(deadline: float, world: int, device: torch.device) -> bool:
+    """Whether the time budget is spent; under DDP every rank stops at the same step."""
+    past = time.perf_counter() > deadline
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(past)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        past = bool(flag.item())
+    return past
+
+
+def write_metrics(history: list[dict[str, Any]], path: Path) -> None:
+    """One CSV row per epoch; columns are the union of the records' keys."""
+    write_csv(path, history)  # atomic: a kill never leaves a half-written metrics.csv
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss, reconstruction and latent-term curves (train vs valid) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    terms = [k[len("train_"):] for k in history[-1] if k.startswith("train_") and k != "train_s"]
+    fig, axes = plt.subplots(1, len(terms) + 1, figsize=(3.2 * (len(terms) + 1), 3), squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        for split in ("train", "valid"):
+            ys = [r.get(f"{split}_{term}", float("nan")) for r in history]
+            ax.plot(epochs, ys, marker=".", label=split)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    ax = axes[0][-1]
+    for key in [k for k in history[-1] if k.endswith("recon_acc") or k.endswith("ks_stat")]:
+        ax.plot(epochs, [r.get(key, float("nan")) for r in history], marker=".", label=key)
+    ax.set_title("validation")
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
+
+
+# -- grammar entry point ----------------------------------------------------------------
+def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size: int,
+                   prefix: str = "valid") -> Callable[[nn.Module], dict[str, float]]:
+    """Validation: mean loss terms, exact reconstruction under argmax decoding, latent stats.
+
+    The batches are fixed (seeded) random buckets, so the gmm KS/CV terms see mixed
+    lengths as in training and the value is comparable across epochs.
+    """
+    batches = bucket_batches(lengths, batch_size, torch.Generator().manual_seed(12345))
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        dev = next(model.parameters()).device
+        sums: dict[str, float] = defaultdict(float)
+        exact, zs = 0, []
+        for idx in batches:
+            r, n = rules[idx].long().to(dev), lengths[idx].to(dev)
+            out = model(r, n)
+            for k, v in out.items():
+                sums[k] += float(v) * len(idx)
+            z = model.encode(r).float()
+            zs.append(z)
+            steps = int(n.max())
+            out = make_decoder(grammar, "auto", max_length=steps).decode(model, z)
+            exact += int(((out.rules == r[:, :steps]).all(dim=1) & out.complete).sum())
+        total = max(len(lengths), 1)
+        res = {f"{prefix}_{k}": v / total for k, v in sums.items()}
+        res[f"{prefix}_recon_acc"] = exact / total
+        if getattr(model.objective, "name", "") == "gmm":
+            stats = model.objective.statistics(torch.cat(zs))
+            res.update({f"{prefix}_{k}": v for k, v in stats.items()})
+        return res
+
+    return evaluate
+
+
+def train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_dir: Path,
+                  resume: bool = False, on_batch_end: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Train a grammar autoencoder on prepared data; evaluate the best weights on the test split.
+
+    Args:
+        model_config: :class:`molshape.gvae.model.ModelConfig`; ``lambda_rec=None`` is resolved
+            with :func:`molshape.gvae.model.rec_heuristic` on the training set.
+        train_config: optimisation settings.
+        data: :class:`molshape.data.datasets.PreparedData` (``rules [N x T]``, ``lengths [N]``, ``split``).
+        out_dir: output folder.
+        resume: continue from ``out_dir/last.pt`` (its model config and split win).
+
+    Returns:
+        :func:`fit`'s summary plus ``test_recon_acc``, ``test_loss``, ``lambda_rec``, sizes.
+    """
+    from molshape.gvae.model import ModelConfig, build_model, n_parameters, rec_heuristic
+
+    out_dir = Path(out_dir)
+    cfg = train_config
+    grammar = load_grammar(model_config.grammar)
+    if data.grammar_hash != grammar.hash:
+        raise ValueError(f"data was parsed with a different grammar than {grammar.name!r} (hash mismatch)")
+    split = {k: v.clone() for k, v in data.split.items()}
+    if resume and (out_dir / "last.pt").is_file():
+        ckpt = load_checkpoint(out_dir / "last.pt")
+        model_config, split = ModelConfig.from_dict(ckpt["model_config"]), ckpt["split"]
+        if ckpt["grammar_hash"] != grammar.hash or ckpt["data"]["sha256"] != data.source_sha256:
+            raise ValueError(f"--resume: {out_dir / 'last.pt'} was trained on other data or another grammar")
+    else:
+        valid_limit = cfg.valid_limit or (max(cfg.limit // 9, 200) if cfg.limit else None)
+        split["train"] = split["train"][:cfg.limit]
+        split["valid"], split["test"] = split["valid"][:valid_limit], split["test"][:valid_limit]
+    train_idx = split["train"]
+    if len(train_idx) == 0 or len(split["valid"]) == 0:
+        raise ValueError(f"empty training or validation split ({len(train_idx)} / {len(split['valid'])} items)")
+    rules, lengths = data.rules, data.lengths
+    if model_config.lambda_rec is None:
+        model_config = model_config.replace(lambda_rec=rec_heuristic(grammar, rules[train_idx[:20000]]))
+    model_config = model_config.replace(reg_batch_size=cfg.batch_size, n_rules=grammar.n_productions,
+                                        max_length=grammar.max_length)
+    seed_everything(cfg.seed)
+    model = build_model(model_config, grammar)
+    train_lengths = lengths[train_idx]
+    full = torch.full_like(train_lengths, grammar.max_length)
+
+    def batches(epoch: int) -> Iterable[tuple[Tensor, Tensor]]:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        chunk = cfg.chunk_batches if cfg.bucket else 1
+        for idx in bucket_batches(train_lengths, cfg.batch_size, gen, chunk, indices=train_idx):
+            n = lengths[idx] if cfg.bucket else full[: len(idx)]
+            yield rules[idx].long(), n
+
+    extra = {"kind": "grammar", "model_config": model_config.to_dict(), "grammar": grammar.name,
+             "grammar_hash": grammar.hash, "data": {"source": data.source, "sha256": data.source_sha256},
+             "split": split}
+    validate = make_evaluator(grammar, rules[split["valid"]], lengths[split["valid"]], cfg.batch_size)
+    summary = fit(model, batches, validate, cfg, out_dir, extra, resume=resume, on_batch_end=on_batch_end)
+    summary.update(lambda_rec=model_config.lambda_rec, n_parameters=n_parameters(model),
+                   n_train=len(train_idx), n_valid=len(split["valid"]), n_test=len(split["test"]))
+    if summary["rank"] == 0 and len(split["test"]) and (out_dir / "best.pt").is_file():
+        model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=next(model.parameters()).device)["model"])
+        model.eval()
+        test = make_evaluator(grammar, rules[split["test"]], lengths[split["test"]], cfg.batch_size, "test")
+        with torch.no_grad():
+            summary.update({k: v for k, v in test(model).items() if k in ("test_loss", "test_rec", "test_recon_acc")})
+    return summary
