@@ -51,10 +51,13 @@ def _split_key(idx: torch.Tensor) -> str:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: evaluate-<checkpoint name> beside the checkpoint, or in runs/ for "
                    "shipped models and checkpoints in read-only folders].")
+@click.option("--mode", type=click.Choice(["argmax", "sample"]), default="argmax", show_default=True,
+              help="Rule choice when decoding prior samples.")
+@constraints_option
 @inference_options
 def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: int | None, data: Path | None,
-            no_fcd: bool, batch_size: int, out_dir: Path | None, seed: int, device: str, threads: int | None,
-            as_json: bool) -> None:
+            no_fcd: bool, batch_size: int, out_dir: Path | None, mode: str, constraints: str, seed: int,
+            device: str, threads: int | None, as_json: bool) -> None:
     """Reconstruction accuracy on a held-out split, and validity, uniqueness, novelty, FCD and
     latent KS statistics of prior samples of a trained grammar autoencoder."""
     from molshape.gvae import generation as gen
