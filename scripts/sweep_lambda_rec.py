@@ -23,7 +23,8 @@ import torch
 from molshape.data.datasets import load_dataset
 from molshape.grammar.cfg import load_grammar
 from molshape.gvae.model import PRESETS, REC_INIT_SCALE, rec_heuristic
-from molshape.training.fit import TrainConfig, train_grammar
+from molshape.gvae.training import train_grammar
+from molshape.training.fit import TrainConfig
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ import torch
 from molshape.data.datasets import load_dataset
 from molshape.gvae.generation import decode_latents, prior_latents
 from molshape.gvae.model import PRESETS, load_model
-from molshape.training.fit import TrainConfig, train_grammar
+from molshape.gvae.training import train_grammar
+from molshape.training.fit import TrainConfig
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

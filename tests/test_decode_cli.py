@@ -18,7 +18,8 @@ def _train(grammar: str, lines: list[str], out: Path, epochs: int, limit: int | 
     """Train as ``molshape train [--limit N]`` does: with a limit, only those rows are prepared."""
     from molshape.data.datasets import load_dataset
     from molshape.gvae.model import PRESETS
-    from molshape.training.fit import TrainConfig, train_grammar
+    from molshape.gvae.training import train_grammar
+    from molshape.training.fit import TrainConfig
 
     data_file = out / "data.txt"
     data_file.write_text("\n".join(lines) + "\n")

@@ -25,7 +25,8 @@ def expr_model(expr_path: Path, tmp_path_factory: pytest.TempPathFactory):
 
     from molshape.data.datasets import load_dataset
     from molshape.gvae.model import load_model
-    from molshape.training.fit import TrainConfig, train_grammar
+    from molshape.gvae.training import train_grammar
+    from molshape.training.fit import TrainConfig
 
     out = tmp_path_factory.mktemp("expr_model")
     data_file = out / "expr.txt"

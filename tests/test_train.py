@@ -11,7 +11,8 @@ from molshape.data.datasets import load_dataset
 from molshape.grammar.cfg import load_grammar
 from molshape.gvae.model import PRESETS, load_model
 from molshape.grammar.decoding import StackDecoder
-from molshape.training.fit import TrainConfig, train_grammar
+from molshape.gvae.training import train_grammar
+from molshape.training.fit import TrainConfig
 
 
 

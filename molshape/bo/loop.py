@@ -39,8 +39,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-from molshape.core.runtime import json_safe
 from molshape.bo.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
+from molshape.bo.report import write_report
 from molshape.bo.trust_region import TrustRegion
 
 log = logging.getLogger(__name__)
@@ -108,40 +108,6 @@ class Problem:
         return scores if self.higher_is_better else -scores
 
 
-def optimize(model, grammar, target: str, config: OptimizeConfig, out_dir: Path, *, checkpoint: dict,
-             checkpoint_path: str | Path, init: str = "auto", n_init: int | None = None,
-             data: str | Path | None = None, attempts: int = 1, device: torch.device | str = "cpu",
-             progress: bool = False, workers: int = 1, worker_threads: int = 1, constraints: str = "auto") -> dict:
-    """Latent BO of ``target`` (``logp`` or ``expr``) with a trained grammar autoencoder.
-
-    Proposals are decoded under ``constraints`` (``auto``: semantic wherever the model's
-    grammar supports it, so every proposal is a valid molecule).
-
-    See :func:`molshape.bo.problem.build_problem` for ``init`` / ``n_init`` / ``data`` /
-    ``attempts`` and :func:`run_bo` for the outputs. With ``workers > 1`` the seeds run in
-    that many processes (:mod:`molshape.bo.parallel`) before the report is written.
-    Returns the summary dict.
-    """
-    from molshape.bo.problem import build_problem
-
-    problem = build_problem(model, grammar, target, checkpoint=checkpoint, checkpoint_path=checkpoint_path,
-                            init=init, n_init=n_init, data=data, attempts=attempts, seed=config.seed,
-                            progress=progress, constraints=constraints)
-    if workers > 1 and config.seeds > 1:
-        from molshape.bo.parallel import SeedJobSpec, run_seeds_in_workers
-
-        spec = SeedJobSpec(str(checkpoint_path), target, config.to_dict(), str(out_dir), init, n_init,
-                           None if data is None else str(data), attempts, str(device), worker_threads,
-                           constraints)
-        run_seeds_in_workers(spec, list(range(config.seed, config.seed + config.seeds)), workers, progress)
-    summary = run_bo(problem, config, out_dir, progress=progress, device=device)
-    summary["target"] = target
-    summary["attempts"] = attempts
-    summary["constraints"] = constraints
-    (Path(out_dir) / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
-    return summary
-
-
 def run_bo(problem: Problem, cfg: OptimizeConfig, out_dir: Path, progress: bool = False,
            device: torch.device | str = "cpu") -> dict:
     """Run (or resume) every seed, then write ``proposals.csv``, ``summary.json`` and plots.
@@ -151,11 +117,9 @@ def run_bo(problem: Problem, cfg: OptimizeConfig, out_dir: Path, progress: bool 
     Returns:
         The summary dict (also written to ``out_dir/summary.json``).
     """
-    from molshape.bo.report import write_report
-
     out_dir = Path(out_dir)
     (out_dir / "state").mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(problem, cfg)
+    fingerprint = problem_fingerprint(problem, cfg)
     states = []
     bar = tqdm(total=cfg.seeds * cfg.iterations, desc="BO iterations", disable=not progress)
     for s in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -165,7 +129,7 @@ def run_bo(problem: Problem, cfg: OptimizeConfig, out_dir: Path, progress: bool 
     return write_report(problem, cfg, states, out_dir)
 
 
-def _fingerprint(problem: Problem, cfg: OptimizeConfig) -> str:
+def problem_fingerprint(problem: Problem, cfg: OptimizeConfig) -> str:
     """Hash of everything a state file must agree with before it is resumed."""
     z = problem.z.detach().cpu().double().contiguous().numpy()
     h = hashlib.sha256(z.tobytes())

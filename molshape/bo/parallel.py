@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from molshape.bo.problem import build_problem
+from molshape.gvae.model import load_model
+from molshape.bo.loop import OptimizeConfig, problem_fingerprint
+from molshape.bo.loop import run_seed
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(spec: SeedJobSpec) -> None:
-    from molshape.bo.problem import build_problem
-    from molshape.gvae.model import load_model
-    from molshape.bo.loop import OptimizeConfig, _fingerprint
-
     torch.set_num_threads(spec.threads)
     logging.basicConfig(level=logging.WARNING)
     model, grammar, ckpt = load_model(spec.checkpoint_path, spec.device)
@@ -57,12 +57,10 @@ def _init_worker(spec: SeedJobSpec) -> None:
     problem = build_problem(model, grammar, spec.target, checkpoint=ckpt, checkpoint_path=spec.checkpoint_path,
                             init=spec.init, n_init=spec.n_init, data=spec.data, attempts=spec.attempts,
                             seed=cfg.seed, constraints=spec.constraints)
-    _WORKER.update(problem=problem, cfg=cfg, fingerprint=_fingerprint(problem, cfg))
+    _WORKER.update(problem=problem, cfg=cfg, fingerprint=problem_fingerprint(problem, cfg))
 
 
 def _run_one(spec: SeedJobSpec, seed: int) -> int:
-    from molshape.bo.loop import run_seed
-
     w = _WORKER
     state_path = Path(spec.out_dir) / "state" / f"seed_{seed}.pt"
     run_seed(w["problem"], w["cfg"], seed, state_path, w["fingerprint"], device=torch.device(spec.device))

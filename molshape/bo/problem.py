@@ -31,6 +31,14 @@ from torch import Tensor
 from molshape.grammar.cfg import Grammar
 from molshape.bo.loop import Problem
 from molshape.grammar.representation import is_molecular
+from molshape.scoring.expr_score import score_many as expr_scores
+from molshape.gvae.generation import file_sha256
+from molshape.gvae.generation import prior_latents
+from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.data.datasets import load_dataset
+from molshape.gvae.generation import encode_rules
+from molshape.core.runtime import cache_dir
+from molshape.gvae.generation import canonical_key, decode_latents
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +51,9 @@ def score_strings(target: str, strings: Sequence[str | None], progress: bool = F
                   workers: int | None = 1) -> np.ndarray:
     """Scores ``[N]`` of decoded strings (``nan`` for invalid molecules; worst for expressions)."""
     if target == "logp":
-        from molshape.scoring.chem import score_many
+        from molshape.scoring.chem import score_many  # RDKit is heavy: loaded only when molecules are involved
 
         return score_many(strings, "logp", workers=workers, progress=progress)
-    from molshape.scoring.expr_score import score_many as expr_scores
 
     return expr_scores(strings)
 
@@ -75,7 +82,6 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
         raise ValueError(f"target {target!r} needs a {needs!r} model; {checkpoint_path} is a {grammar.name!r} model")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose from {INITS}")
-    from molshape.gvae.generation import file_sha256
 
     ckpt_sha = file_sha256(checkpoint_path)
     evaluate = make_evaluate(model, grammar, target, attempts, constraints)
@@ -99,18 +105,11 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
 
 
 def _prior_latents(model, n: int, seed: int) -> Tensor:
-    from molshape.gvae.generation import prior_latents
-
     return prior_latents(model, n, torch.Generator().manual_seed(seed))
 
 
 def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha: str, data, n_init: int | None,
                seed: int, progress: bool) -> tuple[Tensor, np.ndarray, str, str]:
-    from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-    from molshape.data.datasets import load_dataset
-    from molshape.gvae.generation import encode_rules
-    from molshape.core.runtime import cache_dir
-
     prepared = load_dataset(grammar.name, data, progress=progress)
     want = (checkpoint.get("data") or {}).get("sha256")
     if want and prepared.source_sha256 != want:
@@ -146,8 +145,6 @@ def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha:
 def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1, constraints: str = "auto"):
     """``evaluate(z [q x d]) -> records``: decode (under ``constraints``), score, and record why
     invalid ones failed."""
-    from molshape.gvae.generation import canonical_key, decode_latents
-
     key = canonical_key(grammar)
 
     def evaluate(z: Tensor) -> list[dict]:

@@ -78,7 +78,7 @@ def druglike_top(records: list[dict], higher_is_better: bool, n_top: int = 3, po
     ``qed_0.5``: QED at least 0.5; ``no_long_chain``: no run of 8 or more CH2 outside rings.
     Only the ``pool`` best distinct valid proposals are checked.
     """
-    from molshape.scoring.chem_stats import molecule_stats
+    from molshape.scoring.chem_stats import molecule_stats  # RDKit is heavy: loaded only when molecules are involved
 
     ranked = outcome(records, higher_is_better, n_top=pool)["top"]
     stats = molecule_stats([t["string"] for t in ranked], workers=1)
@@ -124,7 +124,7 @@ def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
     if top and problem.kind in MOLECULE_GRAMMARS:
         summary["top_druglike"] = druglike_top(records, problem.higher_is_better)
         write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
-        from molshape.scoring.chem import draw_grid
+        from molshape.scoring.chem import draw_grid  # RDKit is heavy: loaded only when molecules are involved
 
         with atomic_path(out_dir / "top_molecules.png") as tmp:
             draw_grid([t["string"] for t in top], [f"{t['score']:.2f} (seed {t['seed']})" for t in top], tmp)

@@ -68,6 +68,7 @@ def failure(e: BaseException) -> str | None:
     Expected: files that cannot be read or written (``OSError``), text that is not UTF-8,
     checkpoints that are not molshape checkpoints, and bad values (``ValueError``).
     """
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.checkpoint import CheckpointError
 
     if isinstance(e, CheckpointError):

@@ -24,6 +24,7 @@ EXIT_ROWS_FAILED = 3
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Refuse an unknown or absent device at once (exit 2), before any work."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.runtime import resolve_device
 
     try:
@@ -55,6 +56,7 @@ def checkpoint_option(f):
 
 def check_constraints(grammar, constraints: str) -> None:
     """Refuse ``--constraints semantic`` for a model whose grammar has none (exit 2)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.grammar.semantics import semantics_for
 
     if constraints == "semantic" and semantics_for(grammar) is None:
@@ -90,6 +92,7 @@ def set_threads(threads: int | None) -> None:
 def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
     """The given checkpoint, or the shipped default for ``grammar``; a usage error if neither."""
     if checkpoint is not None and not checkpoint.exists() and checkpoint.suffix == "" and len(checkpoint.parts) == 1:
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.pretrained import available, checkpoint_path
 
         if str(checkpoint) in available():  # a shipped model by name
@@ -102,6 +105,7 @@ def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
             raise click.BadParameter(f"no such file: {checkpoint}", param_hint="--checkpoint")
         return checkpoint
     try:
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.pretrained import default_checkpoint
 
         return default_checkpoint(grammar)
@@ -120,6 +124,7 @@ def emit_summary(summary: dict[str, Any], as_json: bool, human: Callable[[dict[s
 
 def write_run_config(out_dir: Path, params: dict[str, Any], name: str = "config.json") -> Path:
     """Record the command's resolved parameters next to its outputs (atomically)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.atomic import write_text
 
     return write_text(out_dir / name, json.dumps({"argv": sys.argv, **params}, indent=2, default=_jsonable))
@@ -139,6 +144,7 @@ def resolve_preset(preset: str, device: str) -> str:
     """``auto`` -> ``paper`` on CUDA, ``cpu`` otherwise: one code path, sized for the device."""
     if preset != "auto":
         return preset
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.runtime import resolve_device
 
     try:
@@ -205,6 +211,7 @@ def guard_output(output: Path | None, inputs: list[Path | str | None], option: s
     (exit 1, naming the file) when it cannot be written."""
     if output is None:
         return
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.atomic import check_writable
 
     if output.is_dir():
@@ -229,6 +236,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def check_out_dir(out_dir: Path) -> None:
     """Fail early when an output folder cannot be written (a file there, read-only, /proc)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.atomic import check_writable
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -246,6 +254,7 @@ def load_run_model(checkpoint: Path | None, grammar: str, device: str, threads: 
     Returns:
         ``(checkpoint path, device, model, grammar, checkpoint dict)``.
     """
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
     from molshape.grammar.cfg import load_grammar
     from molshape.gvae.model import load_model

@@ -69,6 +69,7 @@ def _part_info(name: str, part: str, data: Path | None) -> dict[str, Any]:
     if source is None:
         info["verified"] = "unverified (not a registered file name)"
     else:
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.data.download import _count_rows
 
         try:
@@ -84,6 +85,7 @@ def _dataset_info(name: str, data: Path | None, seed: int) -> dict[str, Any]:
                             "parts": [_part_info(name, p, data) for p in spec.parts]}
     grammar = _GRAMMAR_OF.get(name)
     if grammar:
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.data.records import read_records
 
         first = info["parts"][0]
@@ -96,6 +98,7 @@ def _dataset_info(name: str, data: Path | None, seed: int) -> dict[str, Any]:
 
 
 def _prepared_info(grammar: str, data: Path | None, seed: int) -> dict[str, Any] | None:
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.data.datasets import load_cached
 
     try:
@@ -148,6 +151,7 @@ def _human_info(summary: dict[str, Any]) -> str:
 
 
 def _plot_lengths(infos: dict[str, dict], data: Path | None, seed: int, out: Path) -> None:
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.data.datasets import load_cached
 
     sets = [(name, load_cached(grammar, data, seed)) for name, grammar in _GRAMMAR_OF.items()
@@ -188,6 +192,7 @@ def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
 def prepare_command(grammar: str, data: Path | None, seed: int, limit: int | None, workers: int | None,
                     plot: Path | None, as_json: bool) -> None:
     """Parse a grammar's data set into the cache (a progress bar; seconds once cached)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.data.datasets import load_dataset
 
     try:

@@ -26,6 +26,7 @@ DRAWN = ("prior", "component", "expost")
 
 def read_inputs(path: Path, grammar: str) -> list[str]:
     """One input per line (empty lines included: they fail to parse and are reported)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.cli.parse import split_line
 
     return [split_line(line, grammar)[0] for line in read_text(path, "--input").splitlines()]
@@ -34,6 +35,7 @@ def read_inputs(path: Path, grammar: str) -> list[str]:
 def _latents(source: str, model, grammar, ends: tuple[str, str] | None, steps: int,
              inputs: list[str] | None) -> tuple[Any, list[str | None] | None]:
     """``(z [m x d], per-output input failure or None)`` for ``interpolate`` and ``input``."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
 
     if source == "interpolate":
@@ -56,6 +58,7 @@ def _latents(source: str, model, grammar, ends: tuple[str, str] | None, steps: i
 def _sampler(source: str, model, grammar, ckpt: dict, checkpoint: Path, component: int | None, data: Path | None,
              generator) -> Callable[[int], Any]:
     """``m -> m x d`` latents for the sources that draw ``--n`` latents (prior, component, expost)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
 
     if source == "prior":
@@ -80,6 +83,7 @@ def _chunks(source: str, model, grammar, ckpt: dict, checkpoint: Path, n: int, c
             mode: str, attempts: int, batch_size: int, generator,
             constraints: str = "auto") -> Iterator[tuple[list[str], list[str | None], Any]]:
     """``(output lines, reasons, Decoded)`` chunk by chunk, in order (see :mod:`molshape.cli.streaming`)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
 
     def decode(z):
@@ -159,6 +163,7 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
             data: Path | None, batch_size: int, output: Path | None, constraints: str, seed: int, device: str,
             threads: int | None, as_json: bool) -> None:
     """Sample latents and decode them to SMILES or expressions with the masked grammar decoder."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
     from molshape.core.runtime import seed_everything
 

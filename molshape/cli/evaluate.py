@@ -60,6 +60,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
             device: str, threads: int | None, as_json: bool) -> None:
     """Reconstruction accuracy on a held-out split, and validity, uniqueness, novelty, FCD and
     latent KS statistics of prior samples of a trained grammar autoencoder."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
     from molshape.gvae import metrics
     from molshape.core.runtime import seed_everything
@@ -107,6 +108,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     t_sample = time.perf_counter() - t0
     summary["samples"] = {**samples.tally.metrics(), "n_incomplete": samples.tally.n_incomplete}
     if is_molecular(g):  # failure categories, realism and FCD against the standard ZINC test split
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.scoring.sample_quality import molecule_report
 
         report = molecule_report(samples.raw, samples.for_fcd, data=data, grammar_name=g.name, device=str(dev),
@@ -126,6 +128,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     if is_molecular(g):
         files["properties"] = str(out_dir / "properties.png")
     if is_molecular(g) and samples.grid:
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.scoring.chem import draw_grid
 
         with atomic_path(out_dir / "samples.png") as tmp:
@@ -145,6 +148,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
 
 def _home(checkpoint: Path) -> Path:
     """Where evaluate.csv goes: beside the checkpoint, or runs/ for a shipped model or a folder we cannot write."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.pretrained import pretrained_dir
 
     folder = checkpoint.resolve().parent
@@ -164,6 +168,7 @@ class _Samples:
 def _sample(model, g, n: int, generator, batch_size: int, reference: set[str], path: Path, mode: str = "argmax",
             constraints: str = "auto") -> _Samples:
     """Decode ``n`` prior samples chunk by chunk into ``path`` (via ``path.partial``), counting as it goes."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
 
     out = _Samples(Tally(gen.canonical_key(g), reference))

@@ -110,11 +110,13 @@ def train(dataset: str, data: Path | None, objective: str, preset: str, width: f
           limit: int | None, test_fraction: float, out: Path | None, resume: bool, threads: int | None, device: str,
           seed: int, as_json: bool) -> None:
     """Train an image autoencoder; writes last.pt, best.pt, metrics.csv, curves.png and config.json."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.images.data import load_images
     from molshape.images.model import ImageModelConfig
     from molshape.images.training import train_images
     from molshape.training.fit import TrainConfig
 
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.latent.regularizer import GMMPrior
 
     set_threads(threads)
@@ -192,6 +194,7 @@ def evaluate(checkpoint: Path, data: Path | None, out: Path | None, n_samples: i
     """FID (offline classifier; Inception when installed) of prior / ex-post / reconstruction /
     interpolation images, clustering accuracy, in-mode diagnostics of the test latents, and PNG
     grids (one row per component) plus latent_diagnostics.png."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.images.evaluate import evaluate_checkpoint
     from molshape.core.runtime import resolve_device, seed_everything
 

@@ -76,7 +76,9 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
             mc_samples: int, maxiter: int, workers: int, smoke: bool, constraints: str, threads: int | None,
             out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
-    from molshape.bo.loop import OptimizeConfig, optimize
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.bo.loop import OptimizeConfig
+    from molshape.bo.optimize import optimize
     from molshape.bo.surrogate import SurrogateConfig
 
     params = dict(seeds=seeds, iterations=iterations, batch=batch, n_init=n_init, inducing=inducing,

@@ -35,6 +35,7 @@ def split_line(line: str, grammar: str) -> tuple[str, str | None]:
 
 
 def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[dict]:
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.grammar.cfg import load_grammar
     from molshape.grammar.parser import parse_many
 

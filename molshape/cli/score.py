@@ -56,6 +56,7 @@ def score_rows(target: str, strings: list[str], workers: int | None, progress: b
 
 def _invalid_row(target: str, s: str, reason: str) -> dict[str, Any]:
     if target == "expr":
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.scoring.expr_score import WORST
 
         return {"input": s, "valid": False, "score": WORST, "reason": reason}
@@ -70,6 +71,7 @@ def _score(target: str, strings: list[str], workers: int | None, progress: bool)
     if not strings:
         return []
     if target == "expr":
+        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.scoring.expr_score import score_with_reason
 
         rows = []
@@ -77,6 +79,7 @@ def _score(target: str, strings: list[str], workers: int | None, progress: bool)
             value, reason = score_with_reason(s)
             rows.append({"input": s, "valid": reason is None, "score": value, "reason": reason or ""})
         return rows
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.scoring.chem import score_table
 
     rows = []

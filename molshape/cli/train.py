@@ -72,8 +72,10 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     """
     import torch
 
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae.model import PRESETS
-    from molshape.training.fit import TRAIN_DEFAULTS, TrainConfig
+    from molshape.gvae.training import TRAIN_DEFAULTS
+    from molshape.training.fit import TrainConfig
 
     for name, value in (("--limit", limit), ("--epochs", epochs), ("--batch-size", batch_size),
                         ("--valid-limit", valid_limit)):
@@ -156,6 +158,7 @@ def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> di
     last = out / "last.pt"
     if not last.is_file():
         raise click.UsageError(f"--resume: no checkpoint at {last}; start without --resume")
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.checkpoint import check_model_checkpoint, load_checkpoint
     from molshape.grammar.cfg import load_grammar
 
@@ -191,6 +194,7 @@ def _check_same_data(ckpt: dict[str, Any], prepared: Any, out: Path) -> None:
 
 
 def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress: bool) -> Any:
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.data.datasets import load_dataset
 
     if data is not None and data.is_dir():
@@ -211,7 +215,8 @@ def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress
 def _train(model_cfg: Any, train_cfg: Any, prepared: Any, out: Path, resume: bool) -> dict[str, Any]:
     import torch
 
-    from molshape.training.fit import train_grammar
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.gvae.training import train_grammar
 
     if len(prepared.lengths) == 0:
         raise click.ClickException(f"{prepared.source}: no trainable strings in the data file")

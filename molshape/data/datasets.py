@@ -41,6 +41,7 @@ from molshape.data.records import read_records
 from molshape.grammar.representation import is_kekule, is_molecular, to_grammar_strings
 from molshape.core.runtime import cache_dir
 from molshape.grammar.semantics import semantics_for
+from molshape.grammar.expressions import generate_expressions
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ def _list_source(strings: Sequence[str], label: str = "<strings>") -> _Source:
 
 
 def _generated_source(grammar: Grammar, n: int, max_rules: int, seed: int) -> _Source:
-    from molshape.grammar.expressions import generate_expressions
-
     label = f"generated(n={n}, max_rules={max_rules}, seed={seed})"
     # keyed by the recipe, so a cache hit skips generating as well as parsing
     digest = hashlib.sha256(f"molshape.expressions v1 {label}".encode()).hexdigest()

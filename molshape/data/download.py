@@ -39,6 +39,7 @@ from typing import Callable
 from molshape.core.atomic import write_text
 from molshape.data.registry import DataSpec, Source, get_spec
 from molshape.core.runtime import cache_dir
+from molshape.data.records import read_records
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def _expect(path: Path, algorithm: str, expected: str, where: str = "") -> None:
 
 
 def _count_rows(path: Path) -> int:
-    from molshape.data.records import read_records
-
     return len(read_records(path))
 
 

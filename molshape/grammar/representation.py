@@ -42,6 +42,6 @@ def to_user_string(grammar: Grammar, s: str | None) -> str | None:
     """A decoded string as users expect it: canonical aromatic SMILES for Kekulé grammars."""
     if s is None or not is_kekule(grammar):
         return s
-    from molshape.scoring.chem import canonicalise
+    from molshape.scoring.chem import canonicalise  # RDKit is heavy: loaded only when molecules are involved
 
     return canonicalise(s)

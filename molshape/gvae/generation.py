@@ -39,6 +39,10 @@ from molshape.grammar.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular, to_grammar_strings, to_user_string
+from molshape.scoring.expr_score import expression_values
+from molshape.data.datasets import load_dataset
+from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.runtime import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ def invalid_reason(grammar: Grammar, s: str) -> str | None:
     function on the scoring grid (``molshape.scoring.expr_score``).
     """
     if is_molecular(grammar):
-        from molshape.scoring.chem import invalid_reason as rdkit_reason
+        from molshape.scoring.chem import invalid_reason as rdkit_reason  # RDKit is heavy: loaded only when molecules are involved
 
         return rdkit_reason(s)
     if grammar.name == "expr":
@@ -66,7 +70,6 @@ def invalid_reason(grammar: Grammar, s: str) -> str | None:
 def _expr_reason(s: str) -> str | None:
     import numpy as np
 
-    from molshape.scoring.expr_score import expression_values
 
     try:
         values = expression_values(s)
@@ -79,7 +82,7 @@ def _expr_reason(s: str) -> str | None:
 def canonical_key(grammar: Grammar) -> Callable[[str], str]:
     """The identity of a valid output: canonical SMILES for molecules, the string otherwise."""
     if is_molecular(grammar):
-        from molshape.scoring.chem import canonicalise
+        from molshape.scoring.chem import canonicalise  # RDKit is heavy: loaded only when molecules are involved
 
         return lambda s: canonicalise(s) or s
     return lambda s: s
@@ -338,8 +341,6 @@ def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None 
     Raises:
         ValueError: the data found is not the checkpoint's (sha256), or the split does not fit it.
     """
-    from molshape.data.datasets import load_dataset
-
     limit = (checkpoint.get("train_config") or {}).get("limit")
     prepared = load_dataset(grammar.name, data, limit=limit, progress=False)
     want = (checkpoint.get("data") or {}).get("sha256")
@@ -364,9 +365,6 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     Raises:
         ValueError: the data set found is not the one the checkpoint was trained on.
     """
-    from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-    from molshape.core.runtime import cache_dir
-
     key = f"{file_sha256(checkpoint_path)[:24]}-k{n_components}-n{limit}-s{seed}"
     path = cache_dir() / "expost" / f"{key}.pt"
     if path.is_file():

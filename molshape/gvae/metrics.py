@@ -37,6 +37,8 @@ from molshape.grammar.cfg import Grammar
 from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular
 from molshape.latent.regularizer import GMMPrior, ks_distance
+from molshape.core.runtime import cache_dir
+from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,6 @@ def reference_set(grammar: Grammar, strings: Sequence[str], key: str | None = No
     Canonicalising ZINC's 220,000 training SMILES with RDKit takes about a minute of one
     core (spread over all cores); the cache makes it a one-time cost per data set and split.
     """
-    from molshape.core.runtime import cache_dir
-
     if key is None:
         key = hashlib.sha256("\n".join(strings).encode()).hexdigest()[:24]
     path = cache_dir() / "canonical" / f"{grammar.name}-{key}.txt"
@@ -90,7 +90,7 @@ def reference_set(grammar: Grammar, strings: Sequence[str], key: str | None = No
         return set(path.read_text().split("\n")) - {""}
     canon = canonical_key(grammar)
     if is_molecular(grammar):
-        from molshape.scoring.chem import canonicalise_many
+        from molshape.scoring.chem import canonicalise_many  # RDKit is heavy: loaded only when molecules are involved
 
         forms = set(canonicalise_many(strings, progress=progress)) - {None}
     else:
@@ -117,9 +117,6 @@ def fcd(generated: Sequence[str], reference: Sequence[str], device: str | torch.
     scorer = _fcd_scorer(str(device))
     pref = None
     if reference_key is not None:
-        from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-        from molshape.core.runtime import cache_dir
-
         path = cache_dir() / "fcd" / f"{reference_key}.pt"
         if path.is_file():
             pref = {k: v.numpy() for k, v in load_checkpoint(path).items()}

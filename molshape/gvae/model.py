@@ -338,7 +338,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Gr
     """Rebuild a trained model from a checkpoint file alone.
 
     Args:
-        path: a ``last.pt`` / ``best.pt`` written by :func:`molshape.training.fit.train_grammar`.
+        path: a ``last.pt`` / ``best.pt`` written by :func:`molshape.gvae.training.train_grammar`.
         device: where to put the model.
 
     Returns:

@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from molshape.images.data import ImageData, iterate_batches, to_float
+from molshape.core.runtime import cache_dir
+from molshape.core.checkpoint import load_checkpoint
+from molshape.training.fit import TrainConfig, fit
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,6 @@ def cache_key(data: ImageData) -> str:
 
 
 def classifier_dir(data: ImageData) -> Path:
-    from molshape.core.runtime import cache_dir
-
     return cache_dir() / "image_classifiers" / f"{data.name}-{cache_key(data)}"
 
 
@@ -91,9 +92,6 @@ def get_classifier(data: ImageData, device: torch.device, epochs: int = CLASSIFI
         ``(classifier in eval mode, {"test_accuracy": ..., "cached": 0/1})``, or ``None``
         when the data set has no labels.
     """
-    from molshape.core.checkpoint import load_checkpoint
-    from molshape.training.fit import TrainConfig, fit
-
     if data.labels is None:
         return None
     n_classes = int(data.labels.max()) + 1

@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 from molshape.images import readers
+from molshape.data.registry import get_spec
+from molshape.data.download import resolve_data_file
+from molshape.core.runtime import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +109,6 @@ def check_dataset(name: str) -> ImageSpec:
 # -- locating files ---------------------------------------------------------------------
 def _registry_parts(name: str, data: Path | None) -> dict[str, Path]:
     """Every part of ``name`` that molshape.data.download finds (checksum-verified); missing parts omitted."""
-    from molshape.data.registry import get_spec
-    from molshape.data.download import resolve_data_file
-
     found: dict[str, Path] = {}
     for part in get_spec(name).parts:
         try:
@@ -145,8 +145,6 @@ def _not_found(name: str, data: Path | None, expected: str) -> FileNotFoundError
 
 def _extract_zip(path: Path) -> Path:
     """Unpack a downloaded archive once into the cache; returns the folder."""
-    from molshape.core.runtime import cache_dir
-
     dest = cache_dir() / "images" / path.stem
     marker = dest / ".complete"
     if not marker.exists():
@@ -222,7 +220,6 @@ def _load_celeba(folder: Path, limit: int | None) -> tuple[np.ndarray, list[str]
     for f in files:
         h.update(f"{f.name}\t{f.stat().st_size}\n".encode())
     key = h.hexdigest()
-    from molshape.core.runtime import cache_dir
 
     cached = cache_dir() / "images" / f"celeba-{key[:16]}.npz"
     if cached.exists():

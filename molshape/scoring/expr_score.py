@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from molshape.grammar.cfg import Grammar, GrammarError, load_grammar
+from molshape.grammar.parser import get_parser
 
 #: Cap on the squared error at one point, and the worst score ``log(1 + 1000)``.
 CAP = 1000.0
@@ -139,7 +140,6 @@ def expression_values(s: str, x: np.ndarray | None = None) -> np.ndarray:
     """
     x = target_points()[0] if x is None else np.asarray(x, dtype=np.float64)
     g = _grammar()
-    from molshape.grammar.parser import get_parser
 
     rules = get_parser(g).parse(s)
     with np.errstate(all="ignore"):
