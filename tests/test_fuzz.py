@@ -122,7 +122,7 @@ def test_expression_scorer_on_random_bytes(data: bytes) -> None:
 
 
 def _check_smiles_rows(strings: list[str]) -> None:
-    from molshape.cli.score import score_rows
+    from molshape.scoring.targets import score_rows
 
     rows = score_rows("logp", strings, workers=1, progress=False)
     assert [r["input"] for r in rows] == strings

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -39,44 +39,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-from molshape.bo.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
+from molshape.bo.config import OptimizeConfig
+from molshape.bo.surrogate import evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.bo.report import write_report
 from molshape.bo.trust_region import TrustRegion
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("ei", "turbo")
-
-
-@dataclass
-class OptimizeConfig:
-    """Protocol knobs; defaults are GVAE's (5 iterations x 50 proposals x 10 seeds)."""
-
-    iterations: int = 5
-    batch: int = 50
-    seeds: int = 10
-    seed: int = 0                 # seeds run seed, seed + 1, ..., seed + seeds - 1
-    strategy: str = "ei"          # ei (GVAE: greedy batch EI in the box) | turbo
-    test_fraction: float = 0.1    # held out per seed for GP test RMSE / log-likelihood
-    num_restarts: int = 10        # optimize_acqf restarts per proposal
-    raw_samples: int = 512        # optimize_acqf initial candidates per proposal
-    mc_samples: int = 128         # quasi-MC samples of qLogEI
-    maxiter: int = 100            # L-BFGS-B iterations per restart
-    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.surrogate, dict):
-            self.surrogate = SurrogateConfig(**self.surrogate)
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {STRATEGIES}")
-        for name in ("iterations", "batch", "seeds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -22,16 +22,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
+from molshape.bo.config import INITS
 from molshape.bo.loop import Problem
-from molshape.grammar.representation import is_molecular
-from molshape.scoring.expr_score import score_many as expr_scores
+from molshape.scoring.targets import OPTIMIZE_TARGETS, fits, get_target, score_values
 from molshape.gvae.generation import file_sha256
 from molshape.gvae.generation import prior_latents
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
@@ -41,22 +40,6 @@ from molshape.core.runtime import cache_dir
 from molshape.gvae.generation import canonical_key, decode_latents
 
 log = logging.getLogger(__name__)
-
-#: target -> (grammar it needs, higher is better)
-TARGETS = {"logp": ("smiles", True), "expr": ("expr", False)}
-INITS = ("auto", "data", "prior")
-
-
-def score_strings(target: str, strings: Sequence[str | None], progress: bool = False,
-                  workers: int | None = 1) -> np.ndarray:
-    """Scores ``[N]`` of decoded strings (``nan`` for invalid molecules; worst for expressions)."""
-    if target == "logp":
-        from molshape.scoring.chem import score_many  # RDKit is heavy: loaded only when molecules are involved
-
-        return score_many(strings, "logp", workers=workers, progress=progress)
-
-    return expr_scores(strings)
-
 
 def _digest(*parts: str | bytes) -> str:
     h = hashlib.sha256()
@@ -75,10 +58,11 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
             one the checkpoint was trained on.
         FileNotFoundError: ``init="data"`` and the data set is not found.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose from {sorted(TARGETS)}")
-    needs, higher = TARGETS[target]
-    if grammar.name != needs and not (needs == "smiles" and is_molecular(grammar)):
+    if target not in OPTIMIZE_TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {sorted(OPTIMIZE_TARGETS)}")
+    higher = get_target(target).higher_is_better
+    if not fits(target, grammar):
+        needs = "smiles" if get_target(target).molecular else target
         raise ValueError(f"target {target!r} needs a {needs!r} model; {checkpoint_path} is a {grammar.name!r} model")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose from {INITS}")
@@ -132,7 +116,7 @@ def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha:
         scores = load_checkpoint(s_path)["scores"].numpy()
     else:
         strings = [prepared.strings[int(i)] for i in rows]
-        scores = score_strings(target, strings, progress=progress, workers=None)
+        scores = score_values(target, strings, progress=progress, workers=None)
         save_checkpoint({"scores": torch.from_numpy(scores)}, s_path)
     n_bad = int(np.isnan(scores).sum())
     if n_bad:
@@ -150,14 +134,14 @@ def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1, const
     def evaluate(z: Tensor) -> list[dict]:
         zf = z.float()
         argmax = decode_latents(model, grammar, zf, mode="argmax", constraints=constraints)
-        argmax_scores = score_strings(target, list(argmax))
+        argmax_scores = score_values(target, list(argmax))
         if attempts == 1:
             return [_record(s, float(v), why, key) for s, v, why in zip(argmax, argmax_scores, argmax.reasons)]
         # seeded by the latents themselves, so a resumed run decodes the same way
         gen = torch.Generator().manual_seed(int(_digest(z.cpu().numpy().tobytes())[:12], 16))
         voted = decode_latents(model, grammar, zf, mode="sample", attempts=attempts, generator=gen,
                                constraints=constraints)
-        voted_scores = score_strings(target, list(voted))
+        voted_scores = score_values(target, list(voted))
         return [{**_record(s, float(v), why, key), "argmax_string": a,
                  "argmax_score": float(av) if a is not None else float("nan"),
                  "argmax_canonical": key(a) if a is not None else None}

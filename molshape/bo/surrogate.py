@@ -25,7 +25,6 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from functools import partial
 
 import gpytorch
@@ -38,9 +37,10 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood, VariationalELBO
 from torch import Tensor
 
+from molshape.bo.config import SurrogateConfig
+
 log = logging.getLogger(__name__)
 
-KINDS = ("auto", "exact", "svgp")
 
 #: gpytorch switches from Cholesky to CG/Lanczos above 800 points by default, which is
 #: several times slower (and noisier) for the few-thousand-point exact GPs used here.
@@ -50,24 +50,6 @@ MAX_CHOLESKY = 20_000
 def linear_algebra():
     """Context for fitting and querying surrogates: exact Cholesky up to ``MAX_CHOLESKY`` points."""
     return gpytorch.settings.max_cholesky_size(MAX_CHOLESKY)
-
-
-@dataclass
-class SurrogateConfig:
-    kind: str = "auto"          # auto | exact | svgp
-    inducing: int = 500         # svgp inducing points (GVAE: 500)
-    exact_max: int = 2000       # exact GP: at most this many points (best half + random half)
-    full_batch_max: int = 20_000  # svgp: full-batch Adam steps on the ELBO up to here, else minibatches
-    steps: int = 300            # svgp full-batch Adam steps
-    epochs: int = 20            # svgp minibatch Adam: passes over the data
-    lr: float = 0.02            # svgp Adam learning rate
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown surrogate {self.kind!r}; choose from {KINDS}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_kind(cfg: SurrogateConfig, n: int) -> str:

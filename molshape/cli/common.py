@@ -17,6 +17,8 @@ from typing import Any, Callable
 import click
 
 from molshape.core.runtime import json_safe
+from molshape.grammar.cfg import GRAMMARS
+from molshape.grammar.decoding import CONSTRAINTS
 
 #: exit status: some input rows failed (parse, score, decode --input)
 EXIT_ROWS_FAILED = 3
@@ -65,14 +67,10 @@ def check_constraints(grammar, constraints: str) -> None:
                                  param_hint="--constraints")
 
 
-#: grammars the commands accept by name (any .cfg file works through molshape.grammar.cfg)
-GRAMMARS = ["smiles", "smiles_kekule", "expr"]
-
-
 def constraints_option(f):
     """``--constraints``: how decoded derivations are restricted (see molshape.grammar.decoding.make_decoder)."""
     return click.option(
-        "--constraints", type=click.Choice(["auto", "semantic", "grammar"]), default="auto", show_default=True,
+        "--constraints", type=click.Choice(CONSTRAINTS), default="auto", show_default=True,
         help="semantic: valence, ring-bond and length bookkeeping, so every complete decode is a valid "
              "molecule (Kekulé-SMILES models); grammar: GVAE's grammar masks only; auto: semantic wherever "
              "the model's grammar supports it.")(f)
@@ -255,9 +253,7 @@ def load_run_model(checkpoint: Path | None, grammar: str, device: str, threads: 
         ``(checkpoint path, device, model, grammar, checkpoint dict)``.
     """
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
-    from molshape.grammar.cfg import load_grammar
-    from molshape.gvae.model import load_model
+    from molshape.api import GrammarMismatch, open_model
     from molshape.core.runtime import resolve_device
 
     set_threads(threads)
@@ -266,22 +262,10 @@ def load_run_model(checkpoint: Path | None, grammar: str, device: str, threads: 
         dev = resolve_device(device)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--device") from e
-    ckpt = load_checkpoint(path)
-    check_model_checkpoint(ckpt, path)
-    same = ckpt["grammar"] == grammar or (grammar == "smiles" and ckpt["grammar"] == "smiles_kekule")
-    if checkpoint is not None and _given("grammar") and not same:
-        raise click.BadParameter(f"{path} was trained on grammar {ckpt['grammar']!r}, not {grammar!r}; "
-                                 "drop --grammar or pass a matching checkpoint", param_hint="--grammar")
     try:
-        check_model_checkpoint(ckpt, path, load_grammar(ckpt["grammar"]))
-    except (FileNotFoundError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(path, f"names grammar {ckpt['grammar']!r}, which this molshape cannot load") from None
-    try:
-        model, g, ckpt = load_model(path, dev)
-    except (RuntimeError, KeyError, TypeError) as e:  # weights of another shape, a broken model_config
-        raise CheckpointError(path, f"its weights do not fit the model it describes ({type(e).__name__})") from None
+        model, g, ckpt = open_model(path, dev, grammar if checkpoint is not None and _given("grammar") else None)
+    except GrammarMismatch as e:
+        raise click.BadParameter(f"{e}; drop --grammar or pass a matching checkpoint", param_hint="--grammar") from None
     return path, dev, model, g, ckpt
 
 

@@ -12,6 +12,7 @@ import click
 import torch
 
 from molshape.core.atomic import PartialFile
+from molshape.grammar.decoding import MODES
 from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint_option, constraints_option,
                                       emit_summary, guard_output, inference_options, load_run_model, read_text,
                                       write_run_config)
@@ -146,7 +147,7 @@ class _Sink:
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="Interpolation points.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
               help="Reconstruct the strings of FILE (one a line; may be .gz).")
-@click.option("--mode", type=click.Choice(["argmax", "sample"]), default=None,
+@click.option("--mode", type=click.Choice(MODES), default=None,
               help="Rule choice [default: argmax; sample when --attempts > 1].")
 @click.option("--attempts", default=1, show_default=True, type=click.IntRange(min=1),
               help="Sampled decodes per latent; the most frequent valid result is kept (GVAE).")

@@ -14,6 +14,7 @@ import click
 import torch
 
 from molshape.core.atomic import PartialFile, append_csv_row, atomic_path, write_json
+from molshape.grammar.decoding import MODES
 from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       emit_summary, inference_options, load_run_model, write_run_config)
 from molshape.latent.diagnostics import latent_diagnostics
@@ -51,7 +52,7 @@ def _split_key(idx: torch.Tensor) -> str:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: evaluate-<checkpoint name> beside the checkpoint, or in runs/ for "
                    "shipped models and checkpoints in read-only folders].")
-@click.option("--mode", type=click.Choice(["argmax", "sample"]), default="argmax", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="argmax", show_default=True,
               help="Rule choice when decoding prior samples.")
 @constraints_option
 @inference_options

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from molshape.images.presets import DATASETS, PAPER, PRESETS
+from molshape.latent.objectives import OBJECTIVES
 from molshape.cli.common import (
     device_option,
     emit_summary,
@@ -20,22 +22,6 @@ from molshape.cli.common import (
     write_run_config,
 )
 
-DATASETS = ("mnist", "fashion-mnist", "svhn", "celeba")
-OBJECTIVES = ("gmm", "vae", "rae", "ae")
-
-#: Paper settings of the public GMM-DAE image code, per data set.
-PAPER: dict[str, dict[str, Any]] = {
-    "mnist": {"latent_dim": 10, "n_components": 10, "lr": 2e-4},
-    "fashion-mnist": {"latent_dim": 10, "n_components": 10, "lr": 2e-4},
-    "svhn": {"latent_dim": 100, "n_components": 10, "lr": 2e-3},
-    "celeba": {"latent_dim": 64, "n_components": 20, "lr": 2e-3},
-}
-#: ``paper``: width 1, 100 epochs, the paper's lr. ``cpu``: the reduced network that trains
-#: on 2 CPU cores in minutes (16-32-64-128 channels) with a larger lr for its short budget.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"width": 1.0, "epochs": 100},
-    "cpu": {"width": 0.125, "epochs": 15, "lr": 1e-3},
-}
 
 
 @click.group("images", epilog="Example (CPU, minutes): molshape images train --dataset mnist --data DIR "

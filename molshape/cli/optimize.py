@@ -15,8 +15,11 @@ import click
 from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       device_option, emit_summary, json_option, load_run_model, threads_option,
                                       write_run_config)
+from molshape.bo.config import INITS, KINDS, PROTOCOL_SURROGATE, STRATEGIES, OptimizeConfig, SurrogateConfig
 from molshape.core.rundir import RunLock, RunLocked, leftovers
+from molshape.scoring.targets import OPTIMIZE_TARGETS, TARGETS, default_target
 
+_OPT, _SUR = OptimizeConfig(), SurrogateConfig()  # the library's defaults are the options' defaults
 SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restarts=2, raw_samples=32)
 
 
@@ -24,15 +27,16 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
                "score, reason), summary.json, best_vs_evaluations.png, top_molecules.png (molecules), "
                "state/seed_N.pt (resume), config.json. Re-running the same command resumes a killed run.")
 @checkpoint_option
-@click.option("--target", type=click.Choice(["logp", "expr"]), default=None,
-              help="logp: penalized logP (smiles models); expr: expression score [default: from the model's grammar].")
-@click.option("--strategy", type=click.Choice(["ei", "turbo"]), default="ei", show_default=True,
+@click.option("--target", type=click.Choice(OPTIMIZE_TARGETS), default=None,
+              help="; ".join(f"{t}: {TARGETS[t].help}" for t in OPTIMIZE_TARGETS)
+              + " [default: from the model's grammar].")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=_OPT.strategy, show_default=True,
               help="ei: greedy batch qLogEI in the box of the training latents (GVAE); turbo: inside a trust region.")
-@click.option("--iterations", default=5, show_default=True, type=click.IntRange(min=1), help="BO iterations per seed.")
-@click.option("--batch", default=50, show_default=True, type=click.IntRange(min=1), help="Proposals per iteration.")
-@click.option("--seeds", default=10, show_default=True, type=click.IntRange(min=1), help="Independent repetitions.")
-@click.option("--seed", default=0, show_default=True, type=int, help="First seed (seeds run SEED, SEED+1, ...).")
-@click.option("--init", type=click.Choice(["auto", "data", "prior"]), default="auto", show_default=True,
+@click.option("--iterations", default=_OPT.iterations, show_default=True, type=click.IntRange(min=1), help="BO iterations per seed.")
+@click.option("--batch", default=_OPT.batch, show_default=True, type=click.IntRange(min=1), help="Proposals per iteration.")
+@click.option("--seeds", default=_OPT.seeds, show_default=True, type=click.IntRange(min=1), help="Independent repetitions.")
+@click.option("--seed", default=_OPT.seed, show_default=True, type=int, help="First seed (seeds run SEED, SEED+1, ...).")
+@click.option("--init", type=click.Choice(INITS), default=INITS[0], show_default=True,
               help="Initial design: the encoded training set with its scores, decoded prior samples, or data "
                    "when found else prior.")
 @click.option("--n-init", type=click.IntRange(min=4), default=None,
@@ -42,19 +46,19 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
 @click.option("--attempts", default=1, show_default=True, type=click.IntRange(min=1),
               help="Decode each proposal by majority vote over this many sampled decodes (GVAE: 500); "
                    "the argmax decode is reported alongside.")
-@click.option("--surrogate", type=click.Choice(["auto", "exact", "svgp"]), default="svgp", show_default=True,
+@click.option("--surrogate", type=click.Choice(KINDS), default=PROTOCOL_SURROGATE, show_default=True,
               help="svgp: sparse variational GP on all points (GVAE); exact: exact GP on the best half + a "
                    "random half of --exact-max points; auto: exact when all points fit.")
-@click.option("--inducing", default=500, show_default=True, type=click.IntRange(min=1), help="SVGP inducing points.")
-@click.option("--exact-max", default=2000, show_default=True, type=click.IntRange(min=2),
+@click.option("--inducing", default=_SUR.inducing, show_default=True, type=click.IntRange(min=1), help="SVGP inducing points.")
+@click.option("--exact-max", default=_SUR.exact_max, show_default=True, type=click.IntRange(min=2),
               help="Points an exact GP is fitted on.")
-@click.option("--num-restarts", default=10, show_default=True, type=click.IntRange(min=1),
+@click.option("--num-restarts", default=_OPT.num_restarts, show_default=True, type=click.IntRange(min=1),
               help="optimize_acqf restarts per proposal.")
-@click.option("--raw-samples", default=512, show_default=True, type=click.IntRange(min=1),
+@click.option("--raw-samples", default=_OPT.raw_samples, show_default=True, type=click.IntRange(min=1),
               help="optimize_acqf initial candidates per proposal.")
-@click.option("--mc-samples", default=128, show_default=True, type=click.IntRange(min=1),
+@click.option("--mc-samples", default=_OPT.mc_samples, show_default=True, type=click.IntRange(min=1),
               help="Quasi-MC samples of qLogEI.")
-@click.option("--maxiter", default=100, show_default=True, type=click.IntRange(min=1),
+@click.option("--maxiter", default=_OPT.maxiter, show_default=True, type=click.IntRange(min=1),
               help="L-BFGS-B iterations per restart (fewer: faster, coarser proposals on CPU).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Run the seeds in this many processes (each with --threads torch threads, default 1); "
@@ -77,9 +81,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
             out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.bo.loop import OptimizeConfig
-    from molshape.bo.optimize import optimize
-    from molshape.bo.surrogate import SurrogateConfig
+    from molshape import api
 
     params = dict(seeds=seeds, iterations=iterations, batch=batch, n_init=n_init, inducing=inducing,
                   num_restarts=num_restarts, raw_samples=raw_samples)
@@ -89,7 +91,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
                 params[k] = v
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     check_constraints(g, constraints)
-    target = target or {"smiles": "logp", "smiles_kekule": "logp", "expr": "expr"}.get(g.name)
+    target = target or default_target(g)
     if target is None:
         raise click.UsageError(f"model grammar {g.name!r} has no default target; pass --target")
     if out is None:  # a fresh folder: resuming is always an explicit choice
@@ -107,9 +109,9 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         if not resuming:  # a fresh run records its config first; a resumed one only once it succeeded
             write_run_config(out, config)
         try:
-            summary = optimize(model, g, target, cfg, out, checkpoint=ckpt, checkpoint_path=checkpoint, init=init,
-                               n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
-                               workers=workers, worker_threads=threads or 1, constraints=constraints)
+            summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, config=cfg, init=init,
+                                   n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
+                                   workers=workers, worker_threads=threads or 1, constraints=constraints).summary
         except (ValueError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from e
         if resuming:

@@ -11,6 +11,7 @@ from typing import Iterator
 import click
 
 from molshape.core.atomic import atomic_write
+from molshape.grammar.cfg import GRAMMARS
 from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
                                       read_text, write_run_config)
 
@@ -63,7 +64,7 @@ def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[di
     "(holding the records as \"records\" when there is no -o). "
     "Exit status: 0 all lines parsed, 3 some failed, 2 usage error, 1 error.",
 )
-@click.option("--grammar", "grammar", type=click.Choice(["smiles", "smiles_kekule", "expr"]), default="smiles",
+@click.option("--grammar", "grammar", type=click.Choice(GRAMMARS), default="smiles",
               show_default=True,
               help="Grammar to parse with.")
 @click.argument("input_path", metavar="INPUT")

@@ -12,13 +12,9 @@ from typing import Any
 import click
 
 from molshape.core.atomic import write_text
+from molshape.scoring.targets import TARGETS, score_rows
 from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
                                       read_text, write_run_config)
-
-TARGETS = ("logp", "qed", "expr")
-#: Longest input scored per target: RDKit's penalized logP of a 100 kB SMILES runs for minutes
-#: (ZINC's longest is about 120 characters); expressions are bounded by their parser.
-MAX_CHARS = {"logp": 1000, "qed": 1000, "expr": 10_000}
 
 
 def read_lines(path: Path) -> list[str]:
@@ -27,69 +23,6 @@ def read_lines(path: Path) -> list[str]:
     if lines and lines[0].strip().lower() in ("smiles", "expression", "string"):
         lines = lines[1:]  # a header line
     return [line.split()[0] if line.split() else "" for line in lines]
-
-
-def too_long(target: str, s: str) -> str | None:
-    """The reason a row is not scored because of its length, or None."""
-    cap = MAX_CHARS[target]
-    if len(s) > cap:
-        return f"input of {len(s):,} characters is longer than the {cap:,} that --target {target} scores"
-    return None
-
-
-def score_rows(target: str, strings: list[str], workers: int | None, progress: bool) -> list[dict[str, Any]]:
-    """One row per input: input, valid, score (+ logP components), reason.
-
-    Inputs longer than :data:`MAX_CHARS` are not scored; their row says why.
-    """
-    capped = {i: why for i, s in enumerate(strings) if (why := too_long(target, s)) is not None}
-    kept = [s for i, s in enumerate(strings) if i not in capped]
-    scored = iter(_score(target, kept, workers, progress))
-    rows = []
-    for i, s in enumerate(strings):
-        if i in capped:
-            rows.append(_invalid_row(target, s, capped[i]))
-        else:
-            rows.append(next(scored))
-    return rows
-
-
-def _invalid_row(target: str, s: str, reason: str) -> dict[str, Any]:
-    if target == "expr":
-        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-        from molshape.scoring.expr_score import WORST
-
-        return {"input": s, "valid": False, "score": WORST, "reason": reason}
-    row: dict[str, Any] = {"input": s, "valid": False, "score": float("nan")}
-    if target == "logp":
-        row.update(logp=float("nan"), sa=float("nan"), cycle=float("nan"))
-    row["reason"] = reason
-    return row
-
-
-def _score(target: str, strings: list[str], workers: int | None, progress: bool) -> list[dict[str, Any]]:
-    if not strings:
-        return []
-    if target == "expr":
-        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-        from molshape.scoring.expr_score import score_with_reason
-
-        rows = []
-        for s in strings:
-            value, reason = score_with_reason(s)
-            rows.append({"input": s, "valid": reason is None, "score": value, "reason": reason or ""})
-        return rows
-    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.scoring.chem import score_table
-
-    rows = []
-    for r in score_table(strings, workers=workers, progress=progress, with_qed=target == "qed"):
-        row = {"input": r.smiles, "valid": r.valid, "score": r.penalized_logp if target == "logp" else r.qed}
-        if target == "logp":
-            row.update(logp=r.logp, sa=r.sa, cycle=r.cycle)
-        row["reason"] = r.reason or ""
-        rows.append(row)
-    return rows
 
 
 def _fmt(v: Any) -> Any:
@@ -104,9 +37,8 @@ def _fmt(v: Any) -> Any:
                "score, log(1001)) and a reason; inputs longer than 1,000 characters (expr: 10,000) are not scored. "
                "Exit status: 0 all rows valid, 3 some invalid, 2 usage error, 1 error.")
 @click.argument("strings", nargs=-1)
-@click.option("--target", type=click.Choice(TARGETS), default="logp", show_default=True,
-              help="logp: GVAE standardised penalized logP (higher is better); qed; expr: GVAE expression "
-                   "score (lower is better).")
+@click.option("--target", type=click.Choice(list(TARGETS)), default="logp", show_default=True,
+              help="; ".join(f"{t.name}: {t.help}" for t in TARGETS.values()) + ".")
 @click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True),
               default=None, help="File of inputs, one a line (first field; .gz ok; - = stdin).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,

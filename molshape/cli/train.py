@@ -10,6 +10,9 @@ import click
 
 from molshape.core.atomic import remove_stale_temps
 from molshape.core.checkpoint import CheckpointError
+from molshape.grammar.cfg import GRAMMARS
+from molshape.gvae.model import PRESET_NAMES
+from molshape.latent.objectives import OBJECTIVES
 from molshape.cli.common import (device_option, emit_summary, json_option, resolve_preset, seed_option,
                                       set_threads, threads_option, write_run_config)
 from molshape.core.rundir import RunLock, RunLocked, leftovers
@@ -19,12 +22,12 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
                "files (use --resume to continue it or --force to start over), a second run into a folder in use "
                "refuses (lock file OUT/.lock), and config.json is written only once the checks pass. "
                "Checkpoints, metrics.csv and curves.png are replaced atomically after every epoch.")
-@click.option("--grammar", "grammar_name", type=click.Choice(["smiles", "smiles_kekule", "expr"]), default="smiles",
+@click.option("--grammar", "grammar_name", type=click.Choice(GRAMMARS), default="smiles",
               show_default=True, help="smiles (GVAE's grammar), smiles_kekule (Kekulé SMILES with semantic "
                                       "constraints: every complete decode is a valid molecule) or expr.")
-@click.option("--model", "objective", type=click.Choice(["gmm", "vae", "rae", "ae"]), default="gmm", show_default=True,
+@click.option("--model", "objective", type=click.Choice(OBJECTIVES), default="gmm", show_default=True,
               help="Latent objective: gmm (GMM-DAE), vae (GVAE), rae (RAE), ae (none).")
-@click.option("--preset", type=click.Choice(["auto", "cpu", "paper"]), default="auto", show_default=True,
+@click.option("--preset", type=click.Choice(["auto", *PRESET_NAMES]), default="auto", show_default=True,
               help="Model sizes: paper = GVAE's, cpu = small enough for ~1 h of CPU training; "
                    "auto = paper on CUDA, cpu otherwise.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Data file (default: the standard set).")

@@ -25,6 +25,8 @@ import torch
 
 #: Maximum derivation length per grammar (GVAE): sequences are padded to this.
 MAX_LENGTHS = {"smiles": 277, "smiles_kekule": 277, "expr": 15}
+#: the grammars shipped with molshape (``grammars/<name>.cfg``)
+GRAMMARS = tuple(MAX_LENGTHS)
 
 #: The padding production's left-hand side; its right-hand ``None`` is not a symbol to expand.
 PAD_SYMBOL = "Nothing"

@@ -117,6 +117,8 @@ def _presets() -> dict[str, dict[str, ModelConfig]]:
 
 #: ``PRESETS[grammar][preset]`` -> :class:`ModelConfig`.
 PRESETS: dict[str, dict[str, ModelConfig]] = _presets()
+#: preset names (every grammar has each)
+PRESET_NAMES = tuple(sorted({name for presets in PRESETS.values() for name in presets}))
 
 
 #: Reconstruction term at initialisation, in units of one regulariser term at its target
