@@ -260,3 +260,39 @@ def test_cli_workers_give_the_serial_run(expr_sample, tmp_path):
 
     pids = {m["pid"] for s in (0, 1) for m in load_checkpoint(tmp_path / "parallel" / "state" / f"seed_{s}.pt")["metrics"]}
     assert os.getpid() not in pids  # the iterations ran in the workers, not in this process
+
+
+def test_data_init_starts_from_exactly_the_models_training_strings(tmp_path):
+    """A model trained with --limit indexes the limited data; --init data must use those rows."""
+    from molshape.bo.problem import build_problem, initial_rows
+    from molshape.core.checkpoint import save_checkpoint
+    from molshape.data.datasets import load_dataset
+    from molshape.data.trained import training_strings
+    from molshape.grammar.cfg import load_grammar
+    from molshape.grammar.expressions import generate_expressions
+    from molshape.gvae.generation import encode_strings
+    from molshape.gvae.model import PRESETS, build_model
+
+    grammar = load_grammar("expr")
+    data_file = tmp_path / "data.txt"
+    data_file.write_text("\n".join(generate_expressions(grammar, 3000, seed=0)) + "\n")
+    limited = load_dataset("expr", data_file, limit=300, progress=False, workers=1)
+    full = load_dataset("expr", data_file, progress=False, workers=1)
+    cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1, enc_dense=32)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    ckpt = {"model": model.state_dict(), "model_config": cfg.to_dict(), "grammar": "expr", "kind": "grammar",
+            "grammar_hash": grammar.hash, "train_config": {"limit": 300},
+            "data": {"source": limited.source, "sha256": limited.source_sha256}, "split": limited.split}
+    path = save_checkpoint(ckpt, tmp_path / "best.pt")
+    want = training_strings(ckpt, limited)
+    assert len(want) == 300
+    # the rows mean other strings in the full data set: the lookup must not use it
+    assert sum(full.strings[int(i)] == s for i, s in zip(ckpt["split"]["train"], want)) < 300
+
+    prepared, rows = initial_rows(ckpt, grammar, data_file, None, 0)
+    assert [prepared.strings[int(i)] for i in rows] == want
+    problem = build_problem(model, grammar, "expr", checkpoint=ckpt, checkpoint_path=path, init="data",
+                            data=data_file)
+    assert problem.source.endswith("(300 training rows)")
+    assert torch.equal(problem.z, encode_strings(model, grammar, want).double())

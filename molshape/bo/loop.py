@@ -43,6 +43,7 @@ from molshape.bo.config import OptimizeConfig
 from molshape.bo.surrogate import evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.bo.report import write_report
 from molshape.bo.trust_region import TrustRegion
+from molshape.core.runtime import BO_STRIDE
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,8 @@ def run_seed(problem: Problem, cfg: OptimizeConfig, seed: int, state_path: Path,
     lo, hi = state["lo"], state["hi"]
     while state["iteration"] < cfg.iterations:
         it = state["iteration"]
-        torch.manual_seed(seed * 100_003 + it)  # optimize_acqf draws its raw samples from torch's RNG
-        gen = torch.Generator().manual_seed(seed * 100_003 + it)
+        torch.manual_seed(seed * BO_STRIDE + it)  # optimize_acqf draws its raw samples from torch's RNG
+        gen = torch.Generator().manual_seed(seed * BO_STRIDE + it)
         t0 = time.perf_counter()
         model = fit_surrogate(X.to(device), Y.to(device), cfg.surrogate, gen)
         t_fit = time.perf_counter() - t0

@@ -31,10 +31,11 @@ from molshape.grammar.cfg import Grammar
 from molshape.bo.config import INITS
 from molshape.bo.loop import Problem
 from molshape.scoring.targets import OPTIMIZE_TARGETS, fits, get_target, score_values
-from molshape.gvae.generation import file_sha256
 from molshape.gvae.generation import prior_latents
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-from molshape.data.datasets import load_dataset
+from molshape.core.hashing import file_hash
+from molshape.data.datasets import PreparedData
+from molshape.data.trained import checkpoint_data
 from molshape.gvae.generation import encode_rules
 from molshape.core.runtime import cache_dir
 from molshape.gvae.generation import canonical_key, decode_latents
@@ -67,7 +68,7 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose from {INITS}")
 
-    ckpt_sha = file_sha256(checkpoint_path)
+    ckpt_sha = file_hash(checkpoint_path)
     evaluate = make_evaluate(model, grammar, target, attempts, constraints)
     if init in ("auto", "data"):
         try:
@@ -92,17 +93,20 @@ def _prior_latents(model, n: int, seed: int) -> Tensor:
     return prior_latents(model, n, torch.Generator().manual_seed(seed))
 
 
-def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha: str, data, n_init: int | None,
-               seed: int, progress: bool) -> tuple[Tensor, np.ndarray, str, str]:
-    prepared = load_dataset(grammar.name, data, progress=progress)
-    want = (checkpoint.get("data") or {}).get("sha256")
-    if want and prepared.source_sha256 != want:
-        raise ValueError(f"data {prepared.source} (sha256 {prepared.source_sha256[:12]}) is not the data the "
-                         f"checkpoint was trained on (sha256 {want[:12]}); pass --data with that file")
-    rows = (checkpoint.get("split") or prepared.split)["train"]
-    rows = rows[rows < len(prepared)]
+def initial_rows(checkpoint: dict, grammar: Grammar, data, n_init: int | None,
+                 seed: int) -> tuple[PreparedData, Tensor]:
+    """The checkpoint's data (with its ``--limit``) and the training rows the initial design
+    starts from: all of them, or a seeded random ``n_init`` of them."""
+    prepared = checkpoint_data(checkpoint, grammar, data)
+    rows = checkpoint["split"]["train"]
     if n_init is not None and n_init < len(rows):
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:n_init]]
+    return prepared, rows
+
+
+def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha: str, data, n_init: int | None,
+               seed: int, progress: bool) -> tuple[Tensor, np.ndarray, str, str]:
+    prepared, rows = initial_rows(checkpoint, grammar, data, n_init, seed)
     rows_id = _digest(rows.numpy().astype(np.int64).tobytes())
     folder = cache_dir() / "optimize"
     z_path = folder / f"latents-{_digest(ckpt_sha, prepared.source_sha256, rows_id)}.pt"

@@ -19,6 +19,7 @@ from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint
 
 from molshape.cli import streaming
 from molshape.cli.streaming import Tally, announce, chunk_sizes, timed
+from molshape.core.runtime import PROBE_SEED_OFFSET
 
 SOURCES = ("prior", "component", "expost", "interpolate", "input")
 #: sources that draw --n latents (streamed in chunks); the others decode given strings
@@ -185,8 +186,8 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     if source in DRAWN:
         announce(model, g, n, attempts, batch_size, mode, str(output) + ".partial" if output else "stdout",
                  probe=lambda m: timed(lambda: gen.decode_latents(
-                     model, g, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + 1)), mode, attempts,
-                     torch.Generator().manual_seed(seed + 1), batch_size, constraints=constraints)))
+                     model, g, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)), mode, attempts,
+                     torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET), batch_size, constraints=constraints)))
 
     start = time.perf_counter()
     tally = Tally(gen.canonical_key(g))

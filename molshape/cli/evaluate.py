@@ -20,6 +20,7 @@ from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_op
 from molshape.latent.diagnostics import latent_diagnostics
 from molshape.grammar.representation import is_molecular
 from molshape.cli.streaming import Tally, announce, chunk_sizes, timed
+from molshape.core.runtime import PROBE_SEED_OFFSET
 
 GRID = 30  # molecules drawn in samples.png
 FCD_MAX = 50_000  # valid samples the FCD is computed on (its cost grows with them; 10,000 is standard)
@@ -63,6 +64,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     latent KS statistics of prior samples of a trained grammar autoencoder."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae import generation as gen
+    from molshape.data.trained import checkpoint_data
     from molshape.gvae import metrics
     from molshape.core.runtime import seed_everything
 
@@ -74,7 +76,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     check_out_dir(home)
     generator = seed_everything(seed)
     try:
-        prepared = gen.checkpoint_data(ckpt, g, data)
+        prepared = checkpoint_data(ckpt, g, data)
     except ValueError as e:
         raise click.UsageError(f"{checkpoint}: {e}") from e
     write_run_config(out_dir, {"checkpoint": checkpoint, "split": split, "n": n, "limit": limit, "data": data,
@@ -102,7 +104,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
                                       progress=True)
     announce(model, g, n, 1, batch_size, "argmax", str(out_dir / "samples.txt.partial"),
              probe=lambda m: timed(lambda: gen.decode_latents(
-                 model, g, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + 1)),
+                 model, g, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)),
                  batch_size=batch_size, mode=mode, constraints=constraints)))
     t0 = time.perf_counter()
     samples = _sample(model, g, n, generator, batch_size, reference, out_dir / "samples.txt", mode, constraints)

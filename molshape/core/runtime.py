@@ -69,3 +69,18 @@ def json_safe(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [json_safe(v) for v in x]
     return x
+
+
+# -- seed mixing: how one --seed becomes the seeds of a run's random streams ----------------
+#: batch order of epoch ``e`` of a training run: ``seed * EPOCH_STRIDE + e`` (a prime stride)
+EPOCH_STRIDE = 1_000_003
+#: iteration ``it`` of BO seed ``s``: ``s * BO_STRIDE + it``
+BO_STRIDE = 100_003
+#: epoch ``e`` of an image classifier: ``seed * CLASSIFIER_STRIDE + e``
+CLASSIFIER_STRIDE = 1000
+#: the fixed validation batches of grammar training (the same buckets every epoch)
+VALID_BATCH_SEED = 12345
+#: ``seed + PROBE_SEED_OFFSET``: latents that time decoding for a big run's cost estimate
+PROBE_SEED_OFFSET = 1
+#: ``seed + EXPOST_SEED_OFFSET``: the image evaluation's ex-post GMM samples
+EXPOST_SEED_OFFSET = 2

@@ -35,7 +35,8 @@ import torch
 from torch.utils.data import Dataset
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-from molshape.data.download import file_hash, resolve_data_file
+from molshape.core.hashing import file_hash
+from molshape.data.download import resolve_data_file
 from molshape.grammar.cfg import Grammar, GrammarError, load_grammar
 from molshape.data.records import read_records
 from molshape.grammar.representation import is_kekule, is_molecular, to_grammar_strings

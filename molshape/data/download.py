@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from molshape.core.atomic import write_text
+from molshape.core.hashing import file_hash
 from molshape.data.registry import DataSpec, Source, get_spec
 from molshape.core.runtime import cache_dir
 from molshape.data.records import read_records
@@ -58,22 +58,6 @@ class ChecksumError(ValueError):
 
 
 # ----------------------------------------------------------------------------- hashing
-
-_hash_memo: dict[tuple[str, str, int, int], str] = {}
-
-
-def file_hash(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, memoised per (path, size, mtime) within the process."""
-    st = path.stat()
-    key = (algorithm, str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _hash_memo:
-        h = hashlib.new(algorithm)
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        _hash_memo[key] = h.hexdigest()
-    return _hash_memo[key]
-
 
 def sidecar(path: Path) -> Path:
     """The trust-on-first-use record of ``path``: ``<path>.sha256``."""

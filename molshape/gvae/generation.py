@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -40,7 +39,9 @@ from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular, to_grammar_strings, to_user_string
 from molshape.scoring.expr_score import expression_values
-from molshape.data.datasets import load_dataset
+from molshape.core.hashing import file_hash
+from molshape.data.trained import checkpoint_data
+from molshape.latent.expost import ExPostGMM
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 from molshape.core.runtime import cache_dir
 
@@ -289,71 +290,6 @@ def interpolate_latents(model: nn.Module, grammar: Grammar, a: str, b: str, step
     return (1 - t) * za + t * zb
 
 
-@dataclass
-class ExPostGMM:
-    """A full-covariance Gaussian mixture fitted to latents after training (RAE).
-
-    Attributes:
-        weights: ``K`` mixture weights; means: ``K x d``; covariances: ``K x d x d``.
-    """
-
-    weights: Tensor
-    means: Tensor
-    covariances: Tensor
-
-    @classmethod
-    def fit(cls, z: Tensor, n_components: int = 10, seed: int = 0) -> "ExPostGMM":
-        """Fit with scikit-learn (EM, k-means initialisation) to ``z [N x d]``."""
-        from sklearn.mixture import GaussianMixture
-
-        if len(z) < n_components:
-            raise ValueError(f"cannot fit {n_components} components to {len(z)} latents")
-        gmm = GaussianMixture(n_components, covariance_type="full", random_state=seed, reg_covar=1e-5)
-        gmm.fit(z.double().numpy())
-        t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-        return cls(t(gmm.weights_), t(gmm.means_), t(gmm.covariances_))
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n x d`` float32 latents: a component by weight, then mean + L eps."""
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.means.shape[1], 1, generator=generator, dtype=torch.float64)
-        chol = torch.linalg.cholesky(self.covariances)  # [K, d, d]
-        return (self.means[k] + (chol[k] @ eps).squeeze(-1)).float()
-
-    def to_dict(self) -> dict[str, Tensor]:
-        return {"weights": self.weights, "means": self.means, "covariances": self.covariances}
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None = None):
-    """The :class:`molshape.data.datasets.PreparedData` whose rows ``checkpoint["split"]`` indexes.
-
-    ``molshape train --limit N`` prepares only the first N training records (rows are then
-    those of the limited data), so the same limit is applied here.
-
-    Raises:
-        ValueError: the data found is not the checkpoint's (sha256), or the split does not fit it.
-    """
-    limit = (checkpoint.get("train_config") or {}).get("limit")
-    prepared = load_dataset(grammar.name, data, limit=limit, progress=False)
-    want = (checkpoint.get("data") or {}).get("sha256")
-    if want and prepared.source_sha256 != want:
-        raise ValueError(f"data {prepared.source} (sha256 {prepared.source_sha256[:12]}) is not the data the "
-                         f"checkpoint was trained on (sha256 {want[:12]}); pass --data with that file")
-    biggest = max((int(v.max()) for v in checkpoint["split"].values() if len(v)), default=-1)
-    if biggest >= len(prepared):
-        raise ValueError(f"the checkpoint's split indexes row {biggest} but {prepared.source} has "
-                         f"{len(prepared)} rows (limit {limit}); was it trained on other data?")
-    return prepared
-
-
 def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_path: str | Path,
                data: str | Path | None = None, n_components: int = 10, limit: int = 50_000,
                seed: int = 0, progress: bool = False) -> ExPostGMM:
@@ -365,7 +301,7 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     Raises:
         ValueError: the data set found is not the one the checkpoint was trained on.
     """
-    key = f"{file_sha256(checkpoint_path)[:24]}-k{n_components}-n{limit}-s{seed}"
+    key = f"{file_hash(checkpoint_path)[:24]}-k{n_components}-n{limit}-s{seed}"
     path = cache_dir() / "expost" / f"{key}.pt"
     if path.is_file():
         return ExPostGMM(**load_checkpoint(path))

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from molshape.core.checkpoint import load_checkpoint
-from molshape.core.runtime import seed_everything
+from molshape.core.runtime import EPOCH_STRIDE, VALID_BATCH_SEED, seed_everything
 from molshape.data.batching import bucket_batches
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.grammar.decoding import make_decoder
@@ -42,7 +42,7 @@ def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size:
     The batches are fixed (seeded) random buckets, so the gmm KS/CV terms see mixed
     lengths as in training and the value is comparable across epochs.
     """
-    batches = bucket_batches(lengths, batch_size, torch.Generator().manual_seed(12345))
+    batches = bucket_batches(lengths, batch_size, torch.Generator().manual_seed(VALID_BATCH_SEED))
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         dev = next(model.parameters()).device
@@ -113,7 +113,7 @@ def train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_d
     full = torch.full_like(train_lengths, grammar.max_length)
 
     def batches(epoch: int) -> Iterable[tuple[Tensor, Tensor]]:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * EPOCH_STRIDE + epoch)
         chunk = cfg.chunk_batches if cfg.bucket else 1
         for idx in bucket_batches(train_lengths, cfg.batch_size, gen, chunk, indices=train_idx):
             n = lengths[idx] if cfg.bucket else full[: len(idx)]

@@ -28,6 +28,7 @@ from molshape.images.data import ImageData, iterate_batches, to_float
 from molshape.core.runtime import cache_dir
 from molshape.core.checkpoint import load_checkpoint
 from molshape.training.fit import TrainConfig, fit
+from molshape.core.runtime import CLASSIFIER_STRIDE
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def get_classifier(data: ImageData, device: torch.device, epochs: int = CLASSIFI
 
         def batches(epoch: int):
             order = iterate_batches(torch.arange(data.images.shape[0]), train_idx, 100, shuffle=True,
-                                    seed=seed * 1000 + epoch)
+                                    seed=seed * CLASSIFIER_STRIDE + epoch)
             return ((data.images[i], data.labels[i]) for i in order)
 
         def validate(m: nn.Module) -> dict[str, float]:

@@ -34,6 +34,7 @@ import torch
 from molshape.images import readers
 from molshape.data.registry import get_spec
 from molshape.data.download import resolve_data_file
+from molshape.core.hashing import file_hash
 from molshape.core.runtime import cache_dir
 
 log = logging.getLogger(__name__)
@@ -155,15 +156,6 @@ def _extract_zip(path: Path) -> Path:
     return dest
 
 
-def _sha256_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 # -- per-format loaders ------------------------------------------------------------------
 def _load_mnist_like(name: str, data: Path | None) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Path], str]:
     """``[(train images, labels), (test images, labels)]`` (the pairs present), their files, the source."""
@@ -273,7 +265,7 @@ def load_images(name: str, data: Path | None = None, limit: int | None = None,
             x, n_train = x[np.argsort(part != 0, kind="stable")], int((part == 0).sum())
     else:
         parts, files, source = _load_mnist_like(name, data) if name != "svhn" else _load_svhn(data)
-        sha = _sha256_files(files)
+        sha = file_hash(files)
         if limit:
             n_test = int(np.ceil(limit * test_fraction))
             parts = [(a[:limit], b[:limit]) for a, b in parts[:1]] + [(a[:n_test], b[:n_test]) for a, b in parts[1:]]

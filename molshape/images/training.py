@@ -28,6 +28,7 @@ from molshape.images.networks import count_parameters
 from molshape.latent.diagnostics import latent_diagnostics
 from molshape.core.runtime import seed_everything
 from molshape.training.fit import TrainConfig, fit
+from molshape.core.runtime import EPOCH_STRIDE
 
 
 @torch.no_grad()
@@ -100,7 +101,7 @@ def train_images(model_config: ImageModelConfig, train_config: TrainConfig, data
     def batches(epoch: int) -> Iterable[tuple[Tensor]]:
         # drop_last: the KS/CV weights are estimated for full batches of cfg.batch_size
         for b in iterate_batches(data.images, split["train"], cfg.batch_size, shuffle=True,
-                                 seed=cfg.seed * 1_000_003 + epoch, drop_last=True):
+                                 seed=cfg.seed * EPOCH_STRIDE + epoch, drop_last=True):
             yield (b,)
 
     extra = {"kind": "image", "model_config": model_config.to_dict(), "dataset": data.name,
