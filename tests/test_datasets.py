@@ -163,6 +163,7 @@ def test_rule_dataset_items(zinc_file: Path):
         RuleDataset(data, "dev")
 
 
+@pytest.mark.full_data
 def test_load_dataset_expr_file_and_generated(expr_path: Path, monkeypatch: pytest.MonkeyPatch):
     from_file = load_dataset("expr", data=expr_path, limit=300, workers=1, progress=False)
     assert from_file.source == str(expr_path) and from_file.rules.shape[1] == 15
@@ -178,6 +179,7 @@ def test_load_dataset_expr_file_and_generated(expr_path: Path, monkeypatch: pyte
         load_dataset("expr", data=expr_path.parent / "missing.txt")
 
 
+@pytest.mark.full_data
 def test_load_dataset_smiles_smoke(zinc_path: Path):
     data = load_dataset("smiles", data=zinc_path, limit=60, workers=1, progress=False)
     assert isinstance(data, PreparedData) and data.n_records == 249_456

@@ -333,6 +333,7 @@ def test_sigkill_during_training_never_loses_best(expr_data: Path, tmp_path: Pat
     assert temp_files(out) == []
 
 
+@pytest.mark.full_data
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_during_parsing_keeps_the_old_output(zinc_path: Path, tmp_path: Path, seed: int) -> None:
     from conftest import read_lines
@@ -507,6 +508,7 @@ def test_empty_training_data(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.full_data
 def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     res = cli("evaluate", "--grammar", "expr", "--out", "DIR", "--n", "20", "--limit", "10", "--threads", "1", "--json")
@@ -515,6 +517,7 @@ def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monk
     assert (tmp_path / "runs" / "evaluate.csv").is_file() and (tmp_path / "DIR" / "summary.json").is_file()
 
 
+@pytest.mark.full_data
 def test_evaluate_checkpoint_in_a_read_only_folder(read_only_dir: Path, expr_path: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
