@@ -158,6 +158,8 @@ class _Sink:
               help="Sequences decoded per model call.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Results file (default: stdout). Its config is written beside it.")
+# Over 60 lines: option validation for five latent sources; the work is in
+# molshape.gvae.generation.
 @constraints_option
 @inference_options
 def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, component: int | None,

@@ -55,6 +55,8 @@ def _split_key(idx: torch.Tensor) -> str:
                    "shipped models and checkpoints in read-only folders].")
 @click.option("--mode", type=click.Choice(MODES), default="argmax", show_default=True,
               help="Rule choice when decoding prior samples.")
+# Over 60 lines: the command's steps (reconstruction, samples, FCD, realism, files) share its
+# options and summary; the work itself is in molshape.gvae.metrics / molshape.scoring.
 @constraints_option
 @inference_options
 def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: int | None, data: Path | None,

@@ -58,6 +58,8 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (same --model, grammar and data).")
 @click.option("--force", is_flag=True, help="Start afresh in a folder holding an earlier run, deleting its "
               "checkpoints, metrics and config (without it, such a folder is refused).")
+# Over 60 lines: option validation and run-folder checks for many options; the work is
+# molshape.gvae.training.train_grammar.
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @device_option
 @seed_option

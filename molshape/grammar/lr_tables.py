@@ -42,6 +42,8 @@ class LRTables:
     n_conflicts: int
 
 
+# Over 60 lines: the canonical LR(1) construction (closure, goto, action table) reads best as
+# the one textbook loop it is.
 def build_tables(g: Grammar) -> LRTables:
     """Canonical LR(1) collection of ``g`` (all productions but the padding one)."""
     # rhs as symbols: nonterminals are ints (symbol indices), terminals are strings

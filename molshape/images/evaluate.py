@@ -141,6 +141,7 @@ def plot_latent_diagnostics(z: Tensor, model: ImageAutoencoder, diag: dict[str, 
     return path
 
 
+# Over 60 lines: one flat summary assembled from the FID columns, clustering and diagnostics.
 def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = None, n_samples: int = 10000,
                         expost_components: int | None = None, device: torch.device | str = "cpu",
                         seed: int = 0, inception: bool = True) -> dict[str, Any]:

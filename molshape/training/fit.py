@@ -153,95 +153,34 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         summary: ``best_valid_loss``, ``epochs``, ``wall_s``, ``items_per_s``, ``last`` (the
         final epoch's metrics) and the checkpoint paths.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
-    rank, world, device = _distributed(resolve_device(cfg.device))
-    use_amp = cfg.amp and device.type == "cuda"
-    model.to(device)
-    raw = model
-    groups = model.parameter_groups(cfg.weight_decay) if hasattr(model, "parameter_groups") else \
-        [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
-    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start_epoch, step, best, history = 0, 0, math.inf, []
+    run = _Run.start(model, cfg)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}; start without --resume")
-        ckpt = load_checkpoint(last_path, map_location=device)
-        raw.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt.get("scaler", {}))
-        start_epoch, step, best, history = ckpt["epoch"], ckpt["step"], ckpt["best_valid_loss"], ckpt["history"]
-        _set_rng_state(ckpt["rng"], device)
-        log.info("resumed from %s after epoch %d", last_path, start_epoch)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
-
+    start_epoch, best, history = run.restore(last_path) if resume else (0, math.inf, [])
+    run.wrap()
     t_run, rates = time.perf_counter(), []
     deadline = t_run + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     out_of_time = False
     for epoch in range(start_epoch, cfg.epochs):
-        if deadline is not None and epoch > start_epoch and _past(deadline, world, device):
+        if deadline is not None and epoch > start_epoch and _past(deadline, run.world, run.device):
             out_of_time = True  # validation ran past the budget: no one-step epoch at the end
             break
-        batches = shard(list(train_batches(epoch)), rank, world)
-        model.train()
-        sums: dict[str, float] = defaultdict(float)
-        n_items, t0, partial = 0, time.perf_counter(), False
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and rank == 0),
-                   leave=False, dynamic_ncols=True)
-        for i, batch in enumerate(bar):
-            batch = _to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = _call(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out["loss"]).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            b = _batch_len(batch)
-            for k, v in out.items():
-                sums[k] += float(v.detach()) * b
-            n_items, step = n_items + b, step + 1
-            bar.set_postfix(loss=f"{sums['loss'] / n_items:.4g}",
-                            items_s=f"{n_items * world / (time.perf_counter() - t0):.0f}")
-            if on_batch_end is not None:
-                on_batch_end(epoch, i)
-            if deadline is not None and _past(deadline, world, device):
-                partial = i + 1 < len(batches)
-                out_of_time = partial or epoch + 1 < cfg.epochs
-                break
-        train_s = time.perf_counter() - t0
-        rates.append(n_items * world / max(train_s, 1e-9))
-        raw.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            valid = validate(raw)
-        scheduler.step(valid["valid_loss"])
-        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        sums, n_items, train_s, partial, out_of_time = run.train_epoch(
+            shard(list(train_batches(epoch)), run.rank, run.world), epoch, cfg, deadline, on_batch_end)
+        rates.append(n_items * run.world / max(train_s, 1e-9))
+        run.raw.eval()
+        with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
+            valid = validate(run.raw)
+        run.scheduler.step(valid["valid_loss"])
+        record = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / max(n_items, 1) for k, v in sums.items()}, **valid,
                   "train_s": train_s, "items_per_s": rates[-1], "partial": float(partial)}
         history.append(record)
         improved = valid["valid_loss"] < best
         best = min(best, valid["valid_loss"])
-        if rank == 0:
-            ckpt = {FORMAT_KEY: FORMAT_VERSION, **checkpoint_extra, "model": raw.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "train_config": cfg.to_dict(), "epoch": epoch + 1, "step": step,
-                    "best_valid_loss": best, "history": history, "rng": _rng_state(device)}
-            # best.pt first: a kill between the two writes then leaves the previous last.pt, from
-            # which --resume redoes this epoch, and never a run with last.pt but no best.pt
-            if improved:
-                save_checkpoint(ckpt, best_path)
-            save_checkpoint(ckpt, last_path)
-            write_metrics(history, out_dir / "metrics.csv")
-            plot_curves(history, out_dir / "curves.png")
+        if run.rank == 0:
+            run.save(out_dir, {**checkpoint_extra, "train_config": cfg.to_dict(), "epoch": epoch + 1,
+                               "best_valid_loss": best, "history": history}, improved)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
         if out_of_time:
             log.info("stopping after %.1f min (--max-minutes %g)", (time.perf_counter() - t_run) / 60, cfg.max_minutes)
@@ -249,7 +188,111 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
     return {"stopped_by_time_limit": out_of_time, "best_valid_loss": best, "epochs": len(history),
             "wall_s": time.perf_counter() - t_run,
             "items_per_s": sum(rates) / len(rates) if rates else None, "last": history[-1] if history else {},
-            "checkpoint": str(last_path), "best_checkpoint": str(best_path), "rank": rank, "world_size": world}
+            "checkpoint": str(last_path), "best_checkpoint": str(best_path), "rank": run.rank,
+            "world_size": run.world}
+
+
+@dataclass
+class _Run:
+    """What one training run holds between epochs: the model (wrapped for DDP), optimizer,
+    schedule, gradient scaler, device and the global step."""
+
+    model: nn.Module
+    raw: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    device: torch.device
+    rank: int
+    world: int
+    use_amp: bool
+    step: int = 0
+
+    @classmethod
+    def start(cls, model: nn.Module, cfg: TrainConfig) -> "_Run":
+        rank, world, device = _distributed(resolve_device(cfg.device))
+        use_amp = cfg.amp and device.type == "cuda"
+        model.to(device)
+        groups = model.parameter_groups(cfg.weight_decay) if hasattr(model, "parameter_groups") else \
+            [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+        optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        return cls(model, model, optimizer, scheduler, scaler, device, rank, world, use_amp)
+
+    def restore(self, last_path: Path) -> tuple[int, float, list[dict[str, Any]]]:
+        """Load ``last.pt`` (weights, optimizer, schedule, scaler, RNG); ``(epoch, best, history)``."""
+        if not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}; start without --resume")
+        ckpt = load_checkpoint(last_path, map_location=self.device)
+        self.raw.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt.get("scaler", {}))
+        self.step = ckpt["step"]
+        _set_rng_state(ckpt["rng"], self.device)
+        log.info("resumed from %s after epoch %d", last_path, ckpt["epoch"])
+        return ckpt["epoch"], ckpt["best_valid_loss"], ckpt["history"]
+
+    def wrap(self) -> None:
+        """Wrap the model for DistributedDataParallel under ``torchrun`` (after any restore)."""
+        if self.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.raw, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def train_epoch(self, batches: list[Any], epoch: int, cfg: TrainConfig, deadline: float | None,
+                    on_batch_end: Callable[[int, int], None] | None):
+        """One pass over ``batches``; ``(term sums, items, seconds, partial, out of time)``."""
+        from tqdm import tqdm
+
+        self.model.train()
+        sums: dict[str, float] = defaultdict(float)
+        n_items, t0, partial, out_of_time = 0, time.perf_counter(), False, False
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and self.rank == 0),
+                   leave=False, dynamic_ncols=True)
+        for i, batch in enumerate(bar):
+            b = self._step(_to_device(batch, self.device), cfg, sums)
+            n_items += b
+            bar.set_postfix(loss=f"{sums['loss'] / n_items:.4g}",
+                            items_s=f"{n_items * self.world / (time.perf_counter() - t0):.0f}")
+            if on_batch_end is not None:
+                on_batch_end(epoch, i)
+            if deadline is not None and _past(deadline, self.world, self.device):
+                partial = i + 1 < len(batches)
+                out_of_time = partial or epoch + 1 < cfg.epochs
+                break
+        return sums, n_items, time.perf_counter() - t0, partial, out_of_time
+
+    def _step(self, batch: Any, cfg: TrainConfig, sums: dict[str, float]) -> int:
+        """One optimizer step on ``batch``; adds its item-weighted terms to ``sums``; returns its size."""
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            out = _call(self.model, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out["loss"]).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        b = _batch_len(batch)
+        for k, v in out.items():
+            sums[k] += float(v.detach()) * b
+        self.step += 1
+        return b
+
+    def save(self, out_dir: Path, extra: dict[str, Any], improved: bool) -> None:
+        """Checkpoint the epoch (``best.pt`` when improved, then ``last.pt``), metrics and curves."""
+        ckpt = {FORMAT_KEY: FORMAT_VERSION, **extra, "model": self.raw.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step, "rng": _rng_state(self.device)}
+        # best.pt first: a kill between the two writes then leaves the previous last.pt, from
+        # which --resume redoes this epoch, and never a run with last.pt but no best.pt
+        if improved:
+            save_checkpoint(ckpt, out_dir / "best.pt")
+        save_checkpoint(ckpt, out_dir / "last.pt")
+        write_metrics(extra["history"], out_dir / "metrics.csv")
+        plot_curves(extra["history"], out_dir / "curves.png")
 
 
 def _past(deadline: float, world: int, device: torch.device) -> bool:
