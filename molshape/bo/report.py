@@ -176,8 +176,4 @@ def plot_best(states: list[dict], problem, path: Path) -> None:
     ax.set_title(f"latent BO ({problem.source})")
     if len(states) <= 10:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, close=True, dpi=120)

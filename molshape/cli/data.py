@@ -174,11 +174,7 @@ def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
         ax.hist(lengths, bins=range(int(lengths.min()), int(lengths.max()) + 2), color="tab:blue")
         ax.set(title=f"{name}: {len(d):,} rows, {len(d.failed):,} failed", xlabel="derivation length (rules)",
                ylabel="count")
-    fig.tight_layout()
-    try:
-        save_figure(fig, out, dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, out, close=True, dpi=120)
 
 
 @command.command("prepare")

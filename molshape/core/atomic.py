@@ -64,21 +64,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str = "u
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as e:
         raise _named(e, path) from e
-    try:
+    with _replacing(Path(tmp), path):
         text = "b" not in mode
         with os.fdopen(fd, mode, **({"encoding": encoding, "newline": newline} if text else {})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except OSError as e:
-        _unlink_quietly(tmp)
-        raise _named(e, path) from e
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -94,17 +85,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as e:
         raise _named(e, path) from e
     tmp_path = Path(tmp)
-    try:
+    with _replacing(tmp_path, path):
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+
+
+@contextlib.contextmanager
+def _replacing(tmp: Path, path: Path) -> Iterator[None]:
+    """Around the writes to ``tmp``: then make it an ordinary file and rename it to ``path``
+    (and fsync the folder); on any failure remove ``tmp`` (an ``OSError`` then names ``path``)."""
+    try:
+        yield
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
     except OSError as e:
-        _unlink_quietly(tmp_path)
+        _unlink_quietly(tmp)
         raise _named(e, path) from e
     except BaseException:
-        _unlink_quietly(tmp_path)
+        _unlink_quietly(tmp)
         raise
     _fsync_dir(path.parent)
 
@@ -156,12 +155,21 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], fields: list[
     return Path(path)
 
 
-def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
-    """Atomically save a matplotlib figure (the format comes from ``path``'s suffix)."""
+def save_figure(fig: Any, path: str | os.PathLike, close: bool = False, **savefig_kwargs: Any) -> Path:
+    """Atomically save a matplotlib figure (the format comes from ``path``'s suffix); with
+    ``close``, the figure is laid out first and closed afterwards, whatever happens."""
     path = Path(path)
     fmt = savefig_kwargs.pop("format", path.suffix.lstrip(".") or "png")
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format=fmt, **savefig_kwargs)
+    try:
+        if close:
+            fig.tight_layout()
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format=fmt, **savefig_kwargs)
+    finally:
+        if close:
+            import matplotlib.pyplot as plt  # matplotlib is slow to import: only for figures
+
+            plt.close(fig)
     return path
 
 

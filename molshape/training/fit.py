@@ -335,8 +335,4 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("validation")
     ax.set_xlabel("epoch")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=90)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, close=True, dpi=90)
