@@ -1,9 +1,35 @@
 """molshape: grammar-based latent molecular design with Gaussian-mixture-shaped autoencoders.
 
-Data flows one way, one module per step::
+The package tree is the data flow (see docs/ARCHITECTURE.md)::
 
-    grammar -> parser -> datasets -> model -> regularizer / objectives -> train
-            -> checkpoint -> decoding -> chem / expr_score -> optimize
+    core -> grammar -> data -> latent -> training -> gvae -> scoring -> bo -> cli
+
+Python API (:mod:`molshape.api`)::
+
+    import molshape
+    m = molshape.load("zinc")                 # shipped name or checkpoint path
+    z = m.encode(["CCO", "c1ccccc1"])         # [2 x d]
+    m.decode(z)                               # list of SMILES (None where invalid; .reasons)
+    m.sample(1000)                            # decoded prior samples; m.sample(100, component=3)
+    molshape.score(["CCO"], target="logp")    # pandas DataFrame
+    molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)  # .top(k), .to_frame()
 """
 
 __version__ = "0.1.0"
+
+#: names served lazily from :mod:`molshape.api`
+API = ("load", "score", "optimize", "Model", "OptimizeResult", "resolve_model", "open_model")
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    if name in API:
+        # torch, RDKit and BoTorch load on first use, so `import molshape.cli` (and --help) stays fast
+        from molshape import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'molshape' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

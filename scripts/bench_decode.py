@@ -1,14 +1,14 @@
 """Benchmark masked grammar decoding.
 
 1. The masking and stack work alone: fixed random logits ``[B x 277 x 76]`` (SMILES
-   grammar) decoded by the vectorised :class:`molshape.decoding.StackDecoder` and by the
-   per-molecule Python-list reference (:func:`molshape.decoding.reference_decode`), same
+   grammar) decoded by the vectorised :class:`molshape.grammar.decoding.StackDecoder` and by the
+   per-molecule Python-list reference (:func:`molshape.grammar.decoding.reference_decode`), same
    run, results asserted identical.
 2. End to end: prior latents -> model -> masked decoding -> SMILES -> RDKit validity, with a
    given checkpoint or a freshly initialised ``cpu``-preset model (said so in the output).
 3. Semantic decoding (``smiles_kekule``): random logits ``[B x 277 x 40]`` decoded with the
    grammar masks only, with the vectorised semantic constraints, and by the per-molecule
-   reference loop (:class:`molshape.semantics.ReferenceSemantics`, on ``--reference-n``
+   reference loop (:class:`molshape.grammar.semantics.ReferenceSemantics`, on ``--reference-n``
    molecules, results asserted identical); then end to end with a Kekulé model
    (``--kekule-checkpoint``, default the shipped one) under both constraints.
 
@@ -26,8 +26,8 @@ import time
 
 import torch
 
-from molshape.decoding import StackDecoder, reference_decode
-from molshape.grammar import load_grammar
+from molshape.grammar.decoding import StackDecoder, reference_decode
+from molshape.grammar.cfg import load_grammar
 
 
 def timed(fn, repeats: int = 1):
@@ -53,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from molshape.runtime import resolve_device
+    from molshape.core.runtime import resolve_device
 
     device = resolve_device(args.device)
     g = load_grammar("smiles")
@@ -71,8 +71,8 @@ def main() -> None:
     print(f"stack decoding, python lists : {B / t_slow:10.0f} seq/s ({t_slow * 1e3:.1f} ms per {B})")
     print(f"identical results: yes ({int(fast.complete.sum())} of {B} complete on random logits)")
 
-    from molshape.generation import decode_latents, prior_latents
-    from molshape.model import PRESETS, build_model, load_model
+    from molshape.gvae.generation import decode_latents, prior_latents
+    from molshape.gvae.model import PRESETS, build_model, load_model
 
     if args.checkpoint:
         model, g2, _ = load_model(args.checkpoint, device)
@@ -94,11 +94,11 @@ def main() -> None:
 
 def semantic(args, device) -> None:
     """Section 3: semantic constraints against grammar-only masking and the per-molecule loop."""
-    from molshape.chem import is_valid
-    from molshape.decoding import make_decoder
-    from molshape.generation import decode_latents, prior_latents
-    from molshape.model import load_model
-    from molshape.parser import get_parser
+    from molshape.scoring.chem import is_valid
+    from molshape.grammar.decoding import make_decoder
+    from molshape.gvae.generation import decode_latents, prior_latents
+    from molshape.gvae.model import load_model
+    from molshape.grammar.parser import get_parser
 
     g = load_grammar("smiles_kekule")
     B, T, R = args.batch, g.max_length, g.n_productions

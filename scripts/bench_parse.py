@@ -14,8 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from molshape.grammar import GrammarError, load_grammar
-from molshape.parser import get_parser, nltk_parse, parse_many
+from molshape.grammar.cfg import GrammarError, load_grammar
+from molshape.grammar.parser import get_parser, nltk_parse, parse_many
 
 DATA = Path(os.environ.get("MOLSHAPE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

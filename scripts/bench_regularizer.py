@@ -21,8 +21,8 @@ import torch
 from torch.utils import benchmark
 
 # The batched internals estimate_weights uses, to check them batch by batch.
-from molshape.regularizer import GMMPrior, _cov_batched, _ks_batched, cov_loss, estimate_weights, ks_loss
-from molshape.runtime import resolve_device
+from molshape.latent.regularizer import GMMPrior, _cov_batched, _ks_batched, cov_loss, estimate_weights, ks_loss
+from molshape.core.runtime import resolve_device
 
 
 # -- reference implementation (per component, per dimension) ------------------------

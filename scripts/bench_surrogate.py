@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from molshape.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate
+from molshape.bo.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate
 
 
 def make(n: int, d: int, g: torch.Generator, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from molshape.runtime import resolve_device
+    from molshape.core.runtime import resolve_device
 
     dev = resolve_device(args.device)
     timer = "wall" if dev.type == "cuda" else "CPU"

@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from molshape.batching import bucket_batches
-from molshape.datasets import load_dataset
-from molshape.model import PRESETS, build_model, rec_heuristic
-from molshape.runtime import resolve_device
+from molshape.data.batching import bucket_batches
+from molshape.data.datasets import load_dataset
+from molshape.gvae.model import PRESETS, build_model, rec_heuristic
+from molshape.core.runtime import resolve_device
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     idx = data.split["train"]
     batches = bucket_batches(data.lengths[idx], args.batch_size, torch.Generator().manual_seed(0),
                              indices=idx)[: args.batches]
-    from molshape.grammar import load_grammar
+    from molshape.grammar.cfg import load_grammar
 
     grammar = load_grammar("smiles")
     cfg = PRESETS["smiles"][args.preset].replace(objective=args.model, reg_batch_size=args.batch_size,

@@ -109,7 +109,7 @@ $PY - "$W/bo" > "$W/logs/bo_states.json" 2> "$W/logs/bo_states.err" <<'EOF'
 """Per run and seed: finished iterations, records and GP metrics from the resumable state files."""
 import json, sys
 from pathlib import Path
-from molshape.checkpoint import load_checkpoint
+from molshape.core.checkpoint import load_checkpoint
 out = {}
 for run in sorted(Path(sys.argv[1]).iterdir()):
     for f in sorted((run / "state").glob("seed_*.pt")):
@@ -125,7 +125,7 @@ for run in "$W"/bo/*/; do say "bo $(basename "$run"): $(ls "$run"state 2>/dev/nu
 import sys
 sys.path.insert(0, "scripts")
 from ship_model import slim
-from molshape.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 save_checkpoint(slim(load_checkpoint(sys.argv[1])), sys.argv[2])
 EOF
 (cd "$W" && find . \( -name state -o -name cache \) -prune -o -type f ! -name '*.pt' -print | tar czf "$OUT/results.tar.gz" -T -)

@@ -2,7 +2,7 @@
 
 Computed along GVAE's own straightforward path (its
 ``molecule_optimization/latent_features_and_targets_grammar`` script), independent of
-``molshape.chem``: canonicalise, ``Descriptors.MolLogP``, ``sascorer.calculateScore``,
+``molshape.scoring.chem``: canonicalise, ``Descriptors.MolLogP``, ``sascorer.calculateScore``,
 ``networkx.cycle_basis(nx.Graph(adjacency))``, ``QED.qed``; then standardise each term with
 GVAE's ZINC250k statistics. Picks the first 30 ZINC250k molecules, the first 8 with a ring
 larger than 6, and the two check molecules of the GVAE paper.

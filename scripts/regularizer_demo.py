@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from molshape.regularizer import GMMPrior, GMMRegularizer  # noqa: E402
+from molshape.latent.regularizer import GMMPrior, GMMRegularizer  # noqa: E402
 
 N_POINTS = 2000
 

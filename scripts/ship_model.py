@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from molshape.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 from molshape.pretrained import pretrained_dir
 
 DROP = ("optimizer", "scheduler", "scaler", "rng")

@@ -3,7 +3,7 @@
 Trains the ``gmm`` image autoencoder (width 0.125, batch 100, Adam lr 1e-3, the CLI's
 ``--preset cpu``) for every layout x lambda_REC x latent noise x seed and reads, at each
 requested epoch count, the held-out clustering accuracy by prior components and the
-in-mode diagnostics of :mod:`molshape.latent_diagnostics` (share of test latents inside
+in-mode diagnostics of :mod:`molshape.latent.diagnostics` (share of test latents inside
 the prior's 99 % radius, occupancy, nearest-centre distance). One run per combination
 trains to the largest epoch count; the smaller counts are read from its per-epoch
 validation record. That equals separate shorter runs: the learning-rate schedule (reduce
@@ -43,8 +43,8 @@ import torch
 from molshape.images.data import load_images
 from molshape.images.model import DATASET_DEFAULTS, ImageModelConfig
 from molshape.images.training import train_images
-from molshape.regularizer import ONEHOT_SCALE
-from molshape.train import TrainConfig
+from molshape.latent.prior import ONEHOT_SCALE
+from molshape.training.fit import TrainConfig
 
 FIELDS = ("layout", "center_scale", "lambda_rec", "latent_noise", "lr", "lr_schedule", "width", "latent_warmup", "seed", "epochs", "cluster_acc",
           "inside_share", "occupancy_tv", "mean_nearest_distance", "valid_mse", "wall_s")
@@ -123,7 +123,7 @@ SETTINGS = ("layout", "center_scale", "lambda_rec", "latent_noise", "lr", "lr_sc
 
 def settings_of(run_dir: Path) -> dict | None:
     """The settings and seed of a finished run, read from its checkpoint (None: not a gmm image run)."""
-    from molshape.checkpoint import load_checkpoint
+    from molshape.core.checkpoint import load_checkpoint
 
     if not (run_dir / "last.pt").is_file() or not (run_dir / "metrics.csv").is_file():
         return None

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from molshape.datasets import load_dataset
-from molshape.grammar import load_grammar
-from molshape.model import PRESETS, REC_INIT_SCALE, rec_heuristic
-from molshape.train import TrainConfig, train_grammar
+from molshape.data.datasets import load_dataset
+from molshape.grammar.cfg import load_grammar
+from molshape.gvae.model import PRESETS, REC_INIT_SCALE, rec_heuristic
+from molshape.gvae.training import train_grammar
+from molshape.training.fit import TrainConfig
 
 
 def main() -> None:

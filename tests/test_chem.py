@@ -1,4 +1,4 @@
-"""molshape.chem: golden scores (data/chem_golden.csv), validity reasons, batch scoring."""
+"""molshape.scoring.chem: golden scores (data/chem_golden.csv), validity reasons, batch scoring."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from molshape import chem
+from molshape.scoring import chem
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "chem_golden.csv"
 

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from molshape.cli import COMMANDS, main
-from molshape.commands.common import emit_summary, resolve_preset
+from molshape.cli.common import emit_summary, resolve_preset
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

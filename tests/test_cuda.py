@@ -11,10 +11,11 @@ import math
 import pytest
 import torch
 
-from molshape.datasets import load_dataset
-from molshape.generation import decode_latents, prior_latents
-from molshape.model import PRESETS, load_model
-from molshape.train import TrainConfig, train_grammar
+from molshape.data.datasets import load_dataset
+from molshape.gvae.generation import decode_latents, prior_latents
+from molshape.gvae.model import PRESETS, load_model
+from molshape.gvae.training import train_grammar
+from molshape.training.fit import TrainConfig
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -23,7 +24,7 @@ def test_amp_training_on_cuda_decodes_the_same_on_cpu(expr_path, tmp_path) -> No
     data = load_dataset("expr", data=expr_path, limit=2000, progress=False)
     cfg = TrainConfig(epochs=3, batch_size=100, device="cuda", amp=True, progress=False, seed=1)
     s = train_grammar(PRESETS["expr"]["cpu"], cfg, data, tmp_path)
-    from molshape.checkpoint import load_checkpoint
+    from molshape.core.checkpoint import load_checkpoint
 
     history = load_checkpoint(tmp_path / "last.pt")["history"]
     assert math.isfinite(s["best_valid_loss"]) and len(history) == 3

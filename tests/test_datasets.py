@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import molshape.datasets as ds
-from molshape import parser as parser_module
+import molshape.data.datasets as ds
+from molshape.grammar import parser as parser_module
 from molshape.cli import main
-from molshape.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset, split_records
-from molshape.grammar import load_grammar
-from molshape.records import read_records, read_strings
-from molshape.parser import get_parser
+from molshape.data.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset, split_records
+from molshape.grammar.cfg import load_grammar
+from molshape.data.records import read_records, read_strings
+from molshape.grammar.parser import get_parser
 
 BAD_LINE = 137  # 1-based line of the unparsable record in the test file
 BAD = "CC[H]X"
@@ -163,6 +163,7 @@ def test_rule_dataset_items(zinc_file: Path):
         RuleDataset(data, "dev")
 
 
+@pytest.mark.full_data
 def test_load_dataset_expr_file_and_generated(expr_path: Path, monkeypatch: pytest.MonkeyPatch):
     from_file = load_dataset("expr", data=expr_path, limit=300, workers=1, progress=False)
     assert from_file.source == str(expr_path) and from_file.rules.shape[1] == 15
@@ -178,6 +179,7 @@ def test_load_dataset_expr_file_and_generated(expr_path: Path, monkeypatch: pyte
         load_dataset("expr", data=expr_path.parent / "missing.txt")
 
 
+@pytest.mark.full_data
 def test_load_dataset_smiles_smoke(zinc_path: Path):
     data = load_dataset("smiles", data=zinc_path, limit=60, workers=1, progress=False)
     assert isinstance(data, PreparedData) and data.n_records == 249_456

@@ -16,9 +16,10 @@ from molshape.cli import main
 
 def _train(grammar: str, lines: list[str], out: Path, epochs: int, limit: int | None = None) -> tuple[Path, Path]:
     """Train as ``molshape train [--limit N]`` does: with a limit, only those rows are prepared."""
-    from molshape.datasets import load_dataset
-    from molshape.model import PRESETS
-    from molshape.train import TrainConfig, train_grammar
+    from molshape.data.datasets import load_dataset
+    from molshape.gvae.model import PRESETS
+    from molshape.gvae.training import train_grammar
+    from molshape.training.fit import TrainConfig
 
     data_file = out / "data.txt"
     data_file.write_text("\n".join(lines) + "\n")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from molshape.decoding import StackDecoder, gumbel_noise, reference_decode
-from molshape.grammar import load_grammar
-from molshape.parser import get_parser
+from molshape.grammar.decoding import StackDecoder, gumbel_noise, reference_decode
+from molshape.grammar.cfg import load_grammar
+from molshape.grammar.parser import get_parser
 
 
 

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from molshape.cli import main
-from molshape.data_registry import DATASETS, DataSpec, Source
-from molshape.download import ChecksumError, DownloadError, download, resolve_data_file, sidecar
+from molshape.data.registry import DATASETS, DataSpec, Source
+from molshape.data.download import ChecksumError, DownloadError, download, resolve_data_file, sidecar
 
 CONTENT = b"CCO\nc1ccccc1\nCC(=O)O\n"
 SHA = hashlib.sha256(CONTENT).hexdigest()

@@ -1,4 +1,4 @@
-"""molshape.expr_score: GVAE expression score without eval, Python precedence, worst cases."""
+"""molshape.scoring.expr_score: GVAE expression score without eval, Python precedence, worst cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from molshape import expr_score as es
+from molshape.scoring import expr_score as es
 
 X = np.linspace(-10, 10, 1000)
 

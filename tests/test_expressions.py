@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from molshape.expressions import count_derivations, generate_expressions, sample_derivations
-from molshape.grammar import load_grammar
-from molshape.parser import get_parser
+from molshape.grammar.expressions import count_derivations, generate_expressions, sample_derivations
+from molshape.grammar.cfg import load_grammar
+from molshape.grammar.parser import get_parser
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ def test_force_starts_over(run_copy: Path, expr_data: Path) -> None:
 
 
 def test_second_concurrent_train_refuses(run_copy: Path, expr_data: Path) -> None:
-    from molshape.rundir import RunLock
+    from molshape.core.rundir import RunLock
 
     before = snapshot(run_copy)
     with RunLock(run_copy):  # a run in progress holds the folder's lock
@@ -237,7 +237,7 @@ def test_resume_cleans_stale_temp_files(run_copy: Path, expr_data: Path) -> None
 
 
 def test_best_is_written_before_last(expr_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import molshape.train as train_module
+    import molshape.training.fit as train_module
 
     order: list[str] = []
     real = train_module.save_checkpoint
@@ -313,7 +313,7 @@ def test_full_disk_keeps_the_old_output(full_dir: Path, smiles_file: Path) -> No
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_during_training_never_loses_best(expr_data: Path, tmp_path: Path, seed: int) -> None:
-    from molshape.checkpoint import load_checkpoint
+    from molshape.core.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     proc = spawn(*TRAIN, "--data", expr_data, "--epochs", "4", "--out", out, cwd=tmp_path)
@@ -333,6 +333,7 @@ def test_sigkill_during_training_never_loses_best(expr_data: Path, tmp_path: Pat
     assert temp_files(out) == []
 
 
+@pytest.mark.full_data
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_during_parsing_keeps_the_old_output(zinc_path: Path, tmp_path: Path, seed: int) -> None:
     from conftest import read_lines
@@ -374,7 +375,8 @@ def test_deeply_nested_expression_is_scored() -> None:
 
 
 def test_big_decode_says_its_cost_and_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from molshape import generation, streaming
+    from molshape.gvae import generation
+    from molshape.cli import streaming
 
     monkeypatch.setattr(streaming, "CHUNK", 40)  # a chunk of 40 stands for 50,000
     monkeypatch.setattr(streaming, "ESTIMATE_FROM", 50)
@@ -484,7 +486,7 @@ def test_bad_checkpoints(command: str, kind: str, tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    from molshape.checkpoint import CheckpointError
+    from molshape.core.checkpoint import CheckpointError
 
     ckpt = _bad_checkpoint("random", tmp_path / "model.pt")
     res = cli("--debug", "decode", "--checkpoint", ckpt, "--n", "2")
@@ -506,6 +508,7 @@ def test_empty_training_data(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.full_data
 def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     res = cli("evaluate", "--grammar", "expr", "--out", "DIR", "--n", "20", "--limit", "10", "--threads", "1", "--json")
@@ -514,6 +517,7 @@ def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monk
     assert (tmp_path / "runs" / "evaluate.csv").is_file() and (tmp_path / "DIR" / "summary.json").is_file()
 
 
+@pytest.mark.full_data
 def test_evaluate_checkpoint_in_a_read_only_folder(read_only_dir: Path, expr_path: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from molshape.grammar import GrammarError, load_grammar
-from molshape.parser import get_parser
+from molshape.grammar.cfg import GrammarError, load_grammar
+from molshape.grammar.parser import get_parser
 
 #: every test: few enough examples for CI, a deadline per example (milliseconds)
 FUZZ = settings(max_examples=150, deadline=3000, suppress_health_check=[HealthCheck.too_slow],
@@ -93,7 +93,7 @@ def test_tokenizer(s: str) -> None:
 
 
 def _check_expr_score(s: str) -> None:
-    from molshape.expr_score import WORST, score_with_reason
+    from molshape.scoring.expr_score import WORST, score_with_reason
 
     value, reason = score_with_reason(s)
     assert isinstance(value, float)
@@ -122,7 +122,7 @@ def test_expression_scorer_on_random_bytes(data: bytes) -> None:
 
 
 def _check_smiles_rows(strings: list[str]) -> None:
-    from molshape.commands.score import score_rows
+    from molshape.scoring.targets import score_rows
 
     rows = score_rows("logp", strings, workers=1, progress=False)
     assert [r["input"] for r in rows] == strings

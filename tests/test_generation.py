@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from molshape import generation as gen
-from molshape.decoding import StackDecoder
-from molshape.grammar import GrammarError, load_grammar
-from molshape.model import PRESETS, build_model
+from molshape.gvae import generation as gen
+from molshape.grammar.decoding import StackDecoder
+from molshape.grammar.cfg import GrammarError, load_grammar
+from molshape.gvae.model import PRESETS, build_model
 
 
 
@@ -23,9 +23,10 @@ def expr_model(expr_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """
     from conftest import read_lines
 
-    from molshape.datasets import load_dataset
-    from molshape.model import load_model
-    from molshape.train import TrainConfig, train_grammar
+    from molshape.data.datasets import load_dataset
+    from molshape.gvae.model import load_model
+    from molshape.gvae.training import train_grammar
+    from molshape.training.fit import TrainConfig
 
     out = tmp_path_factory.mktemp("expr_model")
     data_file = out / "expr.txt"
@@ -140,7 +141,7 @@ def test_expost_gmm_fits_training_latents_and_is_cached(expr_model) -> None:
 
 
 def test_expost_refuses_other_data(expr_model, tmp_path: Path) -> None:
-    from molshape.checkpoint import save_checkpoint
+    from molshape.core.checkpoint import save_checkpoint
 
     model, grammar, ckpt, path, data = expr_model
     other = tmp_path / "other.txt"

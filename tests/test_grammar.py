@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from molshape.grammar import GrammarError, grammar_path, load_grammar
+from molshape.grammar.cfg import GrammarError, grammar_path, load_grammar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_grammar_files_ship_in_the_wheel(tmp_path: Path) -> None:
                    check=True, capture_output=True)
     # torch, nltk ... come from this venv, after the wheel's own site-packages
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    probe = ("import molshape, molshape.grammar as g; gr = g.load_grammar('smiles'); "
+    probe = ("import molshape, molshape.grammar.cfg as g; gr = g.load_grammar('smiles'); "
              "print(molshape.__file__); print(g.grammar_path('smiles')); print(gr.n_productions)")
     out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True,
                          cwd=tmp_path).stdout.split()

@@ -28,6 +28,7 @@ def trained(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.full_data
 def test_train_writes_checkpoint_and_config(trained: Path) -> None:
     for name in ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json"):
         assert (trained / name).is_file(), name
@@ -44,6 +45,7 @@ def test_train_writes_checkpoint_and_config(trained: Path) -> None:
     assert {"valid_inside_share", "valid_occupancy_tv", "valid_mean_nearest_distance"} <= set(ckpt["history"][-1])
 
 
+@pytest.mark.full_data
 def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> None:
     result = CliRunner().invoke(main, ["images", "evaluate", "--checkpoint", str(trained / "last.pt"),
                                        "--device", "cpu", "--json"])
@@ -53,7 +55,8 @@ def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> N
         assert math.isfinite(s[f"fid_offline_{col}"]) and s[f"fid_offline_{col}"] >= 0
     # one epoch on 180 images: generated images are far from real ones, real ones are not
     assert s["fid_offline_prior"] > s["fid_offline_train_vs_test"]
-    assert 0.0 <= s["cluster_acc"] <= 1.0 and s["n_fid"] == 20
+    # Hungarian matching guarantees 1/10 on its own; the mixture prior must do better
+    assert s["cluster_acc"] > 0.1 and s["n_fid"] == 20
     # in-mode diagnostics of the 20 test latents against the (default onehot) prior
     d = s["latent_diagnostics"]
     assert 0.0 <= d["inside_share"] <= 1.0 and len(d["occupancy"]) == 10 and d["n"] == 20
@@ -72,7 +75,7 @@ def test_evaluate_reports_fid_columns_clustering_and_figures(trained: Path) -> N
 
 
 def test_evaluate_rejects_other_checkpoints(tmp_path: Path) -> None:
-    from molshape.checkpoint import save_checkpoint
+    from molshape.core.checkpoint import save_checkpoint
 
     save_checkpoint({"kind": "grammar", "model": {}}, tmp_path / "g.pt")
     result = CliRunner().invoke(main, ["images", "evaluate", "--checkpoint", str(tmp_path / "g.pt")])
@@ -91,11 +94,13 @@ def test_baseline_objectives_share_the_network(objective: str) -> None:
     model = ImageAutoencoder(cfg)
     out = model(torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8))
     assert torch.isfinite(out["loss"]) and out["mse"] > 0
-    assert {"vae": "kl", "rae": "l2", "ae": "mse"}[objective] in out
+    # each objective adds exactly its own latent term to the reconstruction term
+    assert set(out) - {"loss", "mse"} == {"vae": {"kl"}, "rae": {"l2"}, "ae": set()}[objective]
     gmm = ImageAutoencoder(ImageModelConfig.for_dataset("mnist", width=0.0625))
     assert sum(p.numel() for p in gmm.decoder.parameters()) == sum(p.numel() for p in model.decoder.parameters())
 
 
+@pytest.mark.full_data
 def test_resume_continues_the_same_run(trained: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -16,6 +16,7 @@ from molshape.images.data import iterate_batches, load_images
 MNIST_T10K_IMAGES_SHA256 = "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
 
 
+@pytest.mark.full_data
 def test_idx_reader_on_real_mnist(mnist_dir: Path) -> None:
     images_path = mnist_dir / "t10k-images-idx3-ubyte.gz"
     assert hashlib.sha256(images_path.read_bytes()).hexdigest() == MNIST_T10K_IMAGES_SHA256
@@ -30,6 +31,16 @@ def test_idx_reader_on_real_mnist(mnist_dir: Path) -> None:
     assert np.bincount(y).tolist()[:3] == [980, 1135, 1032]
 
 
+def test_idx_reader_on_the_committed_mnist_slice() -> None:
+    from conftest import MNIST_SMALL
+
+    x = readers.read_idx(MNIST_SMALL / "t10k-images-idx3-ubyte.gz")
+    y = readers.read_idx(MNIST_SMALL / "t10k-labels-idx1-ubyte.gz")
+    assert x.shape == (500, 28, 28) and x.dtype == np.uint8 and y.shape == (500,)
+    assert y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the well-known first t10k labels
+    assert set(y.tolist()) == set(range(10)) and 0 < x.mean() < 255
+
+
 def test_idx_reader_rejects_bad_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad-idx"
     bad.write_bytes(b"\x01\x02\x08\x01" + b"\x00" * 8)
@@ -41,6 +52,7 @@ def test_idx_reader_rejects_bad_files(tmp_path: Path) -> None:
         readers.read_idx(short)
 
 
+@pytest.mark.full_data
 def test_load_mnist_split_and_padding(mnist_dir: Path) -> None:
     data = load_images("mnist", mnist_dir)
     assert data.images.shape == (10000, 1, 32, 32) and data.images.dtype == torch.uint8

@@ -94,7 +94,7 @@ def test_old_configs_rebuild_the_spread_prior_unchanged() -> None:
     old.update(layout="spread", lambda_rec=DEFAULT_LAMBDA_REC)
     torch.manual_seed(0)
     model = ImageAutoencoder(ImageModelConfig.from_dict(old))
-    from molshape.regularizer import spread_centers
+    from molshape.latent.regularizer import spread_centers
 
     torch.testing.assert_close(model.prior.centers, spread_centers(10, 10).float())
     assert model.config.center_scale is None and model.config.lambda_rec == DEFAULT_LAMBDA_REC

@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-from molshape.latent_diagnostics import chi_mean, chi_quantile, latent_diagnostics, nearest_distances
-from molshape.regularizer import GMMPrior
+from molshape.latent.diagnostics import chi_mean, chi_quantile, latent_diagnostics, nearest_distances
+from molshape.latent.regularizer import GMMPrior
 
 
 def gen(seed: int) -> torch.Generator:
@@ -91,9 +91,9 @@ def test_module_imports_only_the_regularizer() -> None:
     import ast
     import inspect
 
-    import molshape.latent_diagnostics as mod
+    import molshape.latent.diagnostics as mod
 
     tree = ast.parse(inspect.getsource(mod))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert {m for m in imported if m and m.startswith("molshape")} == {"molshape.regularizer"}
+    assert {m for m in imported if m and m.startswith("molshape")} == {"molshape.latent.regularizer"}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from molshape import metrics
-from molshape.grammar import load_grammar
-from molshape.regularizer import GMMPrior
+from molshape.gvae import metrics
+from molshape.grammar.cfg import load_grammar
+from molshape.latent.regularizer import GMMPrior
 
 
 

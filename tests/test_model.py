@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from molshape.datasets import load_dataset
-from molshape.grammar import load_grammar
-from molshape.model import PRESETS, GrammarAutoencoder, ModelConfig, build_model, rec_heuristic
+from molshape.data.datasets import load_dataset
+from molshape.grammar.cfg import load_grammar
+from molshape.gvae.model import PRESETS, GrammarAutoencoder, ModelConfig, build_model, rec_heuristic
 
 
 

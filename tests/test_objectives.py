@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molshape.objectives import OBJECTIVES, build_objective
+from molshape.latent.objectives import OBJECTIVES, build_objective
 
 
 

@@ -1,4 +1,4 @@
-"""molshape.optimize: the BO loop on a synthetic problem (no model), resume, TuRBO, report."""
+"""molshape.bo.loop: the BO loop on a synthetic problem (no model), resume, TuRBO, report."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from molshape.optimize import OptimizeConfig, Problem, run_bo
-from molshape.surrogate import SurrogateConfig
-from molshape.trust_region import TrustRegion
+from molshape.bo.loop import OptimizeConfig, Problem, run_bo
+from molshape.bo.surrogate import SurrogateConfig
+from molshape.bo.trust_region import TrustRegion
 
 CENTER = torch.tensor([0.5, -0.5, 0.25, 0.0], dtype=torch.float64)
 
@@ -135,7 +135,7 @@ def test_trust_region_rules():
 def test_report_dedups_each_decoding_by_its_own_canonical_form():
     """Voted and argmax decodes of the same proposals are ranked separately, each deduplicated
     by its own canonical form (a voted string's form must not hide distinct argmax strings)."""
-    from molshape.bo_report import outcome
+    from molshape.bo.report import outcome
 
     def rec(i, voted, argmax, score, a_score):
         return {"seed": 0, "iteration": 0, "index": i, "string": voted, "canonical": voted.upper(), "score": score,
@@ -162,9 +162,9 @@ def test_config_validation():
 
 def tiny_checkpoint(grammar: str, lines: list[str], out) -> tuple:
     """(checkpoint, data file) of an untrained small model whose split is the data file's."""
-    from molshape.checkpoint import save_checkpoint
-    from molshape.datasets import load_dataset
-    from molshape.model import PRESETS, build_model
+    from molshape.core.checkpoint import save_checkpoint
+    from molshape.data.datasets import load_dataset
+    from molshape.gvae.model import PRESETS, build_model
 
     data_file = out / "data.txt"
     data_file.write_text("\n".join(lines) + "\n")
@@ -175,7 +175,7 @@ def tiny_checkpoint(grammar: str, lines: list[str], out) -> tuple:
     ckpt = {"model": model.state_dict(), "model_config": cfg.to_dict(), "grammar": grammar,
             "grammar_hash": model.grammar.hash if hasattr(model, "grammar") else None, "kind": "grammar",
             "data": {"source": data.source, "sha256": data.source_sha256}, "split": data.split}
-    from molshape.grammar import load_grammar
+    from molshape.grammar.cfg import load_grammar
 
     ckpt["grammar_hash"] = load_grammar(grammar).hash
     path = save_checkpoint(ckpt, out / "best.pt")
@@ -193,7 +193,7 @@ def cli(*args: str) -> dict:
 
 
 def test_cli_expr_data_init_smoke_and_cache(expr_sample, tmp_path):
-    from molshape.runtime import cache_dir
+    from molshape.core.runtime import cache_dir
 
     ckpt, data = tiny_checkpoint("expr", expr_sample[:300], tmp_path)
     out = tmp_path / "bo"
@@ -205,7 +205,7 @@ def test_cli_expr_data_init_smoke_and_cache(expr_sample, tmp_path):
     assert len(rows) == 4 and all(r["valid"] in ("True", "False") for r in rows)
     for r in rows:
         if r["valid"] == "True":  # the recorded score is the expression's own score
-            from molshape.expr_score import expression_score
+            from molshape.scoring.expr_score import expression_score
 
             assert float(r["score"]) == pytest.approx(expression_score(r["string"]))
     assert json.loads((out / "config.json").read_text())["n_init"] == 64
@@ -256,7 +256,43 @@ def test_cli_workers_give_the_serial_run(expr_sample, tmp_path):
     assert [(r["seed"], r["string"], r["score"]) for r in rows_p] == [(r["seed"], r["string"], r["score"]) for r in rows_s]
     assert parallel["fraction_valid"] == serial["fraction_valid"]
     assert sorted(p.name for p in (tmp_path / "parallel" / "state").iterdir()) == ["seed_0.pt", "seed_1.pt"]
-    from molshape.checkpoint import load_checkpoint
+    from molshape.core.checkpoint import load_checkpoint
 
     pids = {m["pid"] for s in (0, 1) for m in load_checkpoint(tmp_path / "parallel" / "state" / f"seed_{s}.pt")["metrics"]}
     assert os.getpid() not in pids  # the iterations ran in the workers, not in this process
+
+
+def test_data_init_starts_from_exactly_the_models_training_strings(tmp_path):
+    """A model trained with --limit indexes the limited data; --init data must use those rows."""
+    from molshape.bo.problem import build_problem, initial_rows
+    from molshape.core.checkpoint import save_checkpoint
+    from molshape.data.datasets import load_dataset
+    from molshape.data.trained import training_strings
+    from molshape.grammar.cfg import load_grammar
+    from molshape.grammar.expressions import generate_expressions
+    from molshape.gvae.generation import encode_strings
+    from molshape.gvae.model import PRESETS, build_model
+
+    grammar = load_grammar("expr")
+    data_file = tmp_path / "data.txt"
+    data_file.write_text("\n".join(generate_expressions(grammar, 3000, seed=0)) + "\n")
+    limited = load_dataset("expr", data_file, limit=300, progress=False, workers=1)
+    full = load_dataset("expr", data_file, progress=False, workers=1)
+    cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1, enc_dense=32)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    ckpt = {"model": model.state_dict(), "model_config": cfg.to_dict(), "grammar": "expr", "kind": "grammar",
+            "grammar_hash": grammar.hash, "train_config": {"limit": 300},
+            "data": {"source": limited.source, "sha256": limited.source_sha256}, "split": limited.split}
+    path = save_checkpoint(ckpt, tmp_path / "best.pt")
+    want = training_strings(ckpt, limited)
+    assert len(want) == 300
+    # the rows mean other strings in the full data set: the lookup must not use it
+    assert sum(full.strings[int(i)] == s for i, s in zip(ckpt["split"]["train"], want)) < 300
+
+    prepared, rows = initial_rows(ckpt, grammar, data_file, None, 0)
+    assert [prepared.strings[int(i)] for i in rows] == want
+    problem = build_problem(model, grammar, "expr", checkpoint=ckpt, checkpoint_path=path, init="data",
+                            data=data_file)
+    assert problem.source.endswith("(300 training rows)")
+    assert torch.equal(problem.z, encode_strings(model, grammar, want).double())

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from conftest import read_lines
 from molshape.cli import main
-from molshape.grammar import GrammarError, load_grammar
-from molshape.lr_tables import build_tables
-from molshape.parser import get_parser, nltk_parse, parse_many
+from molshape.grammar.cfg import GrammarError, load_grammar
+from molshape.grammar.lr_tables import build_tables
+from molshape.grammar.parser import get_parser, nltk_parse, parse_many
 
 pytestmark = pytest.mark.timeout(300)
 

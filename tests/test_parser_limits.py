@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from molshape.grammar import GrammarError, load_grammar
-from molshape.parser import Parser, _RuleLimit, get_parser, nltk_parse
+from molshape.grammar.cfg import GrammarError, load_grammar
+from molshape.grammar.parser import Parser, _RuleLimit, get_parser, nltk_parse
 
 # Nullable symbols at the start (A), in the middle (B), behind a unit chain (D -> A) and at
 # the end of a right-recursive list (L -> 'l' L | empty).
@@ -91,7 +91,7 @@ def test_the_parse_stops_at_the_rule_limit() -> None:
 
 
 def test_deep_nesting_parses_without_recursion() -> None:
-    from molshape.expr_score import _grammar
+    from molshape.scoring.expr_score import _grammar
 
     p = get_parser(_grammar())  # the scoring grammar allows 10,000 rules
     s = "(" * 2000 + "x" + ")" * 2000

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from molshape import pretrained
-from molshape.checkpoint import load_checkpoint
-from molshape.generation import decode_latents, prior_latents
-from molshape.grammar import load_grammar
-from molshape.model import load_model
+from molshape.core.checkpoint import load_checkpoint
+from molshape.gvae.generation import decode_latents, prior_latents
+from molshape.grammar.cfg import load_grammar
+from molshape.gvae.model import load_model
 
 SHIPPED = pretrained.available()
 

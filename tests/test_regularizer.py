@@ -1,4 +1,4 @@
-"""Tests for molshape.regularizer: closed forms, loss calibration, gradients, devices."""
+"""Tests for molshape.latent.regularizer: closed forms, loss calibration, gradients, devices."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy import stats
 
-from molshape import regularizer
-from molshape.regularizer import (
+from molshape.latent import regularizer
+from molshape.latent.regularizer import (
     GMMPrior,
     GMMRegularizer,
     cov_loss,

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from molshape.chem import is_valid, kekule_smiles
-from molshape.decoding import make_decoder, reference_decode
-from molshape.grammar import load_grammar
-from molshape.parser import get_parser, nltk_parse
-from molshape.semantics import INF, Kind, ReferenceSemantics, SmilesSemantics, semantics_for
+from molshape.scoring.chem import is_valid, kekule_smiles
+from molshape.grammar.decoding import make_decoder, reference_decode
+from molshape.grammar.cfg import load_grammar
+from molshape.grammar.parser import get_parser, nltk_parse
+from molshape.grammar.semantics import INF, Kind, ReferenceSemantics, SmilesSemantics, semantics_for
 
 ZINC = Path(__file__).parent / "data" / "zinc_2k.smi"
 
@@ -220,7 +220,7 @@ def test_real_molecules_are_never_masked_out(g, sem, kekule_zinc):
 
 def test_random_logits_decode_to_valid_molecules(g):
     """The property: any logits, decoded under semantic constraints, give molecules."""
-    from molshape.chem_stats import failure_category
+    from molshape.scoring.chem_stats import failure_category
 
     dec = make_decoder(g, "semantic")
     parser = get_parser(g)

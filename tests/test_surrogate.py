@@ -1,4 +1,4 @@
-"""molshape.surrogate: exact and sparse variational GPs fit a known function; metrics are right."""
+"""molshape.bo.surrogate: exact and sparse variational GPs fit a known function; metrics are right."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from molshape.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, subset_indices
+from molshape.bo.surrogate import SurrogateConfig, evaluate_surrogate, fit_surrogate, lengthscales, subset_indices
 
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from molshape.checkpoint import load_checkpoint
+from molshape.core.checkpoint import load_checkpoint
 from molshape.cli import main
 
 

@@ -2,8 +2,8 @@
 
 Inception FID needs pytorch-fid and downloaded weights; this one needs neither. The
 classifier is trained on the labelled training split of the same images (never the
-held-out split), through the shared :func:`molshape.train.fit` loop, and cached in
-``molshape.runtime.cache_dir()/image_classifiers/`` keyed by the data set's sha256 and
+held-out split), through the shared :func:`molshape.training.fit.fit` loop, and cached in
+``molshape.core.runtime.cache_dir()/image_classifiers/`` keyed by the data set's sha256 and
 the training indices, so every checkpoint of a data set is scored by the same network.
 For unlabelled data (CelebA) no classifier is trained and the offline FID is skipped.
 
@@ -25,6 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from molshape.images.data import ImageData, iterate_batches, to_float
+from molshape.core.runtime import cache_dir
+from molshape.core.checkpoint import load_checkpoint
+from molshape.training.fit import TrainConfig, fit
+from molshape.core.runtime import CLASSIFIER_STRIDE
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +71,6 @@ def cache_key(data: ImageData) -> str:
 
 
 def classifier_dir(data: ImageData) -> Path:
-    from molshape.runtime import cache_dir
-
     return cache_dir() / "image_classifiers" / f"{data.name}-{cache_key(data)}"
 
 
@@ -91,9 +93,6 @@ def get_classifier(data: ImageData, device: torch.device, epochs: int = CLASSIFI
         ``(classifier in eval mode, {"test_accuracy": ..., "cached": 0/1})``, or ``None``
         when the data set has no labels.
     """
-    from molshape.checkpoint import load_checkpoint
-    from molshape.train import TrainConfig, fit
-
     if data.labels is None:
         return None
     n_classes = int(data.labels.max()) + 1
@@ -108,7 +107,7 @@ def get_classifier(data: ImageData, device: torch.device, epochs: int = CLASSIFI
 
         def batches(epoch: int):
             order = iterate_batches(torch.arange(data.images.shape[0]), train_idx, 100, shuffle=True,
-                                    seed=seed * 1000 + epoch)
+                                    seed=seed * CLASSIFIER_STRIDE + epoch)
             return ((data.images[i], data.labels[i]) for i in order)
 
         def validate(m: nn.Module) -> dict[str, float]:

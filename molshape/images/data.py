@@ -13,7 +13,7 @@ resized to 64) with a seeded ``train`` / ``test`` split:
 
 Unreadable CelebA JPEGs are skipped, counted in ``failed`` and logged. The prepared
 CelebA array (2.5 GB for 202,599 faces) is cached as ``.npz`` in
-``molshape.runtime.cache_dir()`` keyed by the folder listing.
+``molshape.core.runtime.cache_dir()`` keyed by the folder listing.
 
 Images stay ``uint8`` until the model converts them, so a batch moves to the GPU at a
 quarter of the float size.
@@ -32,6 +32,10 @@ import numpy as np
 import torch
 
 from molshape.images import readers
+from molshape.data.registry import get_spec
+from molshape.data.download import resolve_data_file
+from molshape.core.hashing import file_hash
+from molshape.core.runtime import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +109,7 @@ def check_dataset(name: str) -> ImageSpec:
 
 # -- locating files ---------------------------------------------------------------------
 def _registry_parts(name: str, data: Path | None) -> dict[str, Path]:
-    """Every part of ``name`` that molshape.download finds (checksum-verified); missing parts omitted."""
-    from molshape.data_registry import get_spec
-    from molshape.download import resolve_data_file
-
+    """Every part of ``name`` that molshape.data.download finds (checksum-verified); missing parts omitted."""
     found: dict[str, Path] = {}
     for part in get_spec(name).parts:
         try:
@@ -145,8 +146,6 @@ def _not_found(name: str, data: Path | None, expected: str) -> FileNotFoundError
 
 def _extract_zip(path: Path) -> Path:
     """Unpack a downloaded archive once into the cache; returns the folder."""
-    from molshape.runtime import cache_dir
-
     dest = cache_dir() / "images" / path.stem
     marker = dest / ".complete"
     if not marker.exists():
@@ -155,15 +154,6 @@ def _extract_zip(path: Path) -> Path:
             zf.extractall(dest)
         marker.touch()
     return dest
-
-
-def _sha256_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 # -- per-format loaders ------------------------------------------------------------------
@@ -222,7 +212,6 @@ def _load_celeba(folder: Path, limit: int | None) -> tuple[np.ndarray, list[str]
     for f in files:
         h.update(f"{f.name}\t{f.stat().st_size}\n".encode())
     key = h.hexdigest()
-    from molshape.runtime import cache_dir
 
     cached = cache_dir() / "images" / f"celeba-{key[:16]}.npz"
     if cached.exists():
@@ -276,7 +265,7 @@ def load_images(name: str, data: Path | None = None, limit: int | None = None,
             x, n_train = x[np.argsort(part != 0, kind="stable")], int((part == 0).sum())
     else:
         parts, files, source = _load_mnist_like(name, data) if name != "svhn" else _load_svhn(data)
-        sha = _sha256_files(files)
+        sha = file_hash(files)
         if limit:
             n_test = int(np.ceil(limit * test_fraction))
             parts = [(a[:limit], b[:limit]) for a, b in parts[:1]] + [(a[:n_test], b[:n_test]) for a, b in parts[1:]]

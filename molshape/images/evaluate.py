@@ -14,7 +14,7 @@ Each is computed with the offline data-set classifier (:mod:`molshape.images.cla
 test images) is the floor a perfect generator would reach with this many samples.
 Clustering accuracy: test latents assigned to mixture components (``prior.assign`` for
 ``gmm``; the ex-post GMM's components for the others), Hungarian-matched to the labels.
-In-mode diagnostics (:func:`molshape.latent_diagnostics.latent_diagnostics`) of the test
+In-mode diagnostics (:func:`molshape.latent.diagnostics.latent_diagnostics`) of the test
 latents against the model's prior (the mixture for ``gmm``, N(0, I) otherwise):
 ``latent_diagnostics`` in the summary and ``latent_diagnostics.png`` (nearest-centre
 distances against the prior's chi distribution, occupancy against uniform).
@@ -36,7 +36,9 @@ from molshape.images.inception import inception_extractor
 from molshape.images.metrics import clustering_accuracy, frechet_distance
 from molshape.images.model import ImageAutoencoder, load_image_model
 from molshape.images.training import encode_all
-from molshape.latent_diagnostics import latent_diagnostics, nearest_distances
+from molshape.latent.diagnostics import latent_diagnostics, nearest_distances
+from molshape.core.runtime import EXPOST_SEED_OFFSET
+from molshape.latent.expost import ExPostGMM
 
 COLUMNS = ("prior", "expost", "reconstruction", "interpolation")
 
@@ -60,19 +62,11 @@ def reload_data(ckpt: dict[str, Any], data: Path | None = None) -> ImageData:
     return images
 
 
-def fit_expost(z_train: Tensor, n_components: int, seed: int):
-    """scikit-learn GaussianMixture (full covariances) fitted to ``z_train [N x d]``."""
-    from sklearn.mixture import GaussianMixture
-
-    return GaussianMixture(n_components=n_components, covariance_type="full", reg_covar=1e-5,
-                           random_state=seed).fit(z_train.double().numpy())
-
-
-def generated_sets(model: ImageAutoencoder, z_test: Tensor, gmm, n: int,
-                   gen: torch.Generator) -> dict[str, Tensor]:
+def generated_sets(model: ImageAutoencoder, z_test: Tensor, gmm: ExPostGMM, n: int, gen: torch.Generator,
+                   expost_gen: torch.Generator | None = None) -> dict[str, Tensor]:
     """The four generated image sets of the poster, ``n`` images each."""
     z_prior = model.objective.sample_prior(n, generator=gen).float()
-    z_expost = torch.from_numpy(gmm.sample(n)[0]).float()
+    z_expost = gmm.sample(n, generator=expost_gen)
     pairs = torch.randint(z_test.shape[0], (2, n), generator=gen)
     z_mid = 0.5 * (z_test[pairs[0]] + z_test[pairs[1]])
     return {
@@ -91,7 +85,7 @@ def save_figures(model: ImageAutoencoder, test: Tensor, z_test: Tensor, gmm, out
         z = torch.cat([prior.sample_component(k, per_row, generator=gen) for k in range(prior.n_components)])
         rows, name = prior.n_components, "samples_per_component.png"
     else:  # an N(0, I) prior has no components: show the ex-post GMM's instead
-        means, covs = gmm.means_, gmm.covariances_
+        means, covs = gmm.means.numpy(), gmm.covariances.numpy()
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
         z = torch.from_numpy(np.concatenate([rng.multivariate_normal(m, c, per_row) for m, c in zip(means, covs)]))
         rows, name = len(means), "samples_per_component_expost.png"
@@ -147,6 +141,7 @@ def plot_latent_diagnostics(z: Tensor, model: ImageAutoencoder, diag: dict[str, 
     return path
 
 
+# Over 60 lines: one flat summary assembled from the FID columns, clustering and diagnostics.
 def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = None, n_samples: int = 10000,
                         expost_components: int | None = None, device: torch.device | str = "cpu",
                         seed: int = 0, inception: bool = True) -> dict[str, Any]:
@@ -175,8 +170,8 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
     z_train = encode_all(model, images.images[images.split["train"]])
     z_test = encode_all(model, test)
     k_expost = expost_components or (model.prior.n_components if model.config.objective == "gmm" else 10)
-    gmm = fit_expost(z_train, k_expost, seed)
-    sets = generated_sets(model, z_test, gmm, n, gen)
+    gmm = ExPostGMM.fit(z_train, k_expost, seed)
+    sets = generated_sets(model, z_test, gmm, n, gen, torch.Generator().manual_seed(seed + EXPOST_SEED_OFFSET))
     real_train = images.images[images.split["train"][torch.randperm(images.split["train"].numel(), generator=gen)[:n]]]
     summary: dict[str, Any] = {
         "checkpoint": str(checkpoint), "dataset": images.name, "objective": model.config.objective,
@@ -209,10 +204,10 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
             summary["cluster_acc_train"] = clustering_accuracy(y_train, model.prior.assign(z_train))[0]
             summary["cluster_method"] = "prior components (prior.assign)"
         else:
-            summary["cluster_acc"] = clustering_accuracy(y_test, gmm.predict(z_test.double().numpy()))[0]
-            summary["cluster_acc_train"] = clustering_accuracy(y_train, gmm.predict(z_train.double().numpy()))[0]
+            summary["cluster_acc"] = clustering_accuracy(y_test, gmm.predict(z_test))[0]
+            summary["cluster_acc_train"] = clustering_accuracy(y_train, gmm.predict(z_train))[0]
             summary["cluster_method"] = f"ex-post GMM ({k_expost} components)"
-        summary["cluster_acc_expost"] = clustering_accuracy(y_test, gmm.predict(z_test.double().numpy()))[0]
+        summary["cluster_acc_expost"] = clustering_accuracy(y_test, gmm.predict(z_test))[0]
     diag = latent_diagnostics(z_test, model.prior)
     summary["latent_diagnostics"] = diag
     summary["figures"] = save_figures(model, test, z_test, gmm, Path(out_dir), gen)

@@ -1,7 +1,7 @@
 """The image autoencoder: conv encoder -> latent objective -> conv decoder.
 
 One network for every objective (``gmm``, ``vae``, ``rae``, ``ae``); only the
-:class:`molshape.objectives.LatentObjective` differs, exactly as for the grammar models.
+:class:`molshape.latent.objectives.LatentObjective` differs, exactly as for the grammar models.
 The loss is ``lambda_rec * MSE(pixels)`` (mean over pixels and batch; the public GMM-DAE
 code uses lambda_rec = 1 / 5e-4) plus the objective's weighted latent terms.
 
@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from molshape.checkpoint import load_checkpoint
+from molshape.core.checkpoint import load_checkpoint
 from molshape.images.data import SPECS, to_float
 from molshape.images.networks import ConvDecoder, ConvEncoder
-from molshape.objectives import build_objective
+from molshape.latent.objectives import build_objective
 
 DEFAULT_LAMBDA_REC = 1.0 / 5e-4
 DEFAULT_LATENT_NOISE = 1e-3
@@ -83,7 +83,7 @@ class ImageModelConfig:
     # experimental: the latent terms are weighted epoch / latent_warmup in the first epochs
     # of training (0: full weight from the start, as the paper); validation always uses 1
     latent_warmup: int = 0
-    # objective knobs (each objective reads its own; see molshape.objectives.KNOBS)
+    # objective knobs (each objective reads its own; see molshape.latent.objectives.KNOBS)
     n_components: int = 10
     std: float = 1.0
     layout: str = "spread"

@@ -1,10 +1,10 @@
-"""Training entry point for image autoencoders, built on the shared :func:`molshape.train.fit`.
+"""Training entry point for image autoencoders, built on the shared :func:`molshape.training.fit.fit`.
 
 Batches are ``uint8 [B x C x S x S]`` images (one-tuples, so ``fit`` calls
 ``model(images)``); the model converts them to [0, 1] floats on the device. Validation
 runs on the held-out ``test`` split: mean loss terms, plus for mixture priors the KS /
 covariance statistics and the clustering accuracy of ``prior.assign`` against the
-labels and the in-mode diagnostics of :func:`molshape.latent_diagnostics.latent_diagnostics`
+labels and the in-mode diagnostics of :func:`molshape.latent.diagnostics.latent_diagnostics`
 (``inside_share``, ``occupancy_tv``, ``mean_nearest_distance``), so ``metrics.csv`` holds
 their curves per epoch (monitoring only; :mod:`molshape.images.evaluate` gives the final
 numbers).
@@ -20,14 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from molshape.checkpoint import load_checkpoint
+from molshape.core.checkpoint import load_checkpoint
 from molshape.images.data import ImageData, iterate_batches
 from molshape.images.metrics import clustering_accuracy
 from molshape.images.model import ImageAutoencoder, ImageModelConfig
 from molshape.images.networks import count_parameters
-from molshape.latent_diagnostics import latent_diagnostics
-from molshape.runtime import seed_everything
-from molshape.train import TrainConfig, fit
+from molshape.latent.diagnostics import latent_diagnostics
+from molshape.core.runtime import seed_everything
+from molshape.training.fit import TrainConfig, fit
+from molshape.core.runtime import EPOCH_STRIDE
 
 
 @torch.no_grad()
@@ -101,7 +102,7 @@ def train_images(model_config: ImageModelConfig, train_config: TrainConfig, data
         model.start_epoch(epoch)  # latent-term warm-up (a pure function of the epoch: resume-safe)
         # drop_last: the KS/CV weights are estimated for full batches of cfg.batch_size
         for b in iterate_batches(data.images, split["train"], cfg.batch_size, shuffle=True,
-                                 seed=cfg.seed * 1_000_003 + epoch, drop_last=True):
+                                 seed=cfg.seed * EPOCH_STRIDE + epoch, drop_last=True):
             yield (b,)
 
     extra = {"kind": "image", "model_config": model_config.to_dict(), "dataset": data.name,

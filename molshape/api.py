@@ -1,0 +1,235 @@
+"""molshape's Python API: load a model, encode, decode, sample, score and optimise.
+
+Everything here is also reachable as ``molshape.<name>`` (``molshape.load``,
+``molshape.score``, ``molshape.optimize``); the CLI commands call these same functions.
+
+Example::
+
+    import molshape
+    m = molshape.load("zinc")                    # shipped name or checkpoint path
+    z = m.encode(["CCO", "c1ccccc1"])            # tensor [2 x d]
+    m.decode(z)                                  # 2 SMILES (None where invalid; .reasons says why)
+    m.sample(100, seed=0)                        # decoded prior samples
+    molshape.score(["CCO"], target="logp")       # pandas DataFrame: input, valid, score, ...
+    r = molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)
+    r.top(5)                                     # best distinct proposals (DataFrame)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from molshape import pretrained
+from molshape.bo.loop import OptimizeConfig
+from molshape.bo.optimize import optimize as run_optimize
+from molshape.bo.surrogate import SurrogateConfig
+from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
+from molshape.core.runtime import resolve_device
+from molshape.grammar.cfg import Grammar, load_grammar
+from molshape.gvae import generation as gen
+from molshape.gvae.model import load_model
+from molshape.scoring.targets import default_target, get_target, score_rows
+
+#: short names accepted by :func:`load` -> the grammar whose shipped default model they mean
+ALIASES = {"zinc": "smiles", "smiles": "smiles", "smiles_kekule": "smiles_kekule", "expr": "expr"}
+
+
+class GrammarMismatch(ValueError):
+    """A checkpoint was trained on another grammar than the one asked for."""
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """Checkpoint path of a shipped model name (``zinc-gmm-cpu``), an alias (``zinc``,
+    ``expr``: the shipped default for that grammar) or a checkpoint file."""
+    name = str(name_or_path)
+    if name in pretrained.available():
+        return pretrained.checkpoint_path(name)
+    if name in ALIASES and not Path(name).exists():
+        return pretrained.default_checkpoint(ALIASES[name])
+    path = Path(name_or_path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a directory; give a checkpoint file such as {path / 'best.pt'}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint or shipped model: {name} (shipped: "
+                                f"{', '.join(pretrained.available())}; aliases: {', '.join(ALIASES)})")
+    return path
+
+
+def same_grammar(trained: str, asked: str) -> bool:
+    """Whether a model of grammar ``trained`` serves ``asked`` (``smiles`` matches both SMILES grammars)."""
+    return trained == asked or (asked == "smiles" and trained == "smiles_kekule")
+
+
+def open_model(path: str | Path, device: str | torch.device = "cpu",
+               grammar: str | None = None) -> tuple[nn.Module, Grammar, dict]:
+    """Check a checkpoint (a molshape grammar model, known format, grammar file unchanged) and load it.
+
+    Args:
+        grammar: when given, the checkpoint must have been trained on it (:func:`same_grammar`).
+
+    Returns:
+        ``(model in eval mode, grammar, checkpoint dict)``.
+
+    Raises:
+        CheckpointError: not a usable model checkpoint. GrammarMismatch: another grammar.
+    """
+    ckpt = load_checkpoint(path)
+    check_model_checkpoint(ckpt, path)
+    if grammar is not None and not same_grammar(ckpt["grammar"], grammar):
+        raise GrammarMismatch(f"{path} was trained on grammar {ckpt['grammar']!r}, not {grammar!r}")
+    try:
+        check_model_checkpoint(ckpt, path, load_grammar(ckpt["grammar"]))
+    except (FileNotFoundError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(path, f"names grammar {ckpt['grammar']!r}, which this molshape cannot load") from None
+    try:
+        return load_model(path, device)
+    except (RuntimeError, KeyError, TypeError) as e:  # weights of another shape, a broken model_config
+        raise CheckpointError(path, f"its weights do not fit the model it describes ({type(e).__name__})") from None
+
+
+@dataclass
+class Model:
+    """A trained grammar autoencoder with its grammar and checkpoint (see :func:`load`).
+
+    Attributes:
+        net: the torch module (eval mode). grammar: its :class:`~molshape.grammar.cfg.Grammar`.
+        checkpoint: the checkpoint dict (configs, split, history). path: the checkpoint file.
+    """
+
+    net: nn.Module
+    grammar: Grammar
+    checkpoint: dict
+    path: Path
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.net.config.latent_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return gen.model_device(self.net)
+
+    def encode(self, strings: Sequence[str], batch_size: int = 1000) -> Tensor:
+        """Latents ``z [N x d]`` (CPU, float32) of ``strings`` (SMILES or expressions).
+
+        Raises:
+            GrammarError: an input does not parse (the message names its position).
+        """
+        return gen.encode_strings(self.net, self.grammar, list(strings), batch_size)
+
+    def decode(self, z: Tensor, mode: str = "argmax", attempts: int = 1, seed: int | None = None,
+               constraints: str = "auto", batch_size: int = 2000) -> gen.Decoded:
+        """Strings of latents ``z [N x d]``: a list of N strings, ``None`` where invalid or
+        incomplete, with ``.reasons`` (why each failed) and ``.raw`` (the decoded form).
+
+        ``mode="sample"`` with ``attempts=k`` keeps the most frequent valid of k sampled decodes.
+        """
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        return gen.decode_latents(self.net, self.grammar, z, mode=mode, attempts=attempts, generator=generator,
+                                  batch_size=batch_size, constraints=constraints)
+
+    def latents(self, n: int, component: int | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """``n x d`` draws from the prior, or from its mixture component ``component``."""
+        if component is None:
+            return gen.prior_latents(self.net, n, generator)
+        return gen.component_latents(self.net, component, n, generator)
+
+    def sample(self, n: int, component: int | None = None, seed: int = 0, **decode: Any) -> gen.Decoded:
+        """Decoded prior samples (``component``: from one mixture component); see :meth:`decode`."""
+        z = self.latents(n, component, torch.Generator().manual_seed(seed))
+        return self.decode(z, **decode)
+
+
+def load(name_or_path: str | Path = "zinc", device: str = "cpu") -> Model:
+    """Load a shipped model or a checkpoint.
+
+    Args:
+        name_or_path: ``zinc`` (the default SMILES model: ``zinc-kekule-gmm-cpu`` when
+            shipped, else ``zinc-gmm-cpu``), ``expr``, a shipped name (``zinc-gmm-cpu``,
+            ``expr-gmm-cpu``, ...) or a ``best.pt`` / ``last.pt`` path.
+        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
+
+    Example:
+        >>> m = molshape.load("expr")
+        >>> z = m.encode(["x*sin(x)", "1+x"])     # [2 x 25]
+        >>> m.decode(z)                            # 2 expressions (None where a decode fails)
+    """
+    path = resolve_model(name_or_path)
+    net, grammar, ckpt = open_model(path, resolve_device(device))
+    return Model(net, grammar, ckpt, path)
+
+
+def score(strings: Sequence[str], target: str = "logp", workers: int | None = None) -> pd.DataFrame:
+    """Scores of molecules (``logp``: GVAE penalized logP with its logp / sa / cycle terms;
+    ``qed``) or expressions (``expr``: GVAE expression score, lower is better).
+
+    Returns:
+        One row per input: ``input, valid, score, [logp, sa, cycle,] reason``.
+    """
+    return pd.DataFrame(score_rows(target, list(strings), workers, progress=False))
+
+
+@dataclass
+class OptimizeResult:
+    """What :func:`optimize` returns: the summary and the run folder with its files."""
+
+    summary: dict[str, Any]
+    out_dir: Path
+    higher_is_better: bool = field(default=True)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every proposal (``proposals.csv``): seed, iteration, index, valid, string, score, ..."""
+        return pd.read_csv(self.out_dir / "proposals.csv")
+
+    def top(self, k: int = 10) -> pd.DataFrame:
+        """The ``k`` best distinct valid proposals."""
+        df = self.to_frame()
+        df = df[df["valid"].astype(bool)].sort_values("score", ascending=not self.higher_is_better, kind="stable")
+        return df.drop_duplicates("string").head(k).reset_index(drop=True)
+
+
+def optimize(model: Model, target: str | None = None, out_dir: str | Path | None = None, *,
+             config: OptimizeConfig | None = None, init: str = "auto", n_init: int | None = None,
+             data: str | Path | None = None, attempts: int = 1, constraints: str = "auto",
+             device: str | torch.device = "cpu", workers: int = 1, worker_threads: int = 1,
+             progress: bool = False, **options: Any) -> OptimizeResult:
+    """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
+    ``expr`` for expressions) with a loaded model.
+
+    Args:
+        config: the protocol (:class:`~molshape.bo.loop.OptimizeConfig`); or give its fields
+            as keyword ``options`` (``seeds=1, iterations=3, batch=20``, ``surrogate=
+            SurrogateConfig(...)`` or a dict).
+        out_dir: run folder (default ``runs/optimize-<target>-<time>``); a folder holding
+            the same run resumes it.
+        init / n_init / data / attempts / constraints: see :func:`molshape.bo.problem.build_problem`.
+
+    Returns:
+        :class:`OptimizeResult` (``.summary``, ``.top(k)``, ``.to_frame()``).
+    """
+    target = target or default_target(model.grammar)
+    if target is None:
+        raise ValueError(f"model grammar {model.grammar.name!r} has no default target; pass target=")
+    if config is None:
+        if isinstance(options.get("surrogate"), dict):
+            options["surrogate"] = SurrogateConfig(**options["surrogate"])
+        config = OptimizeConfig(**options)
+    elif options:
+        config = dataclasses.replace(config, **options)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"optimize-{target}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
+                           checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
+                           device=device, progress=progress, workers=workers, worker_threads=worker_threads,
+                           constraints=constraints)
+    return OptimizeResult(summary, out, get_target(target).higher_is_better)

@@ -1,0 +1,256 @@
+"""``molshape train``: train a grammar autoencoder (gmm, vae, rae, ae) on SMILES or expressions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from molshape.core.atomic import remove_stale_temps
+from molshape.core.checkpoint import CheckpointError
+from molshape.grammar.cfg import GRAMMARS
+from molshape.gvae.model import PRESET_NAMES
+from molshape.latent.objectives import OBJECTIVES
+from molshape.cli.common import (device_option, emit_summary, json_option, resolve_preset, seed_option,
+                                      set_threads, threads_option, write_run_config)
+from molshape.core.rundir import RunLock, RunLocked, leftovers
+
+
+@click.command(name="train", epilog="Run folders are never overwritten: a fresh run refuses a folder that holds "
+               "files (use --resume to continue it or --force to start over), a second run into a folder in use "
+               "refuses (lock file OUT/.lock), and config.json is written only once the checks pass. "
+               "Checkpoints, metrics.csv and curves.png are replaced atomically after every epoch.")
+@click.option("--grammar", "grammar_name", type=click.Choice(GRAMMARS), default="smiles",
+              show_default=True, help="smiles (GVAE's grammar), smiles_kekule (Kekulé SMILES with semantic "
+                                      "constraints: every complete decode is a valid molecule) or expr.")
+@click.option("--model", "objective", type=click.Choice(OBJECTIVES), default="gmm", show_default=True,
+              help="Latent objective: gmm (GMM-DAE), vae (GVAE), rae (RAE), ae (none).")
+@click.option("--preset", type=click.Choice(["auto", *PRESET_NAMES]), default="auto", show_default=True,
+              help="Model sizes: paper = GVAE's, cpu = small enough for ~1 h of CPU training; "
+                   "auto = paper on CUDA, cpu otherwise.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Data file (default: the standard set).")
+@click.option("--limit", type=int, default=None, help="Train on the first N training items.")
+@click.option("--valid-limit", type=int, default=None, help="Validate/test on the first N items.")
+@click.option("--epochs", type=int, default=None, help="Default: the preset's.")
+@click.option("--batch-size", type=int, default=None, help="Default: the preset's.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-3).")
+@click.option("--latent-dim", type=int, default=None)
+@click.option("--hidden", type=int, default=None, help="Decoder GRU width.")
+@click.option("--layers", type=int, default=None, help="Decoder GRU layers.")
+@click.option("--components", type=int, default=None, help="gmm: mixture components K (default 10).")
+@click.option("--std", type=float, default=None, help="gmm: component std s (default 1).")
+@click.option("--layout", type=click.Choice(["spread", "basis", "standard"]), default=None,
+              help="gmm: centre layout (default spread).")
+@click.option("--lambda-rec", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Reconstruction weight, > 0 (default: the heuristic).")
+@click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
+@click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget: stop at the first step past it, validate and checkpoint (the last "
+                   "epoch may be partial; --resume starts the next one).")
+@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Clip the gradient norm to this value (default: no clipping, as GVAE).")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@threads_option
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: runs/<grammar>-<model>-<preset>.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (same --model, grammar and data).")
+@click.option("--force", is_flag=True, help="Start afresh in a folder holding an earlier run, deleting its "
+              "checkpoints, metrics and config (without it, such a folder is refused).")
+# Over 60 lines: option validation and run-folder checks for many options; the work is
+# molshape.gvae.training.train_grammar.
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@device_option
+@seed_option
+@json_option
+def command(grammar_name: str, objective: str, preset: str, data: Path | None, limit: int | None,
+            valid_limit: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
+            latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
+            std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
+            no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
+            out: Path | None, resume: bool, force: bool, no_progress: bool, device: str, seed: int,
+            as_json: bool) -> None:
+    """Train a grammar autoencoder; writes last.pt, best.pt, metrics.csv, curves.png, config.json.
+
+    Runs data-parallel under ``torchrun --nproc_per_node N -m molshape train ...``.
+    """
+    import torch
+
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.gvae.model import PRESETS
+    from molshape.gvae.training import TRAIN_DEFAULTS
+    from molshape.training.fit import TrainConfig
+
+    for name, value in (("--limit", limit), ("--epochs", epochs), ("--batch-size", batch_size),
+                        ("--valid-limit", valid_limit)):
+        if value is not None and value < 1:
+            raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if resume and force:
+        raise click.UsageError("--resume continues a run and --force starts over; pass one of them")
+    set_threads(threads)
+    preset = resolve_preset(preset, device)
+    defaults = TRAIN_DEFAULTS[grammar_name][preset]
+    model_cfg = PRESETS[grammar_name][preset].replace(
+        objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, n_components=components,
+        std=std, layout=layout, lambda_rec=lambda_rec, decoder_feed_rules=feed_rules)
+    train_cfg = TrainConfig(
+        epochs=epochs or defaults["epochs"], batch_size=batch_size or defaults["batch_size"],
+        lr=lr or TrainConfig.lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
+        valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
+        max_minutes=max_minutes, grad_clip=grad_clip)
+    out = out or Path("runs") / f"{grammar_name}-{objective}-{preset}"
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the folder
+    lock = RunLock(out)
+    created = not out.exists()
+    if rank0:
+        try:
+            lock.acquire()
+        except RunLocked as e:
+            raise click.UsageError(str(e)) from None
+    ok = False
+    try:
+        previous = _check_folder(out, grammar_name, resume, force) if rank0 else None
+        prepared = _load_data(grammar_name, data, train_cfg.limit, not no_progress)
+        if previous is not None:
+            _check_same_data(previous, prepared, out)
+            model_cfg = model_cfg.from_dict(previous["model_config"])  # the checkpoint's model wins
+        params: dict[str, Any] = {"grammar": grammar_name, "preset": preset, "data": prepared.source,
+                                  "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+                                  "resume": resume, "threads": torch.get_num_threads()}
+        if rank0:
+            if force:
+                _clear_run(out)
+            remove_stale_temps(out)  # temp files of a killed run; we hold the lock, so none is in use
+            write_run_config(out, params)
+        summary = _train(model_cfg, train_cfg, prepared, out, resume)
+        ok = True
+    finally:
+        lock.release()
+        if rank0 and created and not ok and not leftovers(out):
+            _remove_empty(out)  # a refused or failed first run leaves no empty folder behind
+    if summary.get("rank", 0) != 0:
+        return
+    summary["out"] = str(out)
+    emit_summary(summary, as_json, _human)
+
+
+#: what a training run writes (``--force`` deletes these, and only these)
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")
+#: options that define the model: on --resume, a value typed that differs from the checkpoint's is refused
+MODEL_OPTIONS = {"objective": ("--model", "objective"), "latent_dim": ("--latent-dim", "latent_dim"),
+                 "hidden": ("--hidden", "dec_hidden"), "layers": ("--layers", "dec_layers"),
+                 "components": ("--components", "n_components"), "std": ("--std", "std"),
+                 "layout": ("--layout", "layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
+                 "feed_rules": ("--feed-rules", "decoder_feed_rules")}
+
+
+def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Refuse a folder that a fresh run would overwrite; for --resume, the checkpoint to continue.
+
+    Returns:
+        the ``last.pt`` dict with --resume, else None.
+    """
+    found = leftovers(out)
+    if not resume:
+        if found and not force:
+            raise click.UsageError(f"{out} already holds a run ({', '.join(found[:5])}"
+                                   f"{', ...' if len(found) > 5 else ''}); pass --resume to continue it, "
+                                   "--force to replace it, or choose another --out")
+        return None
+    last = out / "last.pt"
+    if not last.is_file():
+        raise click.UsageError(f"--resume: no checkpoint at {last}; start without --resume")
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.core.checkpoint import check_model_checkpoint, load_checkpoint
+    from molshape.grammar.cfg import load_grammar
+
+    ckpt = load_checkpoint(last)
+    check_model_checkpoint(ckpt, last)
+    for key in ("epoch", "split", "data", "optimizer"):
+        if key not in ckpt:
+            raise CheckpointError(last, f"is not a training checkpoint (no {key!r}); start a new run")
+    if ckpt["grammar"] != grammar_name:
+        raise click.UsageError(f"--resume: {last} was trained on grammar {ckpt['grammar']!r}, not "
+                               f"{grammar_name!r}; pass --grammar {ckpt['grammar']}")
+    check_model_checkpoint(ckpt, last, load_grammar(grammar_name))
+    _check_same_model(ckpt["model_config"], last)
+    return ckpt
+
+
+def _check_same_model(saved: dict[str, Any], last: Path) -> None:
+    """Refuse model options typed on the command line that differ from the checkpoint's."""
+    ctx = click.get_current_context()
+    for param, (flag, key) in MODEL_OPTIONS.items():
+        if ctx.get_parameter_source(param) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param]
+        if key in saved and saved[key] != value:
+            raise click.UsageError(f"--resume: {last} has {flag.lstrip('-')} {saved[key]!r}, not {value!r}; "
+                                   f"drop {flag} to continue it, or start a new run in another --out")
+
+
+def _check_same_data(ckpt: dict[str, Any], prepared: Any, out: Path) -> None:
+    if ckpt["data"].get("sha256") != prepared.source_sha256:
+        raise click.UsageError(f"--resume: {out / 'last.pt'} was trained on other data ({ckpt['data'].get('source')}),"
+                               f" not {prepared.source}; pass the same --data")
+
+
+def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress: bool) -> Any:
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.data.datasets import load_dataset
+
+    if data is not None and data.is_dir():
+        raise click.BadParameter(f"{data} is a directory, not a data file", param_hint="--data")
+    if data is not None and data.is_file() and data.suffix != ".gz" and not data.read_bytes().strip():
+        raise click.ClickException(f"{data}: the data file is empty; it needs one string a line")
+    try:
+        return load_dataset(grammar_name, data=data, limit=limit, progress=progress)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"{data or 'the data file'}: not UTF-8 text ({e.reason} at byte {e.start} "
+                                   "of a block); convert it to UTF-8") from None
+    except ValueError as e:  # e.g. too few records for the split
+        raise click.ClickException(f"{data or 'the standard data set'}: {e}") from None
+
+
+def _train(model_cfg: Any, train_cfg: Any, prepared: Any, out: Path, resume: bool) -> dict[str, Any]:
+    import torch
+
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.gvae.training import train_grammar
+
+    if len(prepared.lengths) == 0:
+        raise click.ClickException(f"{prepared.source}: no trainable strings in the data file")
+    try:
+        return train_grammar(model_cfg, train_cfg, prepared, out, resume=resume)
+    except (FileNotFoundError, ValueError) as e:  # data mismatch, empty split
+        raise click.ClickException(str(e)) from e
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _remove_empty(out: Path) -> None:
+    for p in out.iterdir():  # only the lock and temp files are left (see leftovers)
+        p.unlink(missing_ok=True)
+    out.rmdir()
+
+
+def _clear_run(out: Path) -> None:
+    """--force: delete the earlier run's files (others, such as evaluation folders, stay)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _human(s: dict[str, Any]) -> str:
+    last = s.get("last", {})
+    stop = " (stopped by --max-minutes)" if s.get("stopped_by_time_limit") else ""
+    lines = [f"trained {s['epochs']} epochs{stop} in {s['wall_s']:.0f} s ({s['items_per_s'] or 0:.0f} items/s) -> {s['out']}",
+             f"best valid loss {s['best_valid_loss']:.4g}; last valid recon acc {last.get('valid_recon_acc', float('nan')):.3f}"]
+    if "test_recon_acc" in s:
+        lines.append(f"test reconstruction accuracy (best.pt): {s['test_recon_acc']:.3f}")
+    return "\n".join(lines)

@@ -1,1 +1,0 @@
-"""One module per ``molshape`` subcommand; each exposes a click command named ``command``."""

@@ -1,0 +1,1 @@
+"""Foundations every layer may use: atomic files, checkpoints, run folders, caches, devices, seeds."""

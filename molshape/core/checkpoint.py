@@ -1,0 +1,119 @@
+"""Checkpoints: one plain dict per file, written atomically, read with ``weights_only=True``.
+
+A checkpoint holds only tensors and plain Python values (dicts, lists, str, int, float,
+bool, None) so that :func:`load_checkpoint` never unpickles arbitrary objects. Files that
+are not such a dict (empty, truncated, random bytes, text, a pickled list, a pickle that
+would run code) raise :class:`CheckpointError` with a short reason; torch's own message is
+never passed on, as it may advise ``weights_only=False``, which molshape never uses.
+
+Model checkpoints carry :data:`FORMAT_KEY` (absent in files from before it existed, which
+count as format 1); :func:`check_model_checkpoint` checks one before it is used.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from molshape.core.atomic import atomic_write
+
+#: key and current value of the checkpoint format version
+FORMAT_KEY = "format_version"
+FORMAT_VERSION = 1
+#: keys every grammar-model checkpoint has
+MODEL_KEYS = ("model", "model_config", "grammar", "grammar_hash")
+
+
+class CheckpointError(ValueError):
+    """A file is not a (usable) molshape checkpoint.
+
+    Attributes:
+        path: the file.
+        reason: a short reason, one sentence without the path.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"checkpoint {self.path}: {reason}")
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``obj`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    A run killed mid-write leaves the previous checkpoint intact.
+    """
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is not a checkpoint dict (with the reason).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(path, "is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "the file is empty")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(path, _unpickling_reason(e)) from None
+    except OSError:
+        raise
+    except Exception as e:  # torch's legacy reader fails on garbage with many types (KeyError, IndexError, ...)
+        raise CheckpointError(path, f"not a torch checkpoint, or truncated ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(path, f"holds a {type(obj).__name__}, not a molshape checkpoint (a dict)")
+    return obj
+
+
+def _unpickling_reason(e: pickle.UnpicklingError) -> str:
+    # torch's message advises weights_only=False; say what happened without that advice
+    if "unsupported global" in str(e).lower():
+        return "holds objects other than tensors and plain values, which molshape never loads"
+    return "not a torch checkpoint (not a pickle molshape can read safely), or truncated"
+
+
+def check_model_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, grammar: Any | None = None) -> None:
+    """Refuse a dict that is not a grammar-model checkpoint molshape can use.
+
+    Checks the format version, the kind, the keys and their types and, with ``grammar``
+    (a :class:`~molshape.grammar.cfg.Grammar`), that the checkpoint was trained on that grammar file.
+
+    Raises:
+        CheckpointError: with the first problem found.
+    """
+    version = ckpt.get(FORMAT_KEY, 1)  # files from before the key existed are format 1
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(path, f"has an invalid {FORMAT_KEY} {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(path, f"has format {version}, newer than this molshape reads ({FORMAT_VERSION}); "
+                                    "upgrade molshape")
+    kind = ckpt.get("kind", "grammar")
+    if kind != "grammar":
+        raise CheckpointError(path, f"holds a {kind!r} model, not a grammar autoencoder")
+    missing = [k for k in MODEL_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(path, f"is not a molshape model checkpoint (missing {', '.join(missing)})")
+    if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise CheckpointError(path, "its 'model' entry is not a dict of tensors")
+    if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["grammar"], str):
+        raise CheckpointError(path, "its 'model_config' or 'grammar' entry has the wrong type")
+    if grammar is not None and ckpt["grammar_hash"] != grammar.hash:
+        raise CheckpointError(path, f"was trained with another version of grammar {grammar.name!r} "
+                                    f"(hash {str(ckpt['grammar_hash'])[:12]} != {grammar.hash[:12]})")

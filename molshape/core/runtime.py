@@ -1,0 +1,86 @@
+"""Device choice, seeding and cache folders: the few facts every command shares."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; else ``cpu``, ``cuda[:N]`` or ``mps``.
+
+    Raises:
+        ValueError: one sentence naming the option, for a name torch does not know or a
+            device this machine lacks.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's message lists every backend it was built with
+        raise ValueError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device}: molshape runs on cpu, cuda or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def cache_dir() -> Path:
+    """Where large prepared data (parsed ZINC, downloads, encoded latents) lives.
+
+    ``MOLSHAPE_CACHE_DIR`` overrides the per-user cache folder; never inside the repository.
+    """
+    env = os.environ.get("MOLSHAPE_CACHE_DIR")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir("molshape"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with non-finite floats replaced by ``None`` (NaN is not JSON)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
+# -- seed mixing: how one --seed becomes the seeds of a run's random streams ----------------
+#: batch order of epoch ``e`` of a training run: ``seed * EPOCH_STRIDE + e`` (a prime stride)
+EPOCH_STRIDE = 1_000_003
+#: iteration ``it`` of BO seed ``s``: ``s * BO_STRIDE + it``
+BO_STRIDE = 100_003
+#: epoch ``e`` of an image classifier: ``seed * CLASSIFIER_STRIDE + e``
+CLASSIFIER_STRIDE = 1000
+#: the fixed validation batches of grammar training (the same buckets every epoch)
+VALID_BATCH_SEED = 12345
+#: ``seed + PROBE_SEED_OFFSET``: latents that time decoding for a big run's cost estimate
+PROBE_SEED_OFFSET = 1
+#: ``seed + EXPOST_SEED_OFFSET``: the image evaluation's ex-post GMM samples
+EXPOST_SEED_OFFSET = 2

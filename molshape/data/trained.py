@@ -1,0 +1,36 @@
+"""The data a checkpoint was trained on: the one loader every command uses (evaluate, decode
+``--source expost``, optimize ``--init data``), so they all see exactly the model's rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from molshape.data.datasets import PreparedData, load_dataset
+from molshape.grammar.cfg import Grammar
+
+
+def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None = None) -> PreparedData:
+    """The :class:`molshape.data.datasets.PreparedData` whose rows ``checkpoint["split"]`` indexes.
+
+    ``molshape train --limit N`` prepares only the first N training records (rows are then
+    those of the limited data), so the same limit is applied here.
+
+    Raises:
+        ValueError: the data found is not the checkpoint's (sha256), or the split does not fit it.
+    """
+    limit = (checkpoint.get("train_config") or {}).get("limit")
+    prepared = load_dataset(grammar.name, data, limit=limit, progress=False)
+    want = (checkpoint.get("data") or {}).get("sha256")
+    if want and prepared.source_sha256 != want:
+        raise ValueError(f"data {prepared.source} (sha256 {prepared.source_sha256[:12]}) is not the data the "
+                         f"checkpoint was trained on (sha256 {want[:12]}); pass --data with that file")
+    biggest = max((int(v.max()) for v in checkpoint["split"].values() if len(v)), default=-1)
+    if biggest >= len(prepared):
+        raise ValueError(f"the checkpoint's split indexes row {biggest} but {prepared.source} has "
+                         f"{len(prepared)} rows (limit {limit}); was it trained on other data?")
+    return prepared
+
+
+def training_strings(checkpoint: dict, prepared: PreparedData) -> list[str]:
+    """The strings of the checkpoint's training rows, in split order."""
+    return [prepared.strings[int(i)] for i in checkpoint["split"]["train"]]

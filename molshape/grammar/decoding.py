@@ -1,0 +1,317 @@
+"""Masked grammar decoding: logits -> production sequences that the grammar accepts.
+
+GVAE's decoder (Kusner et al. 2017) keeps a stack of nonterminals, start symbol first.
+At each step it pops the top (an empty stack gives the padding symbol ``Nothing``),
+allows only productions whose left side is that symbol, picks one (argmax, or a sample
+by the Gumbel-max trick) and pushes the nonterminals of its right side in reverse
+order, so that the leftmost one is expanded next. Productions needing a symbol with no
+production (29 and 31 of the SMILES grammar) are masked everywhere and never chosen.
+
+Here the whole batch moves in lock step on the model's device: the stacks are one
+``[B x depth]`` tensor with a ``[B]`` top pointer, and one step is a handful of tensor
+operations on ``[B x G]`` tensors, G the most productions any symbol has (10 for SMILES,
+against 76 rules): gather the top symbol, gather its candidate rules' logits, argmax,
+scatter the pushed symbols. There is no
+per-molecule Python loop; :func:`reference_decode` is that loop, kept as the oracle for
+tests and ``scripts/bench_decode.py``.
+
+A sequence whose stack is still not empty after ``max_length`` steps is reported as
+incomplete (``complete[b] == False``), never cut into a wrong string.
+
+Example:
+    >>> dec = StackDecoder(load_grammar("smiles"))
+    >>> out = dec.decode(model, z, mode="sample", generator=torch.Generator().manual_seed(0))
+    >>> out.rules.shape, out.complete.float().mean()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from molshape.grammar.cfg import Grammar
+from molshape.grammar.semantics import ReferenceSemantics, SmilesSemantics, semantics_for
+
+MODES = ("argmax", "sample")
+#: Decoding constraints: ``grammar`` (GVAE's masks only), ``semantic`` (valence, rings and
+#: length too; grammars that support it), ``auto`` (semantic wherever supported).
+CONSTRAINTS = ("auto", "semantic", "grammar")
+
+
+class StepDecoder(Protocol):
+    """What :meth:`StackDecoder.decode` needs from a model (see ``molshape.gvae.model``)."""
+
+    def decoder_init(self, z: Tensor) -> object: ...
+
+    def decoder_step(self, state: object, prev_rule: Tensor) -> tuple[Tensor, object]: ...
+
+
+@dataclass
+class DecodeResult:
+    """Decoded production sequences.
+
+    Attributes:
+        rules: ``B x T`` long rule ids, padded with ``grammar.pad`` once complete.
+        complete: ``B`` bool: the stack emptied within ``T`` steps.
+        lengths: ``B`` long: number of non-pad rules (``T`` when incomplete).
+    """
+
+    rules: Tensor
+    complete: Tensor
+    lengths: Tensor
+
+    def cpu(self) -> "DecodeResult":
+        return DecodeResult(self.rules.cpu(), self.complete.cpu(), self.lengths.cpu())
+
+
+def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Standard Gumbel noise ``-log(-log U)`` of ``shape`` on ``device``.
+
+    Drawn on the generator's own device and moved, so that a seeded CPU generator gives
+    the same samples whether the model runs on CPU or CUDA.
+    """
+    gen_device = generator.device if generator is not None else device
+    u = torch.rand(shape, generator=generator, device=gen_device)
+    # clamp keeps log finite at u == 0 (tiny bias, far below sampling noise)
+    g = -torch.log(-torch.log(u.clamp_(min=1e-20)))
+    return g.to(device, non_blocking=True)
+
+
+class StackDecoder:
+    """Vectorised masked decoder of one grammar.
+
+    Args:
+        grammar: the grammar whose masks and right-hand sides drive the stack.
+        max_length: number of decoding steps T (default ``grammar.max_length``).
+    """
+
+    def __init__(self, grammar: Grammar, max_length: int | None = None,
+                 semantics: SmilesSemantics | None = None, guide: bool = True) -> None:
+        self.grammar = grammar
+        self.max_length = max_length or grammar.max_length
+        self.semantics = semantics
+        self.guide = guide
+        self.max_rhs = max(max((len(r) for r in grammar.rhs_nonterminals), default=0), 1)
+        rev = torch.full((grammar.n_productions, self.max_rhs), grammar.pad_symbol, dtype=torch.long)
+        for i, rhs in enumerate(grammar.rhs_nonterminals):
+            if rhs:
+                rev[i, : len(rhs)] = torch.tensor(rhs[::-1])  # reversed: leftmost ends on top
+        self._rhs_rev = rev  # [R, max_rhs]
+        self._rhs_len = torch.tensor([len(r) for r in grammar.rhs_nonterminals], dtype=torch.long)  # [R]
+        # Candidates per symbol: its allowed rule ids ascending (ties go to the lowest id, as
+        # argmax does), padded to the widest symbol; padding repeats the first id and is
+        # scored -inf. A step then scores B x G candidates instead of B x R rules.
+        allowed = [[r for r in range(grammar.n_productions) if grammar.masks[s, r]] for s in range(grammar.n_symbols)]
+        self.n_candidates = max(len(a) for a in allowed)
+        cand = torch.full((grammar.n_symbols, self.n_candidates), grammar.pad, dtype=torch.long)
+        cand_neg = torch.full((grammar.n_symbols, self.n_candidates), float("-inf"))
+        for s, a in enumerate(allowed):
+            if a:  # a symbol with no production is never pushed
+                cand[s, : len(a)] = torch.tensor(a)
+                cand[s, len(a):] = a[0]
+                cand_neg[s, : len(a)] = 0.0
+        self._cand, self._cand_neg = cand, cand_neg  # [S, G]
+        # Column 0 is a sentinel holding the pad symbol, so an empty stack (top == 0) reads
+        # as ``Nothing`` with no branch. Each step pops one and pushes at most max_rhs.
+        self.depth = 2 + self.max_length * max(self.max_rhs - 1, 0) + self.max_rhs
+        self._tables: dict[torch.device, dict[str, Tensor]] = {}
+
+    def _on(self, device: torch.device) -> dict[str, Tensor]:
+        if device not in self._tables:
+            self._tables[device] = {"cand": self._cand.to(device), "cand_neg": self._cand_neg.to(device),
+                                    "rhs_rev": self._rhs_rev.to(device), "rhs_len": self._rhs_len.to(device),
+                                    "arange": torch.arange(1, self.max_rhs + 1, device=device)}
+        return self._tables[device]
+
+    # -- the stack machine -------------------------------------------------------
+    def _start(self, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        stack = torch.full((batch, self.depth), self.grammar.pad_symbol, dtype=torch.long, device=device)
+        stack[:, 1] = self.grammar.start
+        top = torch.ones(batch, dtype=torch.long, device=device)  # index of the top symbol; 0 = empty
+        return stack, top
+
+    def _symbols(self, stack: Tensor, top: Tensor) -> Tensor:
+        """``[B x 1]`` symbol on top of each stack (the pad symbol when empty)."""
+        return stack.gather(1, top.unsqueeze(1))
+
+    def _push(self, rule: Tensor, stack: Tensor, top: Tensor) -> None:
+        """Pop the top and push the right side of ``rule [B]`` reversed; in place."""
+        t = self._on(rule.device)
+        top.sub_(1).clamp_(min=0)
+        # Slots past rhs_len lie above the new top, so writing filler there is harmless.
+        # (index_select: much cheaper per call than advanced indexing on small tensors)
+        stack.scatter_(1, top.unsqueeze(1) + t["arange"], t["rhs_rev"].index_select(0, rule))
+        top.add_(t["rhs_len"].index_select(0, rule))
+
+    def _choose(self, logits: Tensor, symbol: Tensor, mode: str, generator: torch.Generator | None,
+                allowed: Tensor | None = None) -> Tensor:
+        """Rule ``[B]`` among those allowed for ``symbol [B x 1]``, scored by ``logits [B x R]``.
+
+        Sampling adds Gumbel noise to the allowed candidates only (``B x G`` per step),
+        which is the Gumbel-max trick on the masked softmax.
+        """
+        t = self._on(logits.device)
+        sym = symbol.squeeze(1)
+        cand = t["cand"].index_select(0, sym)  # [B, G]
+        scores = logits.gather(1, cand).float() + t["cand_neg"].index_select(0, sym)
+        if allowed is not None:  # semantic constraints: [B x R] rules that keep the molecule valid
+            scores = scores.masked_fill(~allowed.gather(1, cand), float("-inf"))
+        if mode == "sample":
+            scores += gumbel_noise(tuple(scores.shape), generator, scores.device)
+        return cand.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+
+    def _allowed(self, sem, t: int) -> Tensor | None:
+        """Semantically allowed rules at step ``t`` (None without semantic constraints)."""
+        return None if sem is None else self.semantics.allowed(sem, self.max_length - t - 1, self.guide)
+
+    def _check_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def _finish(self, rules: list[Tensor], top: Tensor, batch: int, device: torch.device) -> DecodeResult:
+        pad = self.grammar.pad
+        out = torch.full((batch, self.max_length), pad, dtype=torch.long, device=device)
+        if rules:
+            out[:, : len(rules)] = torch.stack(rules, dim=1)
+        return DecodeResult(out, top == 0, (out != pad).sum(dim=1))
+
+    @torch.no_grad()
+    def decode_logits(self, logits: Tensor, mode: str = "argmax",
+                      generator: torch.Generator | None = None) -> DecodeResult:
+        """Decode precomputed logits (GVAE-style decoders that emit all steps at once).
+
+        Args:
+            logits: ``B x T x R`` unnormalised scores; ``T`` may be shorter than
+                ``max_length`` (sequences still open then are incomplete).
+            mode: ``argmax`` or ``sample`` (Gumbel-max).
+            generator: seeds the Gumbel noise.
+
+        Returns:
+            :class:`DecodeResult` with ``rules [B x max_length]``.
+        """
+        self._check_mode(mode)
+        if logits.dim() != 3 or logits.shape[2] != self.grammar.n_productions:
+            raise ValueError(f"logits must be [B x T x {self.grammar.n_productions}], got {tuple(logits.shape)}")
+        batch, steps = logits.shape[0], min(logits.shape[1], self.max_length)
+        stack, top = self._start(batch, logits.device)
+        sem = self.semantics.init(batch, logits.device) if self.semantics is not None else None
+        rules: list[Tensor] = []
+        for t in range(steps):
+            rule = self._choose(logits[:, t], self._symbols(stack, top), mode, generator, self._allowed(sem, t))
+            self._push(rule, stack, top)
+            if sem is not None:
+                self.semantics.update(sem, rule)
+            rules.append(rule)
+            if t % 16 == 15 and not bool(top.any()):  # a host sync; done sparingly
+                break
+        return self._finish(rules, top, batch, logits.device)
+
+    @torch.no_grad()
+    def decode(self, model: StepDecoder, z: Tensor, mode: str = "argmax",
+               generator: torch.Generator | None = None) -> DecodeResult:
+        """Decode latents step by step, feeding each chosen rule back to the model.
+
+        Models whose decoder ignores the fed-back rule (GVAE's, ``decoder_feed_rules``
+        False) take one ``model.decode_logits`` call instead: identical logits, and one
+        full-sequence GRU call is far faster than ``max_length`` single steps.
+
+        Args:
+            model: has ``decoder_init(z)`` and ``decoder_step(state, prev_rule)``.
+            z: ``B x d`` latents (on the model's device).
+            mode: ``argmax`` or ``sample`` (Gumbel-max).
+            generator: seeds the Gumbel noise.
+
+        Returns:
+            :class:`DecodeResult` with ``rules [B x max_length]``.
+        """
+        self._check_mode(mode)
+        config = getattr(model, "config", None)
+        if config is not None and not getattr(config, "decoder_feed_rules", True) and hasattr(model, "decode_logits"):
+            return self.decode_logits(model.decode_logits(z, self.max_length), mode, generator)
+        batch, device = z.shape[0], z.device
+        stack, top = self._start(batch, device)
+        state = model.decoder_init(z)
+        # Before the first step there is no previous rule; the pad rule stands in for it.
+        prev = torch.full((batch,), self.grammar.pad, dtype=torch.long, device=device)
+        sem = self.semantics.init(batch, device) if self.semantics is not None else None
+        rules: list[Tensor] = []
+        for t in range(self.max_length):
+            logits, state = model.decoder_step(state, prev)
+            prev = self._choose(logits, self._symbols(stack, top), mode, generator, self._allowed(sem, t))
+            self._push(prev, stack, top)
+            if sem is not None:
+                self.semantics.update(sem, prev)
+            rules.append(prev)
+            # Stop the (expensive) model once every stack is empty; the rest is padding.
+            if t % 8 == 7 and not bool(top.any()):
+                break
+        return self._finish(rules, top, batch, device)
+
+
+def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | None = None,
+                 guide: bool = True) -> StackDecoder:
+    """A :class:`StackDecoder` for ``grammar`` under the chosen constraints.
+
+    Semantic decoding also steers ring closures towards rings of at most 8 atoms
+    (``guide``; :meth:`molshape.semantics.SmilesSemantics.guidance`), a
+    preference that never overrides validity.
+
+    Raises:
+        ValueError: ``semantic`` was asked of a grammar without semantic constraints.
+    """
+    if constraints not in CONSTRAINTS:
+        raise ValueError(f"constraints must be one of {CONSTRAINTS}, got {constraints!r}")
+    sem = semantics_for(grammar) if constraints != "grammar" else None
+    if constraints == "semantic" and sem is None:
+        raise ValueError(f"grammar {grammar.name!r} has no semantic constraints; use --constraints grammar "
+                         "or a model trained on smiles_kekule")
+    return StackDecoder(grammar, max_length=max_length, semantics=sem, guide=guide)
+
+
+def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = None,
+                     max_length: int | None = None, semantics: bool = False) -> DecodeResult:
+    """The same algorithm one molecule at a time with Python lists (the oracle).
+
+    Args:
+        grammar: the grammar.
+        scores: ``B x T x R`` logits; the best allowed rule is taken at each step.
+        noise: optional ``B x T x G`` Gumbel noise added to the allowed candidates in
+            ascending rule order (what :class:`StackDecoder` draws when sampling).
+        max_length: steps (default ``grammar.max_length``).
+        semantics: also apply the semantic constraints (per molecule,
+            :class:`molshape.grammar.semantics.ReferenceSemantics`).
+
+    Returns:
+        :class:`DecodeResult` on CPU.
+    """
+    T = max_length or grammar.max_length
+    allowed = [[r for r in range(grammar.n_productions) if grammar.masks[s, r]] for s in range(grammar.n_symbols)]
+    rows = scores.float().cpu().tolist()
+    noise_rows = noise.float().cpu().tolist() if noise is not None else None
+    out, complete = [], []
+    for b, row in enumerate(rows):
+        stack = [grammar.start]
+        seq = []
+        ref = ReferenceSemantics(grammar, T) if semantics else None
+        for t in range(min(T, len(row))):
+            symbol = stack.pop() if stack else grammar.pad_symbol
+            cands = allowed[symbol]
+            values = [row[t][r] for r in cands]
+            if noise_rows is not None:
+                values = [v + e for v, e in zip(values, noise_rows[b][t])]
+            if ref is not None:
+                ok = ref.allowed(T - t - 1)
+                values = [v if ok[r] else float("-inf") for v, r in zip(values, cands)]
+            rule = cands[values.index(max(values))]  # first maximum: the lowest rule id
+            if ref is not None:
+                ref.update(rule)
+            seq.append(rule)
+            stack.extend(reversed(grammar.rhs_nonterminals[rule]))
+        seq += [grammar.pad] * (T - len(seq))
+        out.append(seq)
+        complete.append(not stack)
+    rules = torch.tensor(out, dtype=torch.long)
+    return DecodeResult(rules, torch.tensor(complete), (rules != grammar.pad).sum(dim=1))

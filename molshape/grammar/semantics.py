@@ -1,0 +1,683 @@
+"""Semantic constraints for Kekulé SMILES: every complete decode is a valid molecule.
+
+The grammar ``grammars/smiles_kekule.cfg`` writes a molecule right-recursively, one atom
+at a time, in the order SMILES text has it::
+
+    chain -> atom rings              a new atom, then what follows it
+    rings -> ring rings | tail       ring-bond digits first ...
+    tail  -> '(' [bond] chain ')' tail | [bond] chain | (empty)   ... then branches, then the next atom
+
+Because the atom is chosen before anything that bonds to it, a decoder can keep exact
+bookkeeping beside the grammar stack (the idea of SD-VAE's attribute grammar, Dai et
+al. 2018) and allow only productions that keep the molecule completable:
+
+- **valence**: each atom has a bonding capacity (C 4, N 3, O 2, S 6, ``[NH+]`` 3 ...);
+  bonds, ring bonds and branches spend it, and nothing may exceed it. Kekulé SMILES has
+  no aromatic atoms, so valence alone decides validity (no kekulization can fail);
+- **ring bonds**: a digit closes a ring that is open, else opens one. A closure must
+  make a ring of 3 to 8 atoms (graph distance 2 to 7 between its ends, so never a
+  duplicate bond), and every ring must be closed before the end;
+- **length**: a production is allowed only if the molecule can still be completed,
+  rings closed and branches ended, in the steps that are left.
+
+The last rule is what makes the others safe. ``need`` is the number of steps of one
+explicit completion strategy (close the open rings one per new carbon, farthest first;
+then end every open chain); a production is allowed only if ``need`` after it fits in the
+steps left. The strategy's own move always lowers ``need`` by one, so the allowed set
+is never empty and no decode is ever incomplete or invalid. The strategy is a bound,
+not the optimum, so a few real molecules (0.1 % of ZINC250k, mostly rings of more than
+8 atoms) fall outside; :meth:`SmilesSemantics.violations` finds them.
+
+Everything is tensors over the batch, ``[B x ...]``, updated in the same lock step as
+:class:`molshape.grammar.decoding.StackDecoder`; :func:`reference_allowed` is a per-molecule
+version of the rules in plain Python, kept as the test oracle.
+"""
+
+# Over 400 lines on purpose: SmilesSemantics is one vectorised state machine (valence, rings,
+# length) whose update rules read each other's bookkeeping, and ReferenceSemantics is its
+# plain per-sequence twin that the tests compare it with; apart, neither reads on its own.
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from molshape.grammar.cfg import Grammar
+
+#: Bonding capacity of each atom token (sum of bond orders to heavy atoms). Organic-subset
+#: atoms take their largest usual valence (RDKit fills the rest with hydrogens); bracket
+#: atoms carry their hydrogens and charge, so what is left is fixed.
+CAPACITY = {
+    "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "Cl": 1, "Br": 1, "I": 1, "B": 3,
+    "[NH+]": 3, "[O-]": 1, "[NH2+]": 2, "[N+]": 4, "[NH3+]": 1, "[N-]": 2, "[S-]": 1,
+    "[OH+]": 2, "[NH-]": 1, "[PH]": 4, "[PH2]": 3,
+}
+BOND_ORDER = {"=": 2, "#": 3}
+#: A closure may make a ring of at most this many atoms (ZINC250k: 0.03 % have more).
+MAX_RING = 8
+MIN_RING = 3
+#: Decoding avoids structures beyond what 10,000 ZINC250k molecules (Kekulé form) have:
+#: branches nested deeper than 5, more than 6 rings open at once, 3 rings opened on one atom.
+GUIDE_MAX_DEPTH = 5
+GUIDE_MAX_OPEN = 6
+GUIDE_MAX_PER_ATOM = 2
+#: Decoding avoids this many CH2 in a row (ZINC250k: 0.005 % of molecules have such a chain).
+LONG_CHAIN = 8
+#: Branches nested deeper than this are not allowed (ZINC250k nests at most 4 deep).
+MAX_BRANCH_DEPTH = 12
+INF = 10_000
+#: Symbol names the constraints rely on.
+SYMBOLS = ("smiles", "chain", "atom", "rings", "ring", "tail", "bond")
+
+
+class Kind:
+    """What a production does to the bookkeeping (one integer code per rule)."""
+
+    OTHER, START, NEW_ATOM, ATOM, MORE_RINGS, RINGS_DONE, DIGIT = 0, 1, 2, 3, 4, 5, 6
+    BRANCH, BRANCH_BOND, BOND_CHAIN, CHAIN, END, BOND = 7, 8, 9, 10, 11, 12
+
+
+def _classify(grammar: Grammar) -> tuple[list[int], list[int]]:
+    """Per rule: its :class:`Kind` and an argument (capacity, ring slot or bond order)."""
+    kinds, args = [], []
+    sym = grammar.symbols
+    for r, toks in enumerate(grammar.rhs_tokens):
+        lhs = sym[grammar.lhs[r]]
+        terms = [t for t in toks if t is not None]
+        nts = [sym[s] for s in grammar.rhs_nonterminals[r]]
+        kind, arg = Kind.OTHER, 0
+        if lhs == "smiles":
+            kind = Kind.START
+        elif lhs == "chain":
+            kind = Kind.NEW_ATOM
+        elif lhs == "atom":
+            if terms[0] not in CAPACITY:
+                raise ValueError(f"semantic constraints: no capacity known for atom {terms[0]!r}")
+            kind, arg = Kind.ATOM, CAPACITY[terms[0]]
+        elif lhs == "rings":
+            kind = Kind.MORE_RINGS if nts and nts[0] == "ring" else Kind.RINGS_DONE
+        elif lhs == "ring":
+            kind, arg = Kind.DIGIT, int(terms[0]) - 1
+        elif lhs == "tail":
+            if not toks:
+                kind = Kind.END
+            elif terms and terms[0] == "(":
+                kind = Kind.BRANCH_BOND if nts[0] == "bond" else Kind.BRANCH
+            else:
+                kind = Kind.BOND_CHAIN if nts[0] == "bond" else Kind.CHAIN
+        elif lhs == "bond":
+            kind, arg = Kind.BOND, BOND_ORDER[terms[0]]
+        kinds.append(kind)
+        args.append(arg)
+    return kinds, args
+
+
+def supports(grammar: Grammar) -> bool:
+    """True when ``grammar`` has the structure these constraints are written for."""
+    return all(s in grammar.symbols for s in SYMBOLS) and "ring" in grammar.symbols
+
+
+@dataclass
+class State:
+    """Bookkeeping of a batch of partial molecules (all ``[B ...]`` tensors).
+
+    Attributes:
+        dist: ``B x N x N`` graph distances between the atoms made so far (INF if none).
+        n_atoms: atoms made so far.
+        cur: the atom whose rings/tail are being written (the parent of a pending atom).
+        rem: ``B x N`` bonding capacity left per atom.
+        in_bond: ``B x N`` order of the bond that made each atom.
+        frames: ``B x F`` atoms whose ``tail`` waits below an open branch.
+        depth: number of such frames.
+        pend: order of the bond to the next atom (0 for the first atom).
+        ring_open: ``B x 8`` ring slots open; ``ring_from`` the atom that opened each.
+        step: decoding steps taken.
+    """
+
+    dist: Tensor
+    n_atoms: Tensor
+    cur: Tensor
+    rem: Tensor
+    in_bond: Tensor
+    frames: Tensor
+    depth: Tensor
+    pend: Tensor
+    ring_open: Tensor
+    ring_from: Tensor
+    ch2: Tensor | None = None  # ``B x N``: the atom can still become a CH2 (carbon, single bond in, nothing else yet)
+    run: Tensor | None = None  # ``B``: CH2 atoms in a row just before the current atom on its chain
+    step: int = 0
+
+
+class SmilesSemantics:
+    """Vectorised valence, ring and length bookkeeping for ``smiles_kekule``.
+
+    Args:
+        grammar: a grammar with the symbols of ``grammars/smiles_kekule.cfg``.
+        max_length: decoding steps (default ``grammar.max_length``).
+    """
+
+    def __init__(self, grammar: Grammar, max_length: int | None = None) -> None:
+        if not supports(grammar):
+            raise ValueError(f"grammar {grammar.name!r} has no semantic constraints (needs symbols {SYMBOLS})")
+        self.grammar = grammar
+        self.max_length = max_length or grammar.max_length
+        kinds, args = _classify(grammar)
+        self._kind = torch.tensor(kinds, dtype=torch.long)
+        self._is_carbon = torch.tensor([toks == ("C",) for toks in grammar.rhs_tokens])
+        self._arg = torch.tensor(args, dtype=torch.long)
+        self.n_rings = int(sum(1 for k in kinds if k == Kind.DIGIT))
+        self.max_atoms = self.max_length // 4 + 2  # every atom costs at least 4 steps
+        self.max_depth = MAX_BRANCH_DEPTH
+        self._sym = {s: grammar.symbols.index(s) for s in SYMBOLS}
+        self._by_kind = {k: [r for r, x in enumerate(kinds) if x == k] for k in set(kinds)}
+        self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        # needs() builds one column per kind (atoms per capacity, digits per slot, bonds per
+        # order) and spreads them to rules with one index_select
+        caps = sorted({a for kd, a in zip(kinds, args) if kd == Kind.ATOM})
+        orders = sorted({a for kd, a in zip(kinds, args) if kd == Kind.BOND})
+        self._atom_cap = torch.tensor(caps, dtype=torch.long)
+        self._bond_orders = torch.tensor(orders, dtype=torch.long)
+        fixed = {Kind.START: 0, Kind.NEW_ATOM: 0, Kind.OTHER: 0, Kind.END: 1, Kind.CHAIN: 2, Kind.BOND_CHAIN: 3,
+                 Kind.BRANCH: 4, Kind.BRANCH_BOND: 5, Kind.MORE_RINGS: 6, Kind.RINGS_DONE: 7}
+        col = []
+        for kd, a in zip(kinds, args):
+            if kd == Kind.ATOM:
+                col.append(8 + caps.index(a))
+            elif kd == Kind.DIGIT:
+                col.append(8 + len(caps) + a)
+            elif kd == Kind.BOND:
+                col.append(8 + len(caps) + self.n_rings + orders.index(a))
+            else:
+                col.append(fixed[kd])
+        self._rule_col = torch.tensor(col, dtype=torch.long)
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def _on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if device not in self._tables:
+            self._tables[device] = (self._kind.to(device), self._arg.to(device))
+        return self._tables[device]
+
+    # -- state -------------------------------------------------------------------
+    def init(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """Bookkeeping before the first step."""
+        n, f, k = self.max_atoms, self.max_depth, self.n_rings
+        z = dict(dtype=torch.long, device=device)
+        return State(dist=torch.full((batch, n, n), INF, dtype=torch.int32, device=device),
+                     n_atoms=torch.zeros(batch, **z), cur=torch.zeros(batch, **z),
+                     rem=torch.zeros(batch, n, **z), in_bond=torch.zeros(batch, n, **z),
+                     frames=torch.zeros(batch, f, **z), depth=torch.zeros(batch, **z),
+                     pend=torch.zeros(batch, **z), ring_open=torch.zeros(batch, k, dtype=torch.bool, device=device),
+                     ring_from=torch.zeros(batch, k, **z),
+                     ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z))
+
+    def update(self, s: State, rule: Tensor) -> None:
+        """Apply the chosen ``rule [B]`` to the bookkeeping, in place."""
+        kinds, args = self._on(rule.device)
+        kind, arg = kinds[rule], args[rule]
+        b = torch.arange(rule.shape[0], device=rule.device)
+        cur = s.cur
+        # the bond to the next atom: 0 before the first atom, 1 by default, 2/3 after a bond
+        s.pend = torch.where(kind == Kind.START, 0, s.pend)
+        to_next = (kind == Kind.CHAIN) | (kind == Kind.BRANCH)
+        s.pend = torch.where(to_next | (kind == Kind.BOND_CHAIN) | (kind == Kind.BRANCH_BOND), 1, s.pend)
+        spend = torch.where(to_next, 1, 0) + torch.where(kind == Kind.BOND, arg, 0)
+        s.pend = torch.where(kind == Kind.BOND, arg, s.pend)
+        # a branch keeps its parent waiting below it
+        push = (kind == Kind.BRANCH) | (kind == Kind.BRANCH_BOND)
+        slot = s.depth.clamp(max=self.max_depth - 1)
+        s.frames[b[push], slot[push]] = cur[push]
+        s.depth = s.depth + push.long()
+        # ring digits: close an open slot, else open it (each end spends one)
+        digit = kind == Kind.DIGIT
+        ring = arg.clamp(max=self.n_rings - 1)
+        was_open = s.ring_open[b, ring] & digit
+        opens = digit & ~was_open
+        spend = spend + digit.long()
+        s.rem[b, cur] -= spend
+        if bool(opens.any()):
+            s.ring_open[b[opens], ring[opens]] = True
+            s.ring_from[b[opens], ring[opens]] = cur[opens]
+        if bool(was_open.any()):
+            s.ring_open[b[was_open], ring[was_open]] = False
+            self._add_edge(s, was_open, cur, s.ring_from[b, ring])
+        # a new atom: bonded to the current one (none for the first)
+        new = kind == Kind.NEW_ATOM
+        if bool(new.any()):
+            x = s.n_atoms.clamp(max=self.max_atoms - 1)
+            first = new & (s.n_atoms == 0)
+            row = s.dist[b, cur] + 1  # [B, N]
+            row = torch.where(first.unsqueeze(1), torch.full_like(row, INF), row).clamp(max=INF)
+            row[b, x] = 0
+            bn, xn = b[new], x[new]
+            s.dist[bn, xn] = row[new]
+            s.dist[bn, :, xn] = row[new]
+            s.in_bond[bn, xn] = s.pend[new]
+            s.cur = torch.where(new, x, s.cur)
+            s.n_atoms = s.n_atoms + new.long()
+        atom = kind == Kind.ATOM
+        s.rem[b[atom], s.cur[atom]] = arg[atom] - s.in_bond[b[atom], s.cur[atom]]
+        # the end of a chain returns to the atom waiting below the branch
+        end = (kind == Kind.END) & (s.depth > 0)
+        if bool(end.any()):
+            top = (s.depth - 1).clamp(min=0)
+            s.cur = torch.where(end, s.frames[b, top], s.cur)
+            s.depth = s.depth - end.long()
+        # CH2 runs (for the long-chain guidance): an atom stays a CH2 candidate until it gets a
+        # ring bond or a branch; a single-bond continuation from a candidate extends the run
+        cont = kind == Kind.CHAIN
+        s.run = torch.where(cont, torch.where(s.ch2[b, cur], s.run + 1, 0), s.run)
+        s.run = torch.where(push | (kind == Kind.BOND_CHAIN) | (kind == Kind.END), 0, s.run)
+        s.ch2[b, cur] &= ~(push | digit)
+        carbon = atom & self._is_carbon.to(rule.device)[rule]
+        s.ch2[b[atom], s.cur[atom]] = carbon[atom] & (s.in_bond[b[atom], s.cur[atom]] == 1)
+        s.step += 1
+
+    def _add_edge(self, s: State, rows: Tensor, u: Tensor, v: Tensor) -> None:
+        """Shortest paths after a ring-closure bond ``u - v`` in ``rows`` (min-plus update)."""
+        idx = rows.nonzero().flatten()
+        d = s.dist[idx]  # [b, N, N]
+        du = d[torch.arange(len(idx)), u[idx]]  # [b, N]
+        dv = d[torch.arange(len(idx)), v[idx]]
+        via = torch.minimum(du.unsqueeze(2) + 1 + dv.unsqueeze(1), dv.unsqueeze(2) + 1 + du.unsqueeze(1))
+        s.dist[idx] = torch.minimum(d, via.clamp(max=INF))
+
+    # -- how many steps a completion needs -----------------------------------------
+    def _frames(self, s: State) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The atoms waiting below open branches, as ``B x W`` tensors (W = deepest in the batch).
+
+        Returns:
+            ``atoms``, ``valid`` (a real frame), ``rem`` (capacity left) and ``n_at``
+            (open rings opened on that atom).
+        """
+        width = max(int(s.depth.max()) if s.depth.numel() else 0, 1)
+        atoms = s.frames[:, :width]
+        valid = torch.arange(width, device=atoms.device).unsqueeze(0) < s.depth.unsqueeze(1)
+        at = (s.ring_from.unsqueeze(1) == atoms.unsqueeze(2)) & s.ring_open.unsqueeze(1)  # [B, W, K]
+        return atoms, valid, s.rem.gather(1, atoms), at.sum(-1)
+
+    @staticmethod
+    def _grow_cur(m: Tensor, n_at: Tensor, rem: Tensor) -> Tensor:
+        """Steps to close ``m`` open rings by growing a carbon chain from the current atom.
+
+        Ring j is closed on the j-th new carbon (6 steps: the atom's 4 and the digit's 2),
+        farthest first; when every open ring was opened on the atom itself, one spacer
+        carbon (4 steps) comes first, so that no closure duplicates a bond. INF when a
+        ring is open and the atom has no capacity left to grow from.
+        """
+        cost = 6 * m + 4 * ((n_at == m) & (m > 0)).long()
+        return torch.where((m == 0) | (rem >= 1), cost, torch.full_like(cost, INF))
+
+    @staticmethod
+    def _grow_frames(m: Tensor, n_at: Tensor, rem: Tensor, usable: Tensor) -> Tensor:
+        """The same from the best waiting atom (``... x W`` inputs, ``m`` broadcast to them)."""
+        mm = m.unsqueeze(-1)
+        ok = usable & ((mm == 0) | (rem >= 1))
+        spacer = (n_at == mm) & (mm > 0)
+        cost = 6 * m + 4 * (~(ok & ~spacer).any(-1)).long()
+        return torch.where(ok.any(-1), cost, torch.full_like(cost, INF))
+
+    def needs(self, s: State) -> Tensor:
+        """Steps each rule would leave to complete, ``B x R`` (INF: never completes validly).
+
+        ``need[b, r]`` counts the steps after rule ``r`` (not the step itself); the
+        caller allows ``r`` when it is at most the steps left after this one. After ``k``
+        waiting branches, a completion closes the open rings by growing one chain from
+        the current atom or a waiting one, and then ends ``k + 1`` chains.
+        """
+        dev = s.cur.device
+        B = s.cur.shape[0]
+        b = torch.arange(B, device=dev)
+        m, k, cur = s.ring_open.sum(1), s.depth, s.cur
+        rem_c, in_b = s.rem[b, cur], s.in_bond[b, cur]
+        n_cur = ((s.ring_from == cur.unsqueeze(1)) & s.ring_open).sum(1)
+        f_atoms, f_valid, f_rem, f_at = self._frames(s)
+        frames = self._grow_frames(m, f_at, f_rem, f_valid)
+        inf = torch.full_like(m, INF)
+
+        def best(rem0: Tensor, others: Tensor = frames) -> Tensor:
+            return torch.minimum(self._grow_cur(m, n_cur, rem0), others)
+
+        def child(kk: Tensor, others: Tensor) -> Tensor:
+            """Steps after a new carbon bonded to cur is pending: make it, close one ring on
+            it when one was opened elsewhere, then complete from it or ``others``."""
+            plain = 2 + 1 + kk + 1 + torch.minimum(6 * m, others)
+            closes = 2 + 3 + kk + 1 + 6 * (m - 1)
+            return torch.where(n_cur < m, torch.minimum(plain, closes), plain)
+
+        room = k < self.max_depth
+        cont = child(k, frames)
+        in_branch = (k > 0) & (s.frames[b, (k - 1).clamp(min=0)] == cur)  # cur also waits as the top frame
+        below = self._grow_frames(m, f_at, f_rem, f_valid & (torch.arange(f_valid.shape[1], device=dev) < (k - 1).unsqueeze(1)))
+        d_cur = s.dist[b.unsqueeze(1), s.ring_from, cur.unsqueeze(1)]  # [B, K] opener -> cur
+        can_close = (s.ring_open & (d_cur >= MIN_RING - 1)).any(1)
+        own = 3 + k + 1 + 6 * (m - 1)
+        free, spent = 2 + k + best(torch.ones_like(m)), 2 + k + best(torch.zeros_like(m))
+        left = self._atom_cap.to(dev).unsqueeze(0) - in_b.unsqueeze(1)  # [B, capacities]
+        atom = torch.where(left >= 1, free.unsqueeze(1), torch.where(left == 0, spent.unsqueeze(1), INF))
+        self_close = can_close.unsqueeze(1) & (left >= 1) & ((m == 1).unsqueeze(1) | (left >= 2))
+        atom = torch.where(self_close, torch.minimum(atom, own.unsqueeze(1)), atom)
+        orders = self._bond_orders.to(dev).unsqueeze(0)  # [1, 2]
+        after = torch.where(in_branch.unsqueeze(1), torch.minimum(
+            self._grow_cur(m.unsqueeze(1), n_cur.unsqueeze(1), rem_c.unsqueeze(1) - orders), below.unsqueeze(1)),
+            frames.unsqueeze(1))
+        bond = torch.where(rem_c.unsqueeze(1) >= orders, self._child2(m, n_cur, k, after), INF)
+        digits = self._digit_needs(s, d_cur, n_cur, rem_c, f_atoms, f_valid, f_rem, f_at, m, k)
+        cols = torch.stack([
+            torch.zeros_like(m),                                                         # no choice
+            torch.where(k == 0, torch.where(m == 0, 0, INF), k + frames),                # END
+            torch.where(rem_c >= 1, cont, inf),                                          # CHAIN
+            torch.where(rem_c >= 2, 1 + cont, inf),                                      # BOND_CHAIN
+            torch.where((rem_c >= 1) & room, child(k + 1, best(rem_c - 1)), inf),        # BRANCH
+            torch.where((rem_c >= 2) & room, 1 + child(k + 1, best(rem_c - 2)), inf),    # BRANCH_BOND
+            1 + digits.amin(1).clamp(max=INF - 1),                                       # MORE_RINGS
+            k + 1 + best(rem_c),                                                         # RINGS_DONE
+        ], dim=1)
+        table = torch.cat([cols, atom, digits, bond], dim=1)
+        return table.index_select(1, self._rule_col.to(dev)).clamp(max=INF)
+
+    @staticmethod
+    def _child2(m: Tensor, n_cur: Tensor, k: Tensor, others: Tensor) -> Tensor:
+        """:meth:`needs`' ``child`` for ``B x J`` alternatives ``others``."""
+        mm, kk = m.unsqueeze(1), k.unsqueeze(1)
+        plain = 2 + 1 + kk + 1 + torch.minimum(6 * mm, others)
+        closes = 2 + 3 + kk + 1 + 6 * (mm - 1)
+        return torch.where((n_cur < m).unsqueeze(1), torch.minimum(plain, closes), plain)
+
+    def _digit_needs(self, s: State, d_cur: Tensor, n_cur: Tensor, rem_c: Tensor, f_atoms: Tensor,
+                     f_valid: Tensor, f_rem: Tensor, f_at: Tensor, m: Tensor, k: Tensor) -> Tensor:
+        """``B x K`` steps left after writing ring digit k on the current atom (close if open, else open)."""
+        closing = s.ring_open  # [B, K]; toggling slot v gives variant v
+        m_v = m.unsqueeze(1) + torch.where(closing, -1, 1)
+        opened_here = s.ring_from == s.cur.unsqueeze(1)
+        n_cur_v = n_cur.unsqueeze(1) - (closing & opened_here).long() + (~closing).long()
+        g_cur = self._grow_cur(m_v, n_cur_v, (rem_c - 1).unsqueeze(1))
+        # a closed ring leaves its opener's count; frames never open the new ring
+        f_at_v = f_at.unsqueeze(1) - (closing.unsqueeze(2) & (s.ring_from.unsqueeze(2) == f_atoms.unsqueeze(1))).long()
+        g_frames = self._grow_frames(m_v, f_at_v, f_rem.unsqueeze(1), f_valid.unsqueeze(1))
+        need = 2 + k.unsqueeze(1) + torch.minimum(g_cur, g_frames)  # rings -> tail, then the tail's completion
+        ok = torch.where(closing, d_cur >= MIN_RING - 1, m.unsqueeze(1) < closing.shape[1]) & (rem_c >= 1).unsqueeze(1)
+        return torch.where(ok, need, torch.full_like(need, INF))
+
+    def allowed(self, s: State, steps_left: int | Tensor, guide: bool = False) -> Tensor:
+        """``B x R`` rules that keep the molecule completable within ``steps_left`` more steps.
+
+        With ``guide``, rules that would leave an open ring unable to close as a
+        ring of at most ``MAX_RING`` atoms (:meth:`guidance`) are dropped too, except
+        where that would leave a symbol with no rule: validity never depends on them.
+        """
+        hard = self.needs(s) <= steps_left
+        if not guide:
+            return hard
+        soft = hard & ~self.guidance(s)
+        dev = hard.device
+        masks, lhs = self.grammar.masks.to(dev), self.grammar.lhs_tensor().to(dev)
+        some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
+        return torch.where(some[:, lhs], soft, hard)
+
+    def guidance(self, s: State) -> Tensor:
+        """``B x R`` rules to avoid so that rings close as rings of at most ``MAX_RING`` atoms.
+
+        The ring a closure makes runs along the shortest path between its two ends, so
+        (a) a closure longer than that is avoided, and (b) so is a move after which some
+        open ring has no atom left within reach: the current atom itself (while its ring
+        bonds are written), a new atom bonded to it or to an atom waiting below a branch,
+        or a new atom that first closes another open ring (fused rings: the closure of one
+        ring shortens the path of the other).
+        """
+        dev = s.cur.device
+        B, K = s.ring_open.shape
+        b = torch.arange(B, device=dev)
+        kinds, _ = self._on(dev)
+        far = MAX_RING - 1
+        d_cur = s.dist[b.unsqueeze(1), s.ring_from, s.cur.unsqueeze(1)].long()  # [B, K]
+        f_atoms, f_valid, _, _ = self._frames(s)
+        d_f = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), f_atoms.unsqueeze(1)].long()  # [B, K, W]
+        d_f = torch.where(f_valid.unsqueeze(1), d_f, INF).amin(-1)  # nearest waiting atom
+        pair = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), s.ring_from.unsqueeze(1)].long()  # [B, K, K]
+        both = s.ring_open.unsqueeze(2) & s.ring_open.unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
+
+
+        def via(direct: Tensor) -> Tensor:
+            """[B, K] through a new atom that first closes another ring q it can reach directly."""
+            ok = both & (direct.unsqueeze(1) + 1 <= far)  # q (last axis) reachable
+            return torch.where(ok, pair, INF).amin(-1)
+
+        near = torch.minimum(d_cur, d_f)
+        new_atom = torch.minimum(near, via(near)) + 1  # a new atom can get this close
+        stuck_after_cur = (s.ring_open & (new_atom > far)).any(1)  # cur's own ring bonds were the last chance
+        frames_only = torch.minimum(d_f, via(d_f)) + 1
+        stuck_without_cur = (s.ring_open & (frames_only > far)).any(1)
+        # what ZINC never has: more open rings at once, or more rings opened on one atom
+        n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
+        crowded = (s.ring_open.sum(1) >= GUIDE_MAX_OPEN) | (n_cur >= GUIDE_MAX_PER_ATOM)
+        avoid = torch.zeros(B, self.grammar.n_productions, dtype=torch.bool, device=dev)
+        for r, kind in enumerate(kinds.tolist()):
+            if kind == Kind.RINGS_DONE or kind in (Kind.CHAIN, Kind.BOND_CHAIN):
+                avoid[:, r] = stuck_after_cur
+            elif kind == Kind.END:
+                avoid[:, r] = stuck_without_cur
+            elif kind == Kind.DIGIT:  # (two closures on one atom: the shorter goes first, same molecule)
+                slot = int(self._arg[r])
+                avoid[:, r] = torch.where(s.ring_open[:, slot], d_cur[:, slot] > far, crowded)
+            elif kind in (Kind.BRANCH, Kind.BRANCH_BOND):
+                avoid[:, r] = s.depth >= GUIDE_MAX_DEPTH
+            if kind == Kind.CHAIN:  # a single bond on would make the current carbon the 8th CH2 in a row
+                avoid[:, r] |= s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)
+            if kind == Kind.ATOM:  # a new atom that must close a ring itself needs capacity for it
+                left = int(self._arg[r]) - s.in_bond[b, s.cur]
+                avoid[:, r] = stuck_after_cur & (left < 1)
+        return avoid
+
+    # -- training and data -----------------------------------------------------------
+    @torch.no_grad()
+    def cached_teacher_masks(self, rules: Tensor) -> Tensor:
+        """:meth:`teacher_masks` with a per-row cache (training sees each row every epoch).
+
+        Rows are keyed by their bytes; masks are stored bit-packed (about 1.4 kB a row).
+        Small training batches would otherwise pay the step loop's fixed cost every time.
+        """
+        B, T = rules.shape
+        R = self.grammar.n_productions
+        rows = rules.to("cpu", torch.uint8).numpy()
+        keys = [r.tobytes() for r in rows]
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        if missing:
+            fresh = self.teacher_masks(rules[missing].cpu()).numpy()
+            for i, m in zip(missing, fresh):
+                self._cache[keys[i]] = np.packbits(m, axis=None)
+        packed = np.stack([self._cache[key] for key in keys])
+        out = np.unpackbits(packed, axis=1, count=T * R).reshape(B, T, R).astype(bool)
+        return torch.from_numpy(out).to(rules.device)
+
+    @torch.no_grad()
+    def teacher_masks(self, rules: Tensor) -> Tensor:
+        """Masks along true derivations: ``rules [B x T]`` -> ``B x T x R`` bool.
+
+        Step t allows what the constraints allow after the true rules before t; pad steps
+        allow everything (the grammar mask restricts them to the pad rule).
+        """
+        B, T = rules.shape
+        s = self.init(B, rules.device)
+        out = torch.ones(B, T, self.grammar.n_productions, dtype=torch.bool, device=rules.device)
+        pad = self.grammar.pad
+        for t in range(T):
+            live = rules[:, t] != pad
+            if not bool(live.any()):
+                break
+            out[:, t] = self.allowed(s, self.max_length - t - 1) | ~live.unsqueeze(1)
+            self.update(s, rules[:, t])
+        return out
+
+    @torch.no_grad()
+    def violations(self, rules: Tensor, batch_size: int = 2000) -> list[tuple[int, int]]:
+        """Rows of ``rules [N x T]`` whose true derivation breaks a constraint: (row, first step)."""
+        bad: list[tuple[int, int]] = []
+        for i in range(0, rules.shape[0], batch_size):
+            chunk = rules[i:i + batch_size].long()
+            masks = self.teacher_masks(chunk)
+            ok = masks.gather(2, chunk.unsqueeze(2)).squeeze(2)  # [b, T]
+            for row in (~ok.all(1)).nonzero().flatten().tolist():
+                bad.append((i + row, int((~ok[row]).nonzero()[0])))
+        return bad
+
+
+@lru_cache(maxsize=None)
+def _cached(grammar: Grammar) -> SmilesSemantics:
+    return SmilesSemantics(grammar)
+
+
+def semantics_for(grammar: Grammar) -> SmilesSemantics | None:
+    """The semantic constraints of ``grammar``, or None when it has none."""
+    return _cached(grammar) if supports(grammar) else None
+
+
+class ReferenceSemantics:
+    """The same rules for one molecule in plain Python: the test oracle of :class:`SmilesSemantics`.
+
+    Distances come from a breadth-first search over the bonds made so far rather than the
+    incremental shortest-path matrix, so the two share the rules but not the arithmetic.
+    """
+
+    def __init__(self, grammar: Grammar, max_length: int | None = None) -> None:
+        self.grammar = grammar
+        self.max_length = max_length or grammar.max_length
+        self.kinds, self.args = _classify(grammar)
+        self.n_rings = sum(1 for k in self.kinds if k == Kind.DIGIT)
+        self.rem: list[int] = []
+        self.in_bond: list[int] = []
+        self.adj: list[set[int]] = []
+        self.cur = 0
+        self.frames: list[int] = []
+        self.pend = 0
+        self.rings: dict[int, int] = {}  # slot -> opening atom
+
+    def _dist(self, a: int, b: int) -> int:
+        seen, frontier, d = {a}, [a], 0
+        while frontier:
+            if b in frontier:
+                return d
+            frontier = [y for x in frontier for y in self.adj[x] if y not in seen]
+            seen.update(frontier)
+            d += 1
+        return INF
+
+    def update(self, rule: int) -> None:
+        kind, arg = self.kinds[rule], self.args[rule]
+        if kind == Kind.START:
+            self.pend = 0
+        elif kind in (Kind.CHAIN, Kind.BRANCH):
+            self.rem[self.cur] -= 1
+            self.pend = 1
+        elif kind in (Kind.BOND_CHAIN, Kind.BRANCH_BOND):
+            self.pend = 1
+        elif kind == Kind.BOND:
+            self.rem[self.cur] -= arg
+            self.pend = arg
+        if kind in (Kind.BRANCH, Kind.BRANCH_BOND):
+            self.frames.append(self.cur)
+        elif kind == Kind.NEW_ATOM:
+            x = len(self.rem)
+            self.rem.append(0)
+            self.in_bond.append(self.pend)
+            self.adj.append(set())
+            if x > 0:
+                self.adj[x].add(self.cur)
+                self.adj[self.cur].add(x)
+            self.cur = x
+        elif kind == Kind.ATOM:
+            self.rem[self.cur] = arg - self.in_bond[self.cur]
+        elif kind == Kind.DIGIT:
+            self.rem[self.cur] -= 1
+            if arg in self.rings:
+                other = self.rings.pop(arg)
+                self.adj[self.cur].add(other)
+                self.adj[other].add(self.cur)
+            else:
+                self.rings[arg] = self.cur
+        elif kind == Kind.END and self.frames:
+            self.cur = self.frames.pop()
+
+    def _grow(self, levels: list[tuple[int, int]], m: int) -> int:
+        """levels: (rings opened at the level atom, capacity left there)."""
+        costs = [6 * m + (4 if m and n_at == m else 0) for n_at, rem in levels if m == 0 or rem >= 1]
+        return min(costs, default=INF)
+
+    def needs(self) -> list[int]:
+        """Steps left after each rule (INF where the rule is not allowed)."""
+        m, k, cur = len(self.rings), len(self.frames), self.cur
+        at = Counter(self.rings.values())
+        rem_c = self.rem[cur] if self.rem else 0
+        frames = [(at[f], self.rem[f]) for f in self.frames]
+        best_frames = self._grow(frames, m)
+
+        def child(kk: int, others: int) -> int:
+            plain = 2 + 1 + kk + 1 + min(6 * m, others)
+            closes = 2 + 3 + kk + 1 + 6 * (m - 1)
+            return min(plain, closes) if at[cur] < m else plain
+
+        out = []
+        for rule, (kind, arg) in enumerate(zip(self.kinds, self.args)):
+            need = INF
+            if kind in (Kind.START, Kind.NEW_ATOM, Kind.OTHER):
+                need = 0
+            elif kind == Kind.END:
+                need = (0 if m == 0 else INF) if k == 0 else k + best_frames
+            elif kind in (Kind.CHAIN, Kind.BOND_CHAIN):
+                order = 1 if kind == Kind.CHAIN else 2
+                if rem_c >= order:
+                    need = (order - 1) + child(k, best_frames)
+            elif kind in (Kind.BRANCH, Kind.BRANCH_BOND):
+                order = 1 if kind == Kind.BRANCH else 2
+                if rem_c >= order and k < MAX_BRANCH_DEPTH:
+                    need = (order - 1) + child(k + 1, self._grow([(at[cur], rem_c - order)] + frames, m))
+            elif kind == Kind.BOND:
+                if rem_c >= arg:
+                    if self.frames and self.frames[-1] == cur:
+                        after = self._grow([(at[cur], rem_c - arg)] + frames[:-1], m)
+                    else:
+                        after = best_frames
+                    need = child(k, after)
+            elif kind == Kind.ATOM and self.rem:
+                left = arg - self.in_bond[cur]
+                if left >= 0:
+                    need = 1 + k + 1 + self._grow([(at[cur], left)] + frames, m)
+                    far = any(self._dist(o, cur) >= MIN_RING - 1 for o in self.rings.values())
+                    if far and left >= 1 and (m == 1 or left >= 2):
+                        need = min(need, 3 + k + 1 + 6 * (m - 1))
+            elif kind == Kind.DIGIT:
+                need = self._digit_need(arg, at, rem_c, frames, m, k)
+            elif kind == Kind.RINGS_DONE:
+                need = k + 1 + self._grow([(at[cur], rem_c)] + frames, m)
+            out.append(min(need, INF))
+        digits = [n for n, kd in zip(out, self.kinds) if kd == Kind.DIGIT]
+        for rule, kind in enumerate(self.kinds):
+            if kind == Kind.MORE_RINGS:
+                out[rule] = min(1 + min(digits, default=INF), INF)
+        return out
+
+    def _digit_need(self, slot: int, at: Counter, rem_c: int, frames: list, m: int, k: int) -> int:
+        if rem_c < 1:
+            return INF
+        cur = self.cur
+        at = Counter(at)
+        if slot in self.rings:
+            opener = self.rings[slot]
+            if self._dist(opener, cur) < MIN_RING - 1:
+                return INF
+            at[opener] -= 1
+            m2 = m - 1
+        else:
+            if m >= self.n_rings:
+                return INF
+            at[cur] += 1
+            m2 = m + 1
+        levels = [(at[cur], rem_c - 1)] + [(at[f], self.rem[f]) for f in self.frames]
+        return 1 + k + 1 + self._grow(levels, m2)
+
+    def allowed(self, steps_left: int) -> list[bool]:
+        return [n <= steps_left for n in self.needs()]

@@ -1,0 +1,2 @@
+"""Grammar autoencoders: the model and its presets, grammar training, encoding / decoding
+latents to strings, and generation metrics."""

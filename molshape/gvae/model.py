@@ -1,0 +1,369 @@
+"""The grammar autoencoder: GVAE's convolutional encoder and recurrent decoder.
+
+One network for every objective (``gmm``, ``vae``, ``rae``, ``ae``; see
+:mod:`molshape.latent.objectives`). The encoder reads a one-hot ``[B x R x T]`` production
+sequence with three 1-D convolutions, a dense layer and the objective's head; the decoder
+maps ``z`` through ``dense(latent) + ReLU``, repeats it over the steps, runs a stacked GRU
+and a linear layer to production logits (GVAE, Kusner et al. 2017). With
+``decoder_feed_rules`` the GRU also reads the previous true production (teacher forcing),
+an option beyond GVAE.
+
+Loss (GVAE conditional loss): the logits at each step are masked with the productions
+allowed for the true step's left-hand symbol, then a cross-entropy over the masked
+softmax, summed over steps and averaged over the batch (nats per sequence), times
+``lambda_rec``. Steps past a sequence's end hold the padding production, the only one its
+mask allows, so they contribute exactly 0; the decoder therefore runs only to the longest
+sequence of the batch (length bucketing) without changing the loss.
+
+Example:
+    >>> cfg = PRESETS["expr"]["paper"]
+    >>> model = GrammarAutoencoder(cfg)
+    >>> out = model(rules, lengths)  # {"loss", "rec", "ks", "cv"}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from molshape.core.checkpoint import load_checkpoint
+from molshape.grammar.cfg import Grammar, load_grammar
+from molshape.latent.objectives import build_objective
+from molshape.grammar.semantics import semantics_for
+
+#: Finite "minus infinity" for masked logits: exp() underflows to exactly 0 in fp16/fp32
+#: while avoiding the NaNs of -inf - (-inf) in rows with a single allowed production.
+MASK_VALUE = -1e4
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a :class:`GrammarAutoencoder` (stored in checkpoints)."""
+
+    grammar: str = "smiles"
+    n_rules: int = 76
+    max_length: int = 277
+    objective: str = "gmm"
+    latent_dim: int = 56
+    # encoder: GVAE one-hot Conv1d stack ("valid" padding) then dense + ReLU
+    conv_filters: tuple[int, ...] = (9, 9, 10)
+    conv_kernels: tuple[int, ...] = (9, 9, 11)
+    enc_dense: int = 435
+    # decoder: dense(latent_dim) + ReLU repeated over steps, GRU stack, linear to rules
+    dec_hidden: int = 501
+    dec_layers: int = 3
+    decoder_feed_rules: bool = False  # teacher forcing: the GRU also reads the previous rule
+    rule_embedding: int = 16  # size of the previous-rule embedding when feeding rules
+    # objective knobs (each objective reads its own; see molshape.latent.objectives.KNOBS)
+    n_components: int = 10
+    std: float = 1.0
+    layout: str = "spread"
+    reg_batch_size: int = 500  # batch size the gmm KS/CV weights are estimated for
+    epsilon_std: float = 0.01
+    kl_weight: float = 1.0
+    beta: float = 1e-2
+    decoder_weight_decay: float = 1e-6
+    # weight of the reconstruction term; None -> resolved by train_grammar (rec_heuristic)
+    lambda_rec: float | None = None
+    # "semantic": the softmax is normalised over the semantically allowed productions in
+    # training too (SD-VAE); needs a grammar with semantic constraints (smiles_kekule)
+    constraints: str = "grammar"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown keys {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes`` applied; ``None`` values are ignored (unset CLI overrides)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _presets() -> dict[str, dict[str, ModelConfig]]:
+    smiles_paper = ModelConfig()
+    # cpu: sized so a useful ZINC model trains in ~1 h on 2 cores (see README "Training").
+    # The decoder GRU dominates the cost (quadratic in its width, linear in the steps);
+    # 2 x 256 costs ~6x less per step than 3 x 501, and bucketing halves the steps.
+    smiles_cpu = dataclasses.replace(smiles_paper, dec_hidden=256, dec_layers=2, enc_dense=256)
+    expr_paper = ModelConfig(grammar="expr", n_rules=12, max_length=15, latent_dim=25,
+                             conv_filters=(2, 3, 4), conv_kernels=(2, 3, 4), enc_dense=100,
+                             dec_hidden=100, dec_layers=3, reg_batch_size=600)
+    # The expression model is already small; cpu keeps the paper sizes and feeds the
+    # previous rule to the GRU, which reconstructs better within a CPU budget.
+    expr_cpu = dataclasses.replace(expr_paper, decoder_feed_rules=True)
+    # Kekule SMILES under semantic constraints: GVAE's sizes for the paper preset; the cpu
+    # model feeds back the previous rule, as the shipped grammar-only model does.
+    kek_paper = dataclasses.replace(smiles_paper, grammar="smiles_kekule", n_rules=40, constraints="semantic")
+    kek_cpu = dataclasses.replace(smiles_cpu, grammar="smiles_kekule", n_rules=40, constraints="semantic",
+                                  decoder_feed_rules=True)
+    return {"smiles": {"paper": smiles_paper, "cpu": smiles_cpu},
+            "smiles_kekule": {"paper": kek_paper, "cpu": kek_cpu},
+            "expr": {"paper": expr_paper, "cpu": expr_cpu}}
+
+
+#: ``PRESETS[grammar][preset]`` -> :class:`ModelConfig`.
+PRESETS: dict[str, dict[str, ModelConfig]] = _presets()
+#: preset names (every grammar has each)
+PRESET_NAMES = tuple(sorted({name for presets in PRESETS.values() for name in presets}))
+
+
+#: Reconstruction term at initialisation, in units of one regulariser term at its target
+#: (KS and CV are each ~1 when the latents follow the prior). The public GMM-DAE image code
+#: weights a pixel MSE by 1 / 5e-4; an untrained sigmoid decoder has an MSE of ~0.05-0.2,
+#: so there the reconstruction term starts ~100-400x a regulariser term. We keep that ratio.
+REC_INIT_SCALE = 100.0
+
+
+def rec_heuristic(grammar: Grammar, rules: Tensor, scale: float = REC_INIT_SCALE) -> float:
+    """lambda_REC = ``scale`` / (reconstruction loss of an untrained decoder), from data.
+
+    An untrained decoder is uniform over the productions its mask allows, so its loss per
+    sequence is ``H0 = mean_n sum_t log |allowed(n, t)|`` nats (computable from the grammar
+    and the data alone). ``lambda_REC = scale / H0`` makes the reconstruction term start at
+    ``scale`` regulariser units whatever the grammar and sequence lengths, the same balance
+    as the public image code (see ``REC_INIT_SCALE``); ``scripts/sweep_lambda_rec.py``
+    checks that it is near the best on the expression grammar.
+
+    Args:
+        grammar: the grammar.
+        rules: ``N x T`` padded production sequences (training set or a sample of it).
+        scale: reconstruction term at initialisation, in regulariser units.
+    """
+    n_allowed = grammar.masks.sum(dim=1).clamp(min=1).double()  # (n_symbols,)
+    lhs = grammar.lhs_tensor()[rules]  # (N, T)
+    h0 = n_allowed[lhs].log().sum(dim=1).mean().item()
+    return scale / max(h0, 1e-6)
+
+
+class Encoder(nn.Module):
+    """One-hot ``B x R x T`` -> features ``B x enc_dense`` (GVAE conv stack)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, length = cfg.n_rules, cfg.max_length
+        for filters, kernel in zip(cfg.conv_filters, cfg.conv_kernels, strict=True):
+            layers += [nn.Conv1d(channels, filters, kernel), nn.ReLU()]
+            channels, length = filters, length - kernel + 1
+        if length < 1:
+            raise ValueError(f"ModelConfig: kernels {cfg.conv_kernels} too long for max_length {cfg.max_length}")
+        self.conv = nn.Sequential(*layers)
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(channels * length, cfg.enc_dense), nn.ReLU())
+
+    def forward(self, onehot: Tensor) -> Tensor:
+        return self.dense(self.conv(onehot))
+
+
+class GrammarAutoencoder(nn.Module):
+    """GVAE-shaped autoencoder over production sequences with a pluggable latent objective.
+
+    Args:
+        config: sizes, objective and its knobs. ``lambda_rec=None`` means 1.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c)
+        self.objective = build_objective(
+            c.objective, c.latent_dim, feature_dim=c.enc_dense, batch_size=c.reg_batch_size,
+            n_components=c.n_components, std=c.std, layout=c.layout, epsilon_std=c.epsilon_std,
+            kl_weight=c.kl_weight, beta=c.beta, decoder_weight_decay=c.decoder_weight_decay)
+        self.dec_input = nn.Sequential(nn.Linear(c.latent_dim, c.latent_dim), nn.ReLU())
+        gru_in = c.latent_dim
+        if c.decoder_feed_rules:
+            # index n_rules = "no previous rule" at step 0
+            self.rule_embed = nn.Embedding(c.n_rules + 1, c.rule_embedding)
+            gru_in += c.rule_embedding
+        self.gru = nn.GRU(gru_in, c.dec_hidden, num_layers=c.dec_layers, batch_first=True)
+        self.out = nn.Linear(c.dec_hidden, c.n_rules)
+        self.register_buffer("lambda_rec", torch.tensor(1.0 if c.lambda_rec is None else float(c.lambda_rec)))
+        # rule -> left-hand symbol, and symbol -> allowed rules: the GVAE loss mask
+        self.register_buffer("_lhs", torch.zeros(c.n_rules, dtype=torch.long), persistent=False)
+        self.register_buffer("_masks", torch.ones(1, c.n_rules, dtype=torch.bool), persistent=False)
+        self._grammar_set = False
+        self._semantics = None
+
+    # -- grammar tables -------------------------------------------------------------
+    def set_grammar(self, grammar: Grammar) -> GrammarAutoencoder:
+        """Attach the grammar's mask tables (needed by :meth:`forward`). Returns self."""
+        if grammar.n_productions != self.config.n_rules:
+            raise ValueError(f"grammar {grammar.name} has {grammar.n_productions} productions, "
+                             f"model expects {self.config.n_rules}")
+        dev = self.out.weight.device
+        self._lhs = grammar.lhs_tensor().to(dev)
+        self._masks = grammar.masks.to(dev)
+        self._semantics = None
+        if self.config.constraints == "semantic":
+            self._semantics = semantics_for(grammar)
+            if self._semantics is None:
+                raise ValueError(f"grammar {grammar.name} has no semantic constraints; use constraints='grammar'")
+        self._grammar_set = True
+        return self
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups: decoder parameters get the objective's extra weight decay (rae)."""
+        extra = self.objective.decoder_weight_decay
+        if not extra:
+            return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+        decoder_ids = {id(p) for m in self.decoder_modules() for p in m.parameters()}
+        dec = [p for p in self.parameters() if id(p) in decoder_ids]
+        rest = [p for p in self.parameters() if id(p) not in decoder_ids]
+        return [{"params": rest, "weight_decay": weight_decay},
+                {"params": dec, "weight_decay": weight_decay + extra}]
+
+    def decoder_modules(self) -> list[nn.Module]:
+        mods = [self.dec_input, self.gru, self.out]
+        if self.config.decoder_feed_rules:
+            mods.append(self.rule_embed)
+        return mods
+
+    # -- encoder ----------------------------------------------------------------------
+    def _features(self, rules: Tensor) -> Tensor:
+        onehot = F.one_hot(rules, self.config.n_rules).transpose(1, 2)  # (B, R, T)
+        return self.encoder(onehot.to(self.out.weight.dtype))
+
+    def encode(self, rules: Tensor) -> Tensor:
+        """``B x T`` padded rules -> deterministic latents ``B x d`` (the mean for ``vae``)."""
+        return self.objective.encode(self._features(rules))
+
+    # -- decoder ----------------------------------------------------------------------
+    def _gru_inputs(self, z: Tensor, steps: int, prev_rules: Tensor | None) -> Tensor:
+        x = self.dec_input(z).unsqueeze(1).expand(-1, steps, -1)  # (B, steps, d)
+        if self.config.decoder_feed_rules:
+            if prev_rules is None:
+                raise ValueError("decoder_feed_rules: pass the previous rules (teacher forcing)")
+            x = torch.cat([x, self.rule_embed(prev_rules)], dim=-1)
+        return x
+
+    def _shifted(self, rules: Tensor) -> Tensor:
+        """``B x T`` -> the previous rule at each step (``n_rules`` = none at step 0)."""
+        start = torch.full_like(rules[:, :1], self.config.n_rules)
+        return torch.cat([start, rules[:, :-1]], dim=1)
+
+    def decode_logits(self, z: Tensor, steps: int | None = None) -> Tensor:
+        """Teacher-free logits ``B x steps x R`` (GVAE decoders only; unmasked)."""
+        if self.config.decoder_feed_rules:
+            raise ValueError("decode_logits: this decoder feeds back rules; use decoder_step with a stack decoder")
+        steps = steps or self.config.max_length
+        h, _ = self.gru(self._gru_inputs(z, steps, None))
+        return self.out(h)
+
+    def decoder_init(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Decoder state for latents ``z [B x d]``: ``(dense(z) [B x d], GRU hidden or None)``."""
+        return self.dec_input(z), None
+
+    def decoder_step(self, state: tuple[Tensor, Tensor | None], prev_rule: Tensor) -> tuple[Tensor, tuple]:
+        """One decoding step.
+
+        Args:
+            state: from :meth:`decoder_init` or the previous step.
+            prev_rule: ``B`` long, the rule chosen at the previous step (``n_rules`` or
+                any value at step 0); ignored unless ``decoder_feed_rules``.
+
+        Returns:
+            ``(logits [B x R], new state)``.
+        """
+        x, hidden = state
+        inp = x
+        if self.config.decoder_feed_rules:
+            if hidden is None:
+                prev_rule = torch.full_like(prev_rule, self.config.n_rules)
+            inp = torch.cat([x, self.rule_embed(prev_rule)], dim=-1)
+        out, hidden = self.gru(inp.unsqueeze(1), hidden)
+        return self.out(out[:, 0]), (x, hidden)
+
+    def teacher_logits(self, z: Tensor, rules: Tensor) -> Tensor:
+        """Training-time logits ``B x T' x R`` for the first ``T'`` steps of ``rules [B x T']``."""
+        steps = rules.shape[1]
+        prev = self._shifted(rules) if self.config.decoder_feed_rules else None
+        h, _ = self.gru(self._gru_inputs(z, steps, prev))
+        return self.out(h)
+
+    # -- loss ---------------------------------------------------------------------------
+    def masked_logits(self, logits: Tensor, rules: Tensor) -> Tensor:
+        """Mask ``B x T x R`` logits with the productions allowed by each true step's symbol."""
+        if not self._grammar_set:
+            raise RuntimeError("GrammarAutoencoder: call set_grammar(grammar) before computing the loss")
+        allowed = self._masks[self._lhs[rules]]  # (B, T, R)
+        if self._semantics is not None:  # normalise over what semantic decoding can choose
+            allowed = allowed & self._semantics.cached_teacher_masks(rules)
+        return logits.float().masked_fill(~allowed, MASK_VALUE)
+
+    def forward(self, rules: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """Loss and its named terms for a batch.
+
+        Args:
+            rules: ``B x T`` padded production sequences (T = max_length).
+            lengths: ``B`` unpadded lengths; the decoder runs ``max(lengths)`` steps.
+
+        Returns:
+            ``loss`` (scalar), ``rec`` (masked cross-entropy, nats per sequence,
+            unweighted), ``acc_rule`` (teacher-forced per-step accuracy) and the
+            objective's weighted latent terms.
+        """
+        steps = int(lengths.max().item()) if lengths.numel() else 1
+        z, terms = self.objective(self._features(rules))
+        target = rules[:, :steps]
+        logits = self.masked_logits(self.teacher_logits(z, target), target)  # (B, steps, R) fp32
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, steps)
+        rec = ce.sum(dim=1).mean()
+        loss = self.lambda_rec * rec + sum(t.float() for t in terms.values())
+        with torch.no_grad():
+            valid = torch.arange(steps, device=rules.device) < lengths.unsqueeze(1)
+            acc = ((logits.argmax(-1) == target) & valid).sum() / valid.sum().clamp(min=1)
+        return {"loss": loss, "rec": rec.detach(), "acc_rule": acc, **{k: v.detach() for k, v in terms.items()}}
+
+
+def build_model(config: ModelConfig, grammar: Grammar | None = None) -> GrammarAutoencoder:
+    """A model with its grammar tables attached (``grammar`` defaults to ``config.grammar``)."""
+    grammar = grammar or load_grammar(config.grammar)
+    return GrammarAutoencoder(config).set_grammar(grammar)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GrammarAutoencoder, Grammar, dict]:
+    """Rebuild a trained model from a checkpoint file alone.
+
+    Args:
+        path: a ``last.pt`` / ``best.pt`` written by :func:`molshape.gvae.training.train_grammar`.
+        device: where to put the model.
+
+    Returns:
+        ``(model in eval mode, grammar, checkpoint dict)``.
+
+    Raises:
+        ValueError: the checkpoint is not a grammar model or its grammar file changed.
+    """
+    # the checkpoint's tensors (split indices, history) stay on the CPU; only the model moves
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if ckpt.get("kind", "grammar") != "grammar":
+        raise ValueError(f"checkpoint {path} holds a {ckpt.get('kind')!r} model, not a grammar autoencoder")
+    config = ModelConfig.from_dict(ckpt["model_config"])
+    grammar = load_grammar(ckpt.get("grammar", config.grammar))
+    if ckpt.get("grammar_hash") != grammar.hash:
+        raise ValueError(f"checkpoint {path}: grammar {grammar.name!r} changed since training "
+                         f"(hash {str(ckpt.get('grammar_hash'))[:12]} != {grammar.hash[:12]})")
+    model = build_model(config, grammar)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), grammar, ckpt
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+

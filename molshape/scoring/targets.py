@@ -1,0 +1,129 @@
+"""The target registry: what each score is, which strings it reads, and how to compute it.
+
+It owns the per-grammar dispatch (molecule targets read SMILES through RDKit, ``expr``
+reads expressions), so the commands and the BO problem ask it instead of branching on
+grammar names. ``molshape score``, :func:`molshape.score` and ``molshape optimize`` all use
+the same table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from molshape.grammar.cfg import Grammar
+from molshape.grammar.representation import is_molecular
+from molshape.scoring.expr_score import WORST, score_with_reason
+from molshape.scoring.expr_score import score_many as expr_scores
+
+
+@dataclass(frozen=True)
+class Target:
+    """One score.
+
+    Attributes:
+        name: ``logp``, ``qed`` or ``expr``.
+        molecular: reads SMILES (else expressions).
+        higher_is_better: the direction BO optimises.
+        max_chars: longest input scored (RDKit's penalized logP of a 100 kB SMILES runs for
+            minutes; ZINC's longest is about 120 characters; expressions are bounded by their parser).
+        optimisable: ``molshape optimize`` offers it.
+        help: one line for ``--help``.
+    """
+
+    name: str
+    molecular: bool
+    higher_is_better: bool
+    max_chars: int
+    optimisable: bool
+    help: str
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("logp", True, True, 1000, True, "GVAE standardised penalized logP (higher is better)"),
+    Target("qed", True, True, 1000, False, "QED drug-likeness (higher is better)"),
+    Target("expr", False, False, 10_000, True, "GVAE expression score (lower is better)"),
+)}
+#: targets ``molshape optimize`` can optimise
+OPTIMIZE_TARGETS = tuple(name for name, t in TARGETS.items() if t.optimisable)
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}; choose from {sorted(TARGETS)}")
+    return TARGETS[name]
+
+
+def default_target(grammar: Grammar) -> str | None:
+    """The target optimised by default for a model's grammar (None when there is none)."""
+    if is_molecular(grammar):
+        return "logp"
+    return "expr" if grammar.name == "expr" else None
+
+
+def fits(target: str, grammar: Grammar) -> bool:
+    """Whether a model of ``grammar`` generates the strings ``target`` scores."""
+    t = get_target(target)
+    return is_molecular(grammar) if t.molecular else grammar.name == target
+
+
+def too_long(target: str, s: str) -> str | None:
+    """The reason a row is not scored because of its length, or None."""
+    cap = get_target(target).max_chars
+    if len(s) > cap:
+        return f"input of {len(s):,} characters is longer than the {cap:,} that --target {target} scores"
+    return None
+
+
+def score_values(target: str, strings: Sequence[str | None], progress: bool = False,
+                 workers: int | None = 1) -> np.ndarray:
+    """Scores ``[N]`` of decoded strings (``nan`` for invalid molecules; the worst score for expressions)."""
+    if get_target(target).molecular:
+        from molshape.scoring.chem import score_many  # RDKit is heavy: loaded only when molecules are involved
+
+        return score_many(strings, target, workers=workers, progress=progress)
+    return expr_scores(strings)
+
+
+def score_rows(target: str, strings: list[str], workers: int | None, progress: bool) -> list[dict[str, Any]]:
+    """One row per input: input, valid, score (+ logP components for ``logp``), reason.
+
+    Inputs longer than the target's ``max_chars`` are not scored; their row says why.
+    """
+    capped = {i: why for i, s in enumerate(strings) if (why := too_long(target, s)) is not None}
+    kept = [s for i, s in enumerate(strings) if i not in capped]
+    scored = iter(_score(target, kept, workers, progress))
+    return [_invalid_row(target, s, capped[i]) if i in capped else next(scored) for i, s in enumerate(strings)]
+
+
+def _invalid_row(target: str, s: str, reason: str) -> dict[str, Any]:
+    if target == "expr":
+        return {"input": s, "valid": False, "score": WORST, "reason": reason}
+    row: dict[str, Any] = {"input": s, "valid": False, "score": float("nan")}
+    if target == "logp":
+        row.update(logp=float("nan"), sa=float("nan"), cycle=float("nan"))
+    row["reason"] = reason
+    return row
+
+
+def _score(target: str, strings: list[str], workers: int | None, progress: bool) -> list[dict[str, Any]]:
+    if not strings:
+        return []
+    if not get_target(target).molecular:
+        rows = []
+        for s in strings:
+            value, reason = score_with_reason(s)
+            rows.append({"input": s, "valid": reason is None, "score": value, "reason": reason or ""})
+        return rows
+    from molshape.scoring.chem import score_table  # RDKit is heavy: loaded only when molecules are involved
+
+    rows = []
+    for r in score_table(strings, workers=workers, progress=progress, with_qed=target == "qed"):
+        row = {"input": r.smiles, "valid": r.valid, "score": r.penalized_logp if target == "logp" else r.qed}
+        if target == "logp":
+            row.update(logp=r.logp, sa=r.sa, cycle=r.cycle)
+        row["reason"] = r.reason or ""
+        rows.append(row)
+    return rows

@@ -1,0 +1,62 @@
+"""The Python API (molshape.load / encode / decode / sample / score / optimize) and the README example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import molshape
+from molshape.grammar.cfg import GrammarError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_example() -> str:
+    section = README.read_text().split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its run folder goes under runs/ here
+    scope: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), scope)
+    assert scope["z"].shape == (2, scope["m"].latent_dim)
+    assert len(scope["decoded"]) == 2 and len(scope["decoded"].reasons) == 2
+    assert len(scope["samples"]) == 20
+    assert list(scope["table"]["valid"]) == [True, True]
+    top = scope["result"].top(3)
+    assert 1 <= len(top) <= 3 and top["score"].is_monotonic_decreasing
+    assert len(scope["result"].to_frame()) == 5  # one seed x one iteration x 5 proposals
+
+
+def test_load_names_and_paths():
+    expr = molshape.load("expr")
+    assert expr.grammar.name == "expr" and expr.path.name == "expr-gmm-cpu.pt"
+    assert molshape.load(expr.path).path == expr.path
+    assert molshape.load("zinc-gmm-cpu").grammar.name == "smiles"
+    assert molshape.load("zinc").grammar.name in ("smiles", "smiles_kekule")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        molshape.load("no-such-model")
+
+
+def test_encode_decode_sample_are_seeded_and_shaped():
+    m = molshape.load("expr")
+    z = m.encode(["x*sin(x)", "1+x"])
+    assert z.shape == (2, 25) and z.dtype == torch.float32
+    assert m.decode(z) == m.decode(z.clone())
+    assert list(m.sample(8, seed=3)) == list(m.sample(8, seed=3))
+    assert m.latents(4, component=2).shape == (4, 25)
+    with pytest.raises(GrammarError):
+        m.encode(["x+"])
+
+
+def test_score_is_a_frame_per_target():
+    logp = molshape.score(["CCO", "C(("], target="logp")
+    assert isinstance(logp, pd.DataFrame) and list(logp["valid"]) == [True, False]
+    assert {"logp", "sa", "cycle", "reason"} <= set(logp.columns)
+    expr = molshape.score(["x*sin(x)", "x+"], target="expr")
+    assert list(expr["valid"]) == [True, False]
