@@ -184,7 +184,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
     for key, by_epoch in sorted(group(rows).items(), key=lambda kv: str(kv[0])):
         ep = sorted(by_epoch)
         n_seeds = max(len(v) for v in by_epoch.values())
@@ -201,8 +201,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("epochs (9,000 t10k training images, 1 CPU thread)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=6.5, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 0.74, 1))
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(0.745, 0.5))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)

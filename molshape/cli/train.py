@@ -41,8 +41,8 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--layers", type=int, default=None, help="Decoder GRU layers.")
 @click.option("--components", type=int, default=None, help="gmm: mixture components K (default 10).")
 @click.option("--std", type=float, default=None, help="gmm: component std s (default 1).")
-@click.option("--layout", type=click.Choice(["spread", "basis", "standard"]), default=None,
-              help="gmm: centre layout (default spread).")
+@click.option("--layout", type=click.Choice(["spread", "basis", "onehot", "standard"]), default=None,
+              help="gmm: centre layout (default spread; onehot: means at 10 e_k, the authors' later code).")
 @click.option("--lambda-rec", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reconstruction weight, > 0 (default: the heuristic).")
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
