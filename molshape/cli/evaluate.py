@@ -116,9 +116,9 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
         # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
         from molshape.scoring.sample_quality import molecule_report
 
-        report = molecule_report(samples.raw, samples.for_fcd, data=data, grammar_name=g.name, device=str(dev),
-                                 with_fcd=not no_fcd, plot=out_dir / "properties.png.tmp.png")
-        (out_dir / "properties.png.tmp.png").replace(out_dir / "properties.png")
+        with atomic_path(out_dir / "properties.png") as plot:
+            report = molecule_report(samples.raw, samples.for_fcd, data=data, grammar_name=g.name, device=str(dev),
+                                     with_fcd=not no_fcd, plot=plot)
         summary["samples"]["failures"] = report["failures"]
         summary["samples"]["realism"] = report["realism"]
         for k in ("fcd", "fcd_floor", "fcd_n"):

@@ -465,29 +465,21 @@ def load_dataset(grammar_name: str, data: str | Path | None = None, limit: int |
                     limit=limit, workers=workers, progress=progress, cap_test=True)
 
 
-def standard_test_strings(grammar_name: str = "smiles", data: str | Path | None = None) -> list[str]:
-    """The raw strings of the standard test split (ZINC250k: GVAE's 5,000 molecules), whatever limit.
+def standard_reference(grammar_name: str = "smiles", n_train: int = 10_000, data: str | Path | None = None,
+                       seed: int = 0) -> tuple[list[str], list[str]]:
+    """Raw strings of the standard test split and ``n_train`` drawn from the standard training split.
 
-    Read from the file without parsing, so metrics such as the FCD always use the same
-    reference whatever ``--limit`` a model was trained with.
+    ZINC250k: GVAE's 5,000 test molecules, whatever ``--limit`` a model was trained with, so
+    sample metrics such as the FCD always use the same reference; the training draw is
+    their floor. Read from the file without parsing.
     """
     g = load_grammar(grammar_name)
     src, test_size = _standard_source(g, data)
     records = src.records()
     split = _split(len(records), {"test_size": test_size, "valid_fraction": VALID_FRACTION, "seed": 0}, True)
-    return [records[i][1] for i in split["test"].tolist()]
-
-
-def standard_train_sample(grammar_name: str = "smiles", n: int = 10_000, data: str | Path | None = None,
-                          seed: int = 0) -> list[str]:
-    """``n`` raw strings drawn from the standard training split (the floor of sample metrics)."""
-    g = load_grammar(grammar_name)
-    src, test_size = _standard_source(g, data)
-    records = src.records()
-    split = _split(len(records), {"test_size": test_size, "valid_fraction": VALID_FRACTION, "seed": 0}, True)
     train = split["train"]
-    pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
-    return [records[i][1] for i in pick.tolist()]
+    pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_train]].sort().values
+    return [records[i][1] for i in split["test"].tolist()], [records[i][1] for i in pick.tolist()]
 
 
 def load_cached(grammar_name: str, data: str | Path | None = None, seed: int = 0) -> PreparedData | None:

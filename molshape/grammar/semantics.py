@@ -135,7 +135,6 @@ class State:
         depth: number of such frames.
         pend: order of the bond to the next atom (0 for the first atom).
         ring_open: ``B x 8`` ring slots open; ``ring_from`` the atom that opened each.
-        step: decoding steps taken.
     """
 
     dist: Tensor
@@ -150,7 +149,6 @@ class State:
     ring_from: Tensor
     ch2: Tensor | None = None  # ``B x N``: the atom can still become a CH2 (carbon, single bond in, nothing else yet)
     run: Tensor | None = None  # ``B``: CH2 atoms in a row just before the current atom on its chain
-    step: int = 0
 
 
 class SmilesSemantics:
@@ -174,8 +172,8 @@ class SmilesSemantics:
         self.max_atoms = self.max_length // 4 + 2  # every atom costs at least 4 steps
         self.max_depth = MAX_BRANCH_DEPTH
         self._sym = {s: grammar.symbols.index(s) for s in SYMBOLS}
-        self._by_kind = {k: [r for r, x in enumerate(kinds) if x == k] for k in set(kinds)}
         self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._gmasks, self._lhs = grammar.masks, grammar.lhs_tensor()
         # needs() builds one column per kind (atoms per capacity, digits per slot, bonds per
         # order) and spreads them to rules with one index_select
         caps = sorted({a for kd, a in zip(kinds, args) if kd == Kind.ATOM})
@@ -275,7 +273,6 @@ class SmilesSemantics:
         s.ch2[b, cur] &= ~(push | digit)
         carbon = atom & self._is_carbon.to(rule.device)[rule]
         s.ch2[b[atom], s.cur[atom]] = carbon[atom] & (s.in_bond[b[atom], s.cur[atom]] == 1)
-        s.step += 1
 
     def _add_edge(self, s: State, rows: Tensor, u: Tensor, v: Tensor) -> None:
         """Shortest paths after a ring-closure bond ``u - v`` in ``rows`` (min-plus update)."""
@@ -343,11 +340,7 @@ class SmilesSemantics:
             return torch.minimum(self._grow_cur(m, n_cur, rem0), others)
 
         def child(kk: Tensor, others: Tensor) -> Tensor:
-            """Steps after a new carbon bonded to cur is pending: make it, close one ring on
-            it when one was opened elsewhere, then complete from it or ``others``."""
-            plain = 2 + 1 + kk + 1 + torch.minimum(6 * m, others)
-            closes = 2 + 3 + kk + 1 + 6 * (m - 1)
-            return torch.where(n_cur < m, torch.minimum(plain, closes), plain)
+            return self._child2(m, n_cur, kk, others.unsqueeze(1)).squeeze(1)
 
         room = k < self.max_depth
         cont = child(k, frames)
@@ -382,7 +375,9 @@ class SmilesSemantics:
 
     @staticmethod
     def _child2(m: Tensor, n_cur: Tensor, k: Tensor, others: Tensor) -> Tensor:
-        """:meth:`needs`' ``child`` for ``B x J`` alternatives ``others``."""
+        """Steps after a new carbon bonded to cur is pending, for ``B x J`` alternatives ``others``
+        (the best plan from the waiting atoms): make it, close one ring on it when one was
+        opened elsewhere, then complete from it or ``others``."""
         mm, kk = m.unsqueeze(1), k.unsqueeze(1)
         plain = 2 + 1 + kk + 1 + torch.minimum(6 * mm, others)
         closes = 2 + 3 + kk + 1 + 6 * (mm - 1)
@@ -415,7 +410,7 @@ class SmilesSemantics:
             return hard
         soft = hard & ~self.guidance(s)
         dev = hard.device
-        masks, lhs = self.grammar.masks.to(dev), self.grammar.lhs_tensor().to(dev)
+        masks, lhs = self._gmasks.to(dev), self._lhs.to(dev)
         some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
         return torch.where(some[:, lhs], soft, hard)
 
@@ -432,7 +427,6 @@ class SmilesSemantics:
         dev = s.cur.device
         B, K = s.ring_open.shape
         b = torch.arange(B, device=dev)
-        kinds, _ = self._on(dev)
         far = MAX_RING - 1
         d_cur = s.dist[b.unsqueeze(1), s.ring_from, s.cur.unsqueeze(1)].long()  # [B, K]
         f_atoms, f_valid, _, _ = self._frames(s)
@@ -455,22 +449,19 @@ class SmilesSemantics:
         # what ZINC never has: more open rings at once, or more rings opened on one atom
         n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
         crowded = (s.ring_open.sum(1) >= GUIDE_MAX_OPEN) | (n_cur >= GUIDE_MAX_PER_ATOM)
-        avoid = torch.zeros(B, self.grammar.n_productions, dtype=torch.bool, device=dev)
-        for r, kind in enumerate(kinds.tolist()):
-            if kind == Kind.RINGS_DONE or kind in (Kind.CHAIN, Kind.BOND_CHAIN):
-                avoid[:, r] = stuck_after_cur
-            elif kind == Kind.END:
-                avoid[:, r] = stuck_without_cur
-            elif kind == Kind.DIGIT:  # (two closures on one atom: the shorter goes first, same molecule)
-                slot = int(self._arg[r])
-                avoid[:, r] = torch.where(s.ring_open[:, slot], d_cur[:, slot] > far, crowded)
-            elif kind in (Kind.BRANCH, Kind.BRANCH_BOND):
-                avoid[:, r] = s.depth >= GUIDE_MAX_DEPTH
-            if kind == Kind.CHAIN:  # a single bond on would make the current carbon the 8th CH2 in a row
-                avoid[:, r] |= s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)
-            if kind == Kind.ATOM:  # a new atom that must close a ring itself needs capacity for it
-                left = int(self._arg[r]) - s.in_bond[b, s.cur]
-                avoid[:, r] = stuck_after_cur & (left < 1)
+        # one column per kind (the layout of needs()), spread to rules with one index_select
+        never = torch.zeros_like(stuck_after_cur)
+        eighth_ch2 = s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)  # a single bond on makes an 8th CH2
+        deep = s.depth >= GUIDE_MAX_DEPTH
+        cols = torch.stack([never, stuck_without_cur, stuck_after_cur | eighth_ch2, stuck_after_cur, deep, deep,
+                            never, stuck_after_cur], dim=1)  # see Kind / _rule_col
+        # a new atom that must close a ring itself needs capacity for it
+        left = self._atom_cap.to(dev).unsqueeze(0) - s.in_bond[b, s.cur].unsqueeze(1)
+        atom = stuck_after_cur.unsqueeze(1) & (left < 1)
+        # (two closures on one atom: the shorter goes first, same molecule)
+        digit = torch.where(s.ring_open, d_cur > far, crowded.unsqueeze(1))
+        bond = never.unsqueeze(1).expand(-1, len(self._bond_orders))
+        avoid = torch.cat([cols, atom, digit, bond], dim=1).index_select(1, self._rule_col.to(dev))
         return avoid
 
     # -- training and data -----------------------------------------------------------

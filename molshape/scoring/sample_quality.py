@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from molshape.scoring.chem_stats import failure_table, molecule_stats, plot_property_histograms, realism
-from molshape.data.datasets import standard_test_strings, standard_train_sample
+from molshape.data.datasets import standard_reference
 from molshape.gvae.metrics import fcd
 
 
@@ -39,8 +39,7 @@ def molecule_report(raw: Sequence[str | None], valid: Sequence[str], data: str |
     Returns:
         ``{"failures": {...}, "realism": {...}, "fcd": float, "fcd_floor": float, ...}``.
     """
-    test = standard_test_strings(grammar_name, data)
-    floor_smiles = standard_train_sample(grammar_name, max(len(valid), 2), data)
+    test, floor_smiles = standard_reference(grammar_name, max(len(valid), 2), data)
     s_stats = molecule_stats(valid, progress=progress)
     t_stats = molecule_stats(test, progress=progress)
     f_stats = molecule_stats(floor_smiles[: len(test)], progress=progress)
