@@ -511,10 +511,22 @@ def test_empty_training_data(tmp_path: Path) -> None:
 @pytest.mark.full_data
 def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    res = cli("evaluate", "--grammar", "expr", "--out", "DIR", "--n", "20", "--limit", "10", "--threads", "1", "--json")
+    res = cli("evaluate", "--grammar", "expr", "--data", expr_path, "--out", "DIR", "--n", "20", "--limit", "10",
+              "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["samples"]["n_samples"] == 20
     assert (tmp_path / "runs" / "evaluate.csv").is_file() and (tmp_path / "DIR" / "summary.json").is_file()
+
+
+def test_evaluate_a_shipped_model_without_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no GVAE file anywhere: the generated expressions are not what the model was trained on
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOLSHAPE_DATA_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("MOLSHAPE_CACHE_DIR", str(tmp_path / "cache"))
+    res = cli("evaluate", "--grammar", "expr", "--n", "5", "--threads", "1")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "trained on (equation2_15_dataset.txt.gz, sha256 c98f492fa1e5); pass --data" in error_line(res)
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.full_data
@@ -522,11 +534,12 @@ def test_evaluate_checkpoint_in_a_read_only_folder(read_only_dir: Path, expr_pat
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     before = snapshot(read_only_dir)
-    res = cli("evaluate", "--checkpoint", read_only_dir / "model.pt", "--n", "10", "--limit", "10", "--threads", "1")
+    res = cli("evaluate", "--checkpoint", read_only_dir / "model.pt", "--data", expr_path, "--n", "10", "--limit", "10",
+              "--threads", "1")
     assert res.exit_code == 0, res.output  # outputs go to runs/ when the checkpoint's folder is read-only
     assert (tmp_path / "runs" / "evaluate-model" / "summary.json").is_file()
-    res = cli("evaluate", "--checkpoint", read_only_dir / "model.pt", "--out", "DIR", "--n", "10", "--limit", "10",
-              "--threads", "1")
+    res = cli("evaluate", "--checkpoint", read_only_dir / "model.pt", "--data", expr_path, "--out", "DIR", "--n", "10",
+              "--limit", "10", "--threads", "1")
     assert res.exit_code == 0, res.output
     assert len(list(csv.DictReader((tmp_path / "runs" / "evaluate.csv").open()))) == 2
     assert_unchanged(before)

@@ -271,15 +271,24 @@ def check_writable(path: str | os.PathLike) -> None:
     """Fail now, before any work, when ``path`` cannot be written (missing permission,
     read-only or pseudo file system such as /proc or /sys, a directory in the way).
 
-    Creates the parent folder as writing would. Raises :class:`OSError` naming ``path``.
+    Leaves nothing behind: folders it had to create for the test are removed again, so a
+    command that fails later does not leave empty output folders. Raises :class:`OSError`
+    naming ``path``.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        _unlink_quietly(tmp)
     except OSError as e:
         raise _named(e, path) from e
-    os.close(fd)
-    _unlink_quietly(tmp)
+    finally:
+        for folder in created:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break

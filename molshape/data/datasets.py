@@ -445,7 +445,8 @@ def _standard_source(grammar: Grammar, data: str | Path | None) -> tuple[_Source
 
 
 def load_dataset(grammar_name: str, data: str | Path | None = None, limit: int | None = None, seed: int = 0, *,
-                 cache: bool = True, workers: int | None = None, progress: bool = True) -> PreparedData:
+                 cache: bool = True, workers: int | None = None, progress: bool = True,
+                 check: Callable[[str, str], None] | None = None) -> PreparedData:
     """The standard data set of a grammar, ready for training.
 
     * ``smiles``: ZINC250k (``--data``, ``$MOLSHAPE_DATA_DIR`` or the download cache);
@@ -457,10 +458,13 @@ def load_dataset(grammar_name: str, data: str | Path | None = None, limit: int |
 
     ``seed`` sets the split; ``limit`` is for smoke runs (see :func:`prepare_dataset`).
     A file with no more records than the test size holds out 10 % for test instead (logged).
-    ``PreparedData.source`` records which data was used.
+    ``PreparedData.source`` records which data was used. ``check(label, sha256)`` sees the
+    source before anything is read or generated, so it can refuse the wrong data cheaply.
     """
     g = load_grammar(grammar_name)
     src, test_size = _standard_source(g, data)
+    if check is not None:
+        check(src.label, src.sha256)
     return _prepare(g, src, test_size=test_size, valid_fraction=VALID_FRACTION, seed=seed, cache=cache,
                     limit=limit, workers=workers, progress=progress, cap_test=True)
 

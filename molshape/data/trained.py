@@ -19,11 +19,18 @@ def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None 
         ValueError: the data found is not the checkpoint's (sha256), or the split does not fit it.
     """
     limit = (checkpoint.get("train_config") or {}).get("limit")
-    prepared = load_dataset(grammar.name, data, limit=limit, progress=False)
-    want = (checkpoint.get("data") or {}).get("sha256")
-    if want and prepared.source_sha256 != want:
-        raise ValueError(f"data {prepared.source} (sha256 {prepared.source_sha256[:12]}) is not the data the "
-                         f"checkpoint was trained on (sha256 {want[:12]}); pass --data with that file")
+    recorded = checkpoint.get("data") or {}
+    want = recorded.get("sha256")
+
+    def same_data(label: str, sha256: str) -> None:
+        if want and sha256 != want:
+            # name the file the model was trained on: a user without it needs to know what to fetch
+            trained_on = Path(str(recorded.get("source") or "the training file")).name
+            raise ValueError(f"data {label} (sha256 {sha256[:12]}) is not the data the checkpoint was trained on "
+                             f"({trained_on}, sha256 {want[:12]}); pass --data with that file or set "
+                             f"$MOLSHAPE_DATA_DIR to its folder")
+
+    prepared = load_dataset(grammar.name, data, limit=limit, progress=False, check=same_data)
     biggest = max((int(v.max()) for v in checkpoint["split"].values() if len(v)), default=-1)
     if biggest >= len(prepared):
         raise ValueError(f"the checkpoint's split indexes row {biggest} but {prepared.source} has "
