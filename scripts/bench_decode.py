@@ -8,7 +8,7 @@
    given checkpoint or a freshly initialised ``cpu``-preset model (said so in the output).
 3. Semantic decoding (``smiles_kekule``): random logits ``[B x 277 x 40]`` decoded with the
    grammar masks only, with the vectorised semantic constraints, and by the per-molecule
-   reference loop (:class:`molshape.grammar.semantics.ReferenceSemantics`, on ``--reference-n``
+   reference loop (:class:`molshape.grammar.semantic_oracle.ReferenceSemantics`, on ``--reference-n``
    molecules, results asserted identical); then end to end with a Kekulé model
    (``--kekule-checkpoint``, default the shipped one) under both constraints.
 

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import networkx as nx
-import numpy as np
 from rdkit import Chem
 from rdkit.Chem import QED, Descriptors, rdmolops
 from rdkit.Contrib.SA_Score import sascorer

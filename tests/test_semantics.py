@@ -16,7 +16,9 @@ from molshape.scoring.chem import is_valid, kekule_smiles
 from molshape.grammar.decoding import make_decoder, reference_decode
 from molshape.grammar.cfg import load_grammar
 from molshape.grammar.parser import get_parser, nltk_parse
-from molshape.grammar.semantics import INF, Kind, ReferenceSemantics, SmilesSemantics, semantics_for
+from molshape.grammar.semantic_oracle import ReferenceSemantics
+from molshape.grammar.semantic_rules import INF, Kind
+from molshape.grammar.semantics import SmilesSemantics, semantics_for
 
 ZINC = Path(__file__).parent / "data" / "zinc_2k.smi"
 

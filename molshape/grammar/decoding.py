@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
-from molshape.grammar.semantics import ReferenceSemantics, SmilesSemantics, semantics_for
+from molshape.grammar.semantic_oracle import ReferenceSemantics
+from molshape.grammar.semantics import SmilesSemantics, semantics_for
 
 MODES = ("argmax", "sample")
 #: Decoding constraints: ``grammar`` (GVAE's masks only), ``semantic`` (valence, rings and
@@ -282,7 +283,7 @@ def reference_decode(grammar: Grammar, scores: Tensor, noise: Tensor | None = No
             ascending rule order (what :class:`StackDecoder` draws when sampling).
         max_length: steps (default ``grammar.max_length``).
         semantics: also apply the semantic constraints (per molecule,
-            :class:`molshape.grammar.semantics.ReferenceSemantics`).
+            :class:`molshape.grammar.semantic_oracle.ReferenceSemantics`).
 
     Returns:
         :class:`DecodeResult` on CPU.

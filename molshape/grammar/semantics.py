@@ -29,16 +29,15 @@ not the optimum, so a few real molecules (0.1 % of ZINC250k, mostly rings of mor
 8 atoms) fall outside; :meth:`SmilesSemantics.violations` finds them.
 
 Everything is tensors over the batch, ``[B x ...]``, updated in the same lock step as
-:class:`molshape.grammar.decoding.StackDecoder`; :func:`reference_allowed` is a per-molecule
-version of the rules in plain Python, kept as the test oracle.
+:class:`molshape.grammar.decoding.StackDecoder`. The rule tables and limits are in
+:mod:`molshape.grammar.semantic_rules`; :class:`molshape.grammar.semantic_oracle.ReferenceSemantics`
+is a per-molecule version of the rules in plain Python, kept as the test oracle.
 """
 
 # Over 400 lines on purpose: SmilesSemantics is one vectorised state machine (valence, rings,
-# length) whose update rules read each other's bookkeeping, and ReferenceSemantics is its
-# plain per-sequence twin that the tests compare it with; apart, neither reads on its own.
+# length, guidance) whose update rules read each other's bookkeeping; apart they do not read.
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,79 +46,8 @@ import torch
 from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
-
-#: Bonding capacity of each atom token (sum of bond orders to heavy atoms). Organic-subset
-#: atoms take their largest usual valence (RDKit fills the rest with hydrogens); bracket
-#: atoms carry their hydrogens and charge, so what is left is fixed.
-CAPACITY = {
-    "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "Cl": 1, "Br": 1, "I": 1, "B": 3,
-    "[NH+]": 3, "[O-]": 1, "[NH2+]": 2, "[N+]": 4, "[NH3+]": 1, "[N-]": 2, "[S-]": 1,
-    "[OH+]": 2, "[NH-]": 1, "[PH]": 4, "[PH2]": 3,
-}
-BOND_ORDER = {"=": 2, "#": 3}
-#: A closure may make a ring of at most this many atoms (ZINC250k: 0.03 % have more).
-MAX_RING = 8
-MIN_RING = 3
-#: Decoding avoids structures beyond what 10,000 ZINC250k molecules (Kekulé form) have:
-#: branches nested deeper than 5, more than 6 rings open at once, 3 rings opened on one atom.
-GUIDE_MAX_DEPTH = 5
-GUIDE_MAX_OPEN = 6
-GUIDE_MAX_PER_ATOM = 2
-#: Decoding avoids this many CH2 in a row (ZINC250k: 0.005 % of molecules have such a chain).
-LONG_CHAIN = 8
-#: Branches nested deeper than this are not allowed (ZINC250k nests at most 4 deep).
-MAX_BRANCH_DEPTH = 12
-INF = 10_000
-#: Symbol names the constraints rely on.
-SYMBOLS = ("smiles", "chain", "atom", "rings", "ring", "tail", "bond")
-
-
-class Kind:
-    """What a production does to the bookkeeping (one integer code per rule)."""
-
-    OTHER, START, NEW_ATOM, ATOM, MORE_RINGS, RINGS_DONE, DIGIT = 0, 1, 2, 3, 4, 5, 6
-    BRANCH, BRANCH_BOND, BOND_CHAIN, CHAIN, END, BOND = 7, 8, 9, 10, 11, 12
-
-
-def _classify(grammar: Grammar) -> tuple[list[int], list[int]]:
-    """Per rule: its :class:`Kind` and an argument (capacity, ring slot or bond order)."""
-    kinds, args = [], []
-    sym = grammar.symbols
-    for r, toks in enumerate(grammar.rhs_tokens):
-        lhs = sym[grammar.lhs[r]]
-        terms = [t for t in toks if t is not None]
-        nts = [sym[s] for s in grammar.rhs_nonterminals[r]]
-        kind, arg = Kind.OTHER, 0
-        if lhs == "smiles":
-            kind = Kind.START
-        elif lhs == "chain":
-            kind = Kind.NEW_ATOM
-        elif lhs == "atom":
-            if terms[0] not in CAPACITY:
-                raise ValueError(f"semantic constraints: no capacity known for atom {terms[0]!r}")
-            kind, arg = Kind.ATOM, CAPACITY[terms[0]]
-        elif lhs == "rings":
-            kind = Kind.MORE_RINGS if nts and nts[0] == "ring" else Kind.RINGS_DONE
-        elif lhs == "ring":
-            kind, arg = Kind.DIGIT, int(terms[0]) - 1
-        elif lhs == "tail":
-            if not toks:
-                kind = Kind.END
-            elif terms and terms[0] == "(":
-                kind = Kind.BRANCH_BOND if nts[0] == "bond" else Kind.BRANCH
-            else:
-                kind = Kind.BOND_CHAIN if nts[0] == "bond" else Kind.CHAIN
-        elif lhs == "bond":
-            kind, arg = Kind.BOND, BOND_ORDER[terms[0]]
-        kinds.append(kind)
-        args.append(arg)
-    return kinds, args
-
-
-def supports(grammar: Grammar) -> bool:
-    """True when ``grammar`` has the structure these constraints are written for."""
-    return all(s in grammar.symbols for s in SYMBOLS) and "ring" in grammar.symbols
-
+from molshape.grammar.semantic_rules import (GUIDE_MAX_DEPTH, GUIDE_MAX_OPEN, GUIDE_MAX_PER_ATOM, INF, LONG_CHAIN,
+                                             MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Kind, classify, supports)
 
 @dataclass
 class State:
@@ -164,7 +92,7 @@ class SmilesSemantics:
             raise ValueError(f"grammar {grammar.name!r} has no semantic constraints (needs symbols {SYMBOLS})")
         self.grammar = grammar
         self.max_length = max_length or grammar.max_length
-        kinds, args = _classify(grammar)
+        kinds, args = classify(grammar)
         self._kind = torch.tensor(kinds, dtype=torch.long)
         self._is_carbon = torch.tensor([toks == ("C",) for toks in grammar.rhs_tokens])
         self._arg = torch.tensor(args, dtype=torch.long)
@@ -525,150 +453,3 @@ def _cached(grammar: Grammar) -> SmilesSemantics:
 def semantics_for(grammar: Grammar) -> SmilesSemantics | None:
     """The semantic constraints of ``grammar``, or None when it has none."""
     return _cached(grammar) if supports(grammar) else None
-
-
-class ReferenceSemantics:
-    """The same rules for one molecule in plain Python: the test oracle of :class:`SmilesSemantics`.
-
-    Distances come from a breadth-first search over the bonds made so far rather than the
-    incremental shortest-path matrix, so the two share the rules but not the arithmetic.
-    """
-
-    def __init__(self, grammar: Grammar, max_length: int | None = None) -> None:
-        self.grammar = grammar
-        self.max_length = max_length or grammar.max_length
-        self.kinds, self.args = _classify(grammar)
-        self.n_rings = sum(1 for k in self.kinds if k == Kind.DIGIT)
-        self.rem: list[int] = []
-        self.in_bond: list[int] = []
-        self.adj: list[set[int]] = []
-        self.cur = 0
-        self.frames: list[int] = []
-        self.pend = 0
-        self.rings: dict[int, int] = {}  # slot -> opening atom
-
-    def _dist(self, a: int, b: int) -> int:
-        seen, frontier, d = {a}, [a], 0
-        while frontier:
-            if b in frontier:
-                return d
-            frontier = [y for x in frontier for y in self.adj[x] if y not in seen]
-            seen.update(frontier)
-            d += 1
-        return INF
-
-    def update(self, rule: int) -> None:
-        kind, arg = self.kinds[rule], self.args[rule]
-        if kind == Kind.START:
-            self.pend = 0
-        elif kind in (Kind.CHAIN, Kind.BRANCH):
-            self.rem[self.cur] -= 1
-            self.pend = 1
-        elif kind in (Kind.BOND_CHAIN, Kind.BRANCH_BOND):
-            self.pend = 1
-        elif kind == Kind.BOND:
-            self.rem[self.cur] -= arg
-            self.pend = arg
-        if kind in (Kind.BRANCH, Kind.BRANCH_BOND):
-            self.frames.append(self.cur)
-        elif kind == Kind.NEW_ATOM:
-            x = len(self.rem)
-            self.rem.append(0)
-            self.in_bond.append(self.pend)
-            self.adj.append(set())
-            if x > 0:
-                self.adj[x].add(self.cur)
-                self.adj[self.cur].add(x)
-            self.cur = x
-        elif kind == Kind.ATOM:
-            self.rem[self.cur] = arg - self.in_bond[self.cur]
-        elif kind == Kind.DIGIT:
-            self.rem[self.cur] -= 1
-            if arg in self.rings:
-                other = self.rings.pop(arg)
-                self.adj[self.cur].add(other)
-                self.adj[other].add(self.cur)
-            else:
-                self.rings[arg] = self.cur
-        elif kind == Kind.END and self.frames:
-            self.cur = self.frames.pop()
-
-    def _grow(self, levels: list[tuple[int, int]], m: int) -> int:
-        """levels: (rings opened at the level atom, capacity left there)."""
-        costs = [6 * m + (4 if m and n_at == m else 0) for n_at, rem in levels if m == 0 or rem >= 1]
-        return min(costs, default=INF)
-
-    def needs(self) -> list[int]:
-        """Steps left after each rule (INF where the rule is not allowed)."""
-        m, k, cur = len(self.rings), len(self.frames), self.cur
-        at = Counter(self.rings.values())
-        rem_c = self.rem[cur] if self.rem else 0
-        frames = [(at[f], self.rem[f]) for f in self.frames]
-        best_frames = self._grow(frames, m)
-
-        def child(kk: int, others: int) -> int:
-            plain = 2 + 1 + kk + 1 + min(6 * m, others)
-            closes = 2 + 3 + kk + 1 + 6 * (m - 1)
-            return min(plain, closes) if at[cur] < m else plain
-
-        out = []
-        for rule, (kind, arg) in enumerate(zip(self.kinds, self.args)):
-            need = INF
-            if kind in (Kind.START, Kind.NEW_ATOM, Kind.OTHER):
-                need = 0
-            elif kind == Kind.END:
-                need = (0 if m == 0 else INF) if k == 0 else k + best_frames
-            elif kind in (Kind.CHAIN, Kind.BOND_CHAIN):
-                order = 1 if kind == Kind.CHAIN else 2
-                if rem_c >= order:
-                    need = (order - 1) + child(k, best_frames)
-            elif kind in (Kind.BRANCH, Kind.BRANCH_BOND):
-                order = 1 if kind == Kind.BRANCH else 2
-                if rem_c >= order and k < MAX_BRANCH_DEPTH:
-                    need = (order - 1) + child(k + 1, self._grow([(at[cur], rem_c - order)] + frames, m))
-            elif kind == Kind.BOND:
-                if rem_c >= arg:
-                    if self.frames and self.frames[-1] == cur:
-                        after = self._grow([(at[cur], rem_c - arg)] + frames[:-1], m)
-                    else:
-                        after = best_frames
-                    need = child(k, after)
-            elif kind == Kind.ATOM and self.rem:
-                left = arg - self.in_bond[cur]
-                if left >= 0:
-                    need = 1 + k + 1 + self._grow([(at[cur], left)] + frames, m)
-                    far = any(self._dist(o, cur) >= MIN_RING - 1 for o in self.rings.values())
-                    if far and left >= 1 and (m == 1 or left >= 2):
-                        need = min(need, 3 + k + 1 + 6 * (m - 1))
-            elif kind == Kind.DIGIT:
-                need = self._digit_need(arg, at, rem_c, frames, m, k)
-            elif kind == Kind.RINGS_DONE:
-                need = k + 1 + self._grow([(at[cur], rem_c)] + frames, m)
-            out.append(min(need, INF))
-        digits = [n for n, kd in zip(out, self.kinds) if kd == Kind.DIGIT]
-        for rule, kind in enumerate(self.kinds):
-            if kind == Kind.MORE_RINGS:
-                out[rule] = min(1 + min(digits, default=INF), INF)
-        return out
-
-    def _digit_need(self, slot: int, at: Counter, rem_c: int, frames: list, m: int, k: int) -> int:
-        if rem_c < 1:
-            return INF
-        cur = self.cur
-        at = Counter(at)
-        if slot in self.rings:
-            opener = self.rings[slot]
-            if self._dist(opener, cur) < MIN_RING - 1:
-                return INF
-            at[opener] -= 1
-            m2 = m - 1
-        else:
-            if m >= self.n_rings:
-                return INF
-            at[cur] += 1
-            m2 = m + 1
-        levels = [(at[cur], rem_c - 1)] + [(at[f], self.rem[f]) for f in self.frames]
-        return 1 + k + 1 + self._grow(levels, m2)
-
-    def allowed(self, steps_left: int) -> list[bool]:
-        return [n <= steps_left for n in self.needs()]
