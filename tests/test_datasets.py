@@ -11,10 +11,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import molshape.data.datasets as ds
+import molshape.data.sources as sources
 from molshape.grammar import parser as parser_module
 from molshape.cli import main
-from molshape.data.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset, split_records
+from molshape.data.datasets import PreparedData, RuleDataset, load_dataset, prepare_dataset
+from molshape.data.splits import split_records
 from molshape.grammar.cfg import load_grammar
 from molshape.data.records import read_records, read_strings
 from molshape.grammar.parser import get_parser
@@ -169,7 +170,7 @@ def test_load_dataset_expr_file_and_generated(expr_path: Path, monkeypatch: pyte
     assert from_file.source == str(expr_path) and from_file.rules.shape[1] == 15
     assert from_file.n_records == 100_000 and len(from_file.split["train"]) == 300
     monkeypatch.delenv("MOLSHAPE_DATA_DIR", raising=False)
-    monkeypatch.setattr(ds, "EXPR_GENERATED", 12_000)
+    monkeypatch.setattr(sources, "EXPR_GENERATED", 12_000)
     generated = load_dataset("expr", limit=None, workers=1, progress=False)
     assert generated.source.startswith("generated(n=12000")
     assert len(generated) == 12_000 and not generated.failed

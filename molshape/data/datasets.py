@@ -19,15 +19,11 @@ Example:
     (torch.Size([1224, 277]), 1000)
 """
 
-# Over 400 lines: sources, splits, the parse cache and the standard entry points are one
-# pipeline whose cache keys and split rules must change together (splitting it is issue 14's
-# next step, after the branch that edits it has merged).
 from __future__ import annotations
 
 import csv
 import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,88 +34,17 @@ import torch
 from torch.utils.data import Dataset
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-from molshape.core.hashing import file_hash
-from molshape.data.download import resolve_data_file
-from molshape.grammar.cfg import Grammar, GrammarError, load_grammar
-from molshape.data.records import read_records
-from molshape.grammar.representation import is_kekule, is_molecular, to_grammar_strings
 from molshape.core.runtime import cache_dir
+from molshape.data.sources import RecordSource, file_source, list_source, standard_source
+from molshape.data.splits import SPLITS, VALID_FRACTION, limit_split, split_capped
+from molshape.grammar.cfg import Grammar, GrammarError, load_grammar
+from molshape.grammar.representation import is_kekule, to_grammar_strings
 from molshape.grammar.semantics import semantics_for
-from molshape.grammar.expressions import generate_expressions
 
 log = logging.getLogger(__name__)
 
 #: Bump when the cache layout or the parse semantics change: old caches are then ignored.
 CACHE_VERSION = 1
-SPLITS = ("train", "valid", "test")
-#: GVAE: 5,000 ZINC molecules held out for test, 10 % of the rest for validation.
-ZINC_TEST = 5_000
-#: Expressions: GVAE states no test set; molshape holds out 1,000.
-EXPR_TEST = 1_000
-VALID_FRACTION = 0.1
-#: The generated expression set: fixed size and seed, so it is one data set like a file.
-EXPR_GENERATED = 100_000
-EXPR_MAX_RULES = 15
-EXPR_SEED = 0
-
-
-# ----------------------------------------------------------------------------- sources
-
-@dataclass(frozen=True)
-class _Source:
-    """Where records come from: a label, a content checksum, and a lazy reader."""
-
-    label: str
-    sha256: str
-    records: Callable[[], list[tuple[int, str]]]
-    #: reading is the expensive part (generation), so a ``limit`` run parses and caches all
-    full_on_limit: bool = False
-
-
-def _file_source(path: Path, tokens: str | None = None) -> _Source:
-    path = Path(path)
-    return _Source(str(path), file_hash(path), lambda: read_records(path, tokens))
-
-
-def _list_source(strings: Sequence[str], label: str = "<strings>") -> _Source:
-    strings = list(strings)
-    digest = hashlib.sha256("\n".join(strings).encode()).hexdigest()
-    return _Source(label, digest, lambda: [(i, s) for i, s in enumerate(strings, start=1)])
-
-
-def _generated_source(grammar: Grammar, n: int, max_rules: int, seed: int) -> _Source:
-    label = f"generated(n={n}, max_rules={max_rules}, seed={seed})"
-    # keyed by the recipe, so a cache hit skips generating as well as parsing
-    digest = hashlib.sha256(f"molshape.expressions v1 {label}".encode()).hexdigest()
-    return _Source(label, digest, lambda: list(enumerate(generate_expressions(grammar, n, max_rules, seed), start=1)),
-                   full_on_limit=True)
-
-
-# ----------------------------------------------------------------------------- splits
-
-def split_records(n: int, test_size: int | float, valid_fraction: float, seed: int) -> dict[str, torch.Tensor]:
-    """Partition record indices ``0..n-1`` into sorted ``train`` / ``valid`` / ``test``.
-
-    Args:
-        n: number of records.
-        test_size: records held out for test; a float below 1 is a fraction of ``n``.
-        valid_fraction: fraction of the non-test records used for validation.
-        seed: the permutation's seed (numpy PCG64).
-    """
-    n_test = round(test_size * n) if isinstance(test_size, float) and test_size < 1 else int(test_size)
-    n_valid = round(valid_fraction * (n - n_test))
-    if n_test < 0 or n_valid < 0 or n_test + n_valid >= n:
-        raise ValueError(f"test_size={test_size}, valid_fraction={valid_fraction} leave no training "
-                         f"records out of {n:,}")
-    perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
-    parts = (perm[:n_test], perm[n_test:n_test + n_valid], perm[n_test + n_valid:])
-    return {name: p.sort().values for name, p in zip(("test", "valid", "train"), parts)}
-
-
-def _limit_split(split: dict[str, torch.Tensor], limit: int) -> dict[str, torch.Tensor]:
-    """First ``limit`` training records; valid and test cut to ``ceil(limit / 9)`` (10 % of train+valid)."""
-    cap = max(1, math.ceil(limit / 9))
-    return {"train": split["train"][:limit], "valid": split["valid"][:cap], "test": split["test"][:cap]}
 
 
 # ----------------------------------------------------------------------------- data
@@ -281,7 +206,7 @@ def _report_failed(failed: list, n_records: int, report: Path, source: str) -> s
     return str(report)
 
 
-def _assemble(grammar: Grammar, src: _Source, parsed: dict, record_split: dict[str, torch.Tensor],
+def _assemble(grammar: Grammar, src: RecordSource, parsed: dict, record_split: dict[str, torch.Tensor],
               n_records: int, cache_path: Path | None, report: str | None) -> PreparedData:
     """Map record-level splits onto parsed rows (failed records drop out of their split)."""
     row_of = torch.full((n_records,), -1, dtype=torch.long)
@@ -315,17 +240,8 @@ def _packed(strings: list[str]) -> str | list[str]:
     return strings if any("\n" in s for s in strings) else "\n".join(strings)
 
 
-def _split(n: int, params: dict, cap_test: bool) -> dict[str, torch.Tensor]:
-    if cap_test and isinstance(params["test_size"], int) and params["test_size"] >= n:
-        # a small local file with a standard loader: hold out 10 % instead of e.g. 5,000
-        log.warning("only %s records: holding out %s for test instead of %s", f"{n:,}", f"{n // 10:,}",
-                    f"{params['test_size']:,}")
-        params = params | {"test_size": n // 10}
-    return split_records(n, **params)
-
-
 # Over 60 lines (64): cache lookup, parse, split and assemble must agree on one cache key.
-def _prepare(grammar: Grammar, src: _Source, *, test_size: int | float, valid_fraction: float, seed: int,
+def _prepare(grammar: Grammar, src: RecordSource, *, test_size: int | float, valid_fraction: float, seed: int,
              cache: bool, limit: int | None, workers: int | None, progress: bool,
              cap_test: bool = False) -> PreparedData:
     path = cache_file(grammar, src.sha256)
@@ -336,9 +252,9 @@ def _prepare(grammar: Grammar, src: _Source, *, test_size: int | float, valid_fr
         if isinstance(parsed["strings"], str):
             parsed["strings"] = parsed["strings"].split("\n") if parsed["strings"] else []
         n = parsed["n_records"]
-        split = parsed["split"] if parsed["split_params"] == params else _split(n, params, cap_test)
+        split = parsed["split"] if parsed["split_params"] == params else split_capped(n, params, cap_test)
         if limit is not None:
-            split = _limit_split(split, limit)
+            split = limit_split(split, limit)
             parsed = _select(parsed, torch.cat(list(split.values())))
         log.info("loaded parse cache %s (%s rows) in %.1f s", path, f"{len(parsed['strings']):,}",
                  time.perf_counter() - t0)
@@ -363,10 +279,10 @@ def _prepare(grammar: Grammar, src: _Source, *, test_size: int | float, valid_fr
             return _assemble(grammar, src, saved["parsed"], saved["split"], saved["n_records"], None, report)
     records = src.records()
     n = len(records)
-    split = _split(n, params, cap_test)
+    split = split_capped(n, params, cap_test)
     if limit is not None:
         # parse only what the smoke run uses
-        split = _limit_split(split, limit)
+        split = limit_split(split, limit)
         keep = torch.cat(list(split.values())).sort().values
         parsed = _parse(grammar, [records[i] for i in keep.tolist()], workers, progress)
         parsed["positions"] = keep[parsed["positions"]]
@@ -416,32 +332,11 @@ def prepare_dataset(grammar: Grammar | str, strings_or_path: str | Path | Sequen
     """
     g = load_grammar(grammar) if isinstance(grammar, str) else grammar
     if isinstance(strings_or_path, (str, Path)):
-        src = _file_source(Path(strings_or_path), tokens)
+        src = file_source(Path(strings_or_path), tokens)
     else:
-        src = _list_source(strings_or_path)
+        src = list_source(strings_or_path)
     return _prepare(g, src, test_size=test_size, valid_fraction=valid_fraction, seed=seed, cache=cache,
                     limit=limit, workers=workers, progress=progress)
-
-
-def _standard_source(grammar: Grammar, data: str | Path | None) -> tuple[_Source, int | float]:
-    """The data source of a grammar and its test size (see :func:`load_dataset`)."""
-    if is_molecular(grammar):
-        path = resolve_data_file("zinc250k", Path(data) if data else None)
-        log.info("smiles data: %s", path)
-        return _file_source(path, "first"), ZINC_TEST
-    if grammar.name == "expr":
-        try:
-            path = resolve_data_file("expr", Path(data) if data else None)
-        except FileNotFoundError:
-            if data is not None:
-                raise
-            log.info("expression data: no GVAE file found; using %s generated expressions", f"{EXPR_GENERATED:,}")
-            return _generated_source(grammar, EXPR_GENERATED, EXPR_MAX_RULES, EXPR_SEED), EXPR_TEST
-        log.info("expression data: %s", path)
-        return _file_source(path, "join"), EXPR_TEST
-    if data is None:
-        raise ValueError(f"grammar {grammar.name!r} has no standard data set; pass --data PATH")
-    return _file_source(Path(data)), 0.1
 
 
 def load_dataset(grammar_name: str, data: str | Path | None = None, limit: int | None = None, seed: int = 0, *,
@@ -462,7 +357,7 @@ def load_dataset(grammar_name: str, data: str | Path | None = None, limit: int |
     source before anything is read or generated, so it can refuse the wrong data cheaply.
     """
     g = load_grammar(grammar_name)
-    src, test_size = _standard_source(g, data)
+    src, test_size = standard_source(g, data)
     if check is not None:
         check(src.label, src.sha256)
     return _prepare(g, src, test_size=test_size, valid_fraction=VALID_FRACTION, seed=seed, cache=cache,
@@ -478,9 +373,9 @@ def standard_reference(grammar_name: str = "smiles", n_train: int = 10_000, data
     their floor. Read from the file without parsing.
     """
     g = load_grammar(grammar_name)
-    src, test_size = _standard_source(g, data)
+    src, test_size = standard_source(g, data)
     records = src.records()
-    split = _split(len(records), {"test_size": test_size, "valid_fraction": VALID_FRACTION, "seed": 0}, True)
+    split = split_capped(len(records), {"test_size": test_size, "valid_fraction": VALID_FRACTION, "seed": 0}, True)
     train = split["train"]
     pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_train]].sort().values
     return [records[i][1] for i in split["test"].tolist()], [records[i][1] for i in pick.tolist()]
@@ -489,7 +384,7 @@ def standard_reference(grammar_name: str = "smiles", n_train: int = 10_000, data
 def load_cached(grammar_name: str, data: str | Path | None = None, seed: int = 0) -> PreparedData | None:
     """The standard data set if its parse cache exists, else None (never parses)."""
     g = load_grammar(grammar_name)
-    src, test_size = _standard_source(g, data)
+    src, test_size = standard_source(g, data)
     if not cache_file(g, src.sha256).is_file():
         return None
     return _prepare(g, src, test_size=test_size, valid_fraction=VALID_FRACTION, seed=seed, cache=True,
