@@ -39,14 +39,15 @@ def kekule_zinc() -> list[str]:
     return [kekule_smiles(s) for s in lines]
 
 
-def _rules(g, s: str) -> list[int]:
-    return get_parser(g).parse(kekule_smiles(s) or s)
+def _rules(g, s: str, literal: bool = False) -> list[int]:
+    """The derivation of ``s`` as RDKit writes it (canonical Kekulé), or as given (``literal``)."""
+    return get_parser(g).parse(s if literal else kekule_smiles(s) or s)
 
 
-def _state_before(g, sem, s: str, step: int):
+def _state_before(g, sem, s: str, step: int, literal: bool = False):
     """Bookkeeping after the first ``step`` rules of the derivation of ``s`` (one row)."""
     st = sem.init(1)
-    for r in _rules(g, s)[:step]:
+    for r in _rules(g, s, literal)[:step]:
         sem.update(st, torch.tensor([r]))
     return st
 
@@ -58,10 +59,10 @@ def _allowed_names(g, sem, st, symbol: str, steps_left: int = 200) -> set[str]:
             if g.masks[s, r] and bool(allowed[r])}
 
 
-def _step_of(g, s: str, nth_symbol: str, occurrence: int) -> int:
+def _step_of(g, s: str, nth_symbol: str, occurrence: int, literal: bool = False) -> int:
     """Index of the ``occurrence``-th rule of ``s``'s derivation expanding ``nth_symbol``."""
     seen = -1
-    for i, r in enumerate(_rules(g, s)):
+    for i, r in enumerate(_rules(g, s, literal)):
         if g.symbols[g.lhs[r]] == nth_symbol:
             seen += 1
             if seen == occurrence:
@@ -258,8 +259,8 @@ def test_semantics_only_for_grammars_that_have_them():
     assert make_decoder(load_grammar("smiles"), "auto").semantics is None
 
 
-def _avoided(g, sem, smiles: str, symbol: str, occurrence: int) -> set[str]:
-    st = _state_before(g, sem, smiles, _step_of(g, smiles, symbol, occurrence))
+def _avoided(g, sem, smiles: str, symbol: str, occurrence: int, literal: bool = False) -> set[str]:
+    st = _state_before(g, sem, smiles, _step_of(g, smiles, symbol, occurrence, literal), literal)
     avoid = sem.guidance(st)[0]
     sym = g.symbols.index(symbol)
     return {str(g.productions[r]).split("-> ", 1)[1] for r in range(g.n_productions)
@@ -319,3 +320,30 @@ def test_guided_decoding_stays_valid(g):
                                                                 generator=torch.Generator().manual_seed(9))
     assert bool(out.complete.all())
     assert all(is_valid(parser.expand(r[: int(n)].tolist())) for r, n in zip(out.rules, out.lengths))
+
+
+def test_guidance_leaves_a_stranded_ring_to_the_length_bound(g, sem):
+    # atom 10 is 10 bonds from the ring's opener: no closure can make a ring of <= 8 any more, so
+    # ending the ring bonds is not avoided (before, one stranded ring steered every later step)
+    assert "tail" not in _avoided(g, sem, "C1CCCCCCCCCC1", "rings", 11, literal=True)
+    assert "tail" in _avoided(g, sem, "C1CCCCCCC1", "rings", 8, literal=True)  # still the last chance here
+
+
+def test_guidance_avoids_opening_a_ring_with_the_last_bond(g, sem):
+    # N=: one bond left, which a ring bond would take, leaving the chain no way on
+    assert "'1'" in _avoided(g, sem, "CC(C=N1)CCC1", "ring", 0, literal=True)
+    assert "'1'" not in _avoided(g, sem, "CC(CN1)CCC1", "ring", 0, literal=True)
+
+
+def test_guidance_avoids_a_third_atom_with_two_ring_bonds(g, sem):
+    two = "C12CCC2CC1C34CCC4CC3"  # two atoms carry two ring bonds each (ZINC never has three)
+    assert "ring rings" in _avoided(g, sem, two + "C56CCC6CC5", "rings", 21, literal=True)
+    assert "ring rings" not in _avoided(g, sem, "C12CCC2CC1C56CCC6CC5", "rings", 11, literal=True)
+
+
+def test_guidance_wants_a_new_atom_that_can_carry_a_needed_chain_on(g, sem):
+    # ring 1 can only close through this chain (no branch waits), so a new atom must keep a bond
+    # to carry it on: F would end the chain and strand the ring
+    avoided = _avoided(g, sem, "C1CCCCC(C)C1", "atom", 5, literal=True)
+    assert "'F'" in avoided and "'C'" not in avoided
+    assert "'F'" not in _avoided(g, sem, "CCCCCC(C)C", "atom", 5, literal=True)

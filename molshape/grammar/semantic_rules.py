@@ -23,6 +23,9 @@ MIN_RING = 3
 GUIDE_MAX_DEPTH = 5
 GUIDE_MAX_OPEN = 6
 GUIDE_MAX_PER_ATOM = 2
+#: ... and more than this many atoms carrying two ring bonds (ZINC250k, Kekulé form: 0 of
+#: 10,000 molecules have 3; degenerate decodes chain them into cages: C12C34C15C23...).
+GUIDE_MAX_MULTI = 2
 #: Decoding avoids this many CH2 in a row (ZINC250k: 0.005 % of molecules have such a chain).
 LONG_CHAIN = 8
 #: Branches nested deeper than this are not allowed (ZINC250k nests at most 4 deep).

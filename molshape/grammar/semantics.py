@@ -46,7 +46,8 @@ import torch
 from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
-from molshape.grammar.semantic_rules import (GUIDE_MAX_DEPTH, GUIDE_MAX_OPEN, GUIDE_MAX_PER_ATOM, INF, LONG_CHAIN,
+from molshape.grammar.semantic_rules import (GUIDE_MAX_DEPTH, GUIDE_MAX_MULTI, GUIDE_MAX_OPEN, GUIDE_MAX_PER_ATOM, INF,
+                                             LONG_CHAIN,
                                              MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Kind, classify, supports)
 
 @dataclass
@@ -77,6 +78,8 @@ class State:
     ring_from: Tensor
     ch2: Tensor | None = None  # ``B x N``: the atom can still become a CH2 (carbon, single bond in, nothing else yet)
     run: Tensor | None = None  # ``B``: CH2 atoms in a row just before the current atom on its chain
+    digits: Tensor | None = None  # ``B``: ring bonds written on the newest atom
+    multi: Tensor | None = None  # ``B``: atoms that carry two or more ring bonds
 
 
 class SmilesSemantics:
@@ -139,7 +142,8 @@ class SmilesSemantics:
                      frames=torch.zeros(batch, f, **z), depth=torch.zeros(batch, **z),
                      pend=torch.zeros(batch, **z), ring_open=torch.zeros(batch, k, dtype=torch.bool, device=device),
                      ring_from=torch.zeros(batch, k, **z),
-                     ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z))
+                     ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z),
+                     digits=torch.zeros(batch, **z), multi=torch.zeros(batch, **z))
 
     def update(self, s: State, rule: Tensor) -> None:
         """Apply the chosen ``rule [B]`` to the bookkeeping, in place."""
@@ -165,6 +169,9 @@ class SmilesSemantics:
         opens = digit & ~was_open
         spend = spend + digit.long()
         s.rem[b, cur] -= spend
+        # ring bonds come right after their atom, so counting on the newest atom is enough
+        s.digits = s.digits + digit.long()
+        s.multi = s.multi + (digit & (s.digits == 2)).long()
         if bool(opens.any()):
             s.ring_open[b[opens], ring[opens]] = True
             s.ring_from[b[opens], ring[opens]] = cur[opens]
@@ -184,6 +191,7 @@ class SmilesSemantics:
             s.dist[bn, :, xn] = row[new]
             s.in_bond[bn, xn] = s.pend[new]
             s.cur = torch.where(new, x, s.cur)
+            s.digits = torch.where(new, 0, s.digits)
             s.n_atoms = s.n_atoms + new.long()
         atom = kind == Kind.ATOM
         s.rem[b[atom], s.cur[atom]] = arg[atom] - s.in_bond[b[atom], s.cur[atom]]
@@ -371,23 +379,34 @@ class SmilesSemantics:
 
         near = torch.minimum(d_cur, d_f)
         new_atom = torch.minimum(near, via(near)) + 1  # a new atom can get this close
-        stuck_after_cur = (s.ring_open & (new_atom > far)).any(1)  # cur's own ring bonds were the last chance
+        # a ring no atom can close within MAX_RING any more is left to the length bound: guiding
+        # for it would only steer every later step (one stranded ring turned tails into cages)
+        saved_by_cur = s.ring_open & ((d_cur <= far) | (new_atom <= far))
+        last_chance = saved_by_cur & (new_atom > far)
+        stuck_after_cur = last_chance.any(1)  # cur's own ring bonds are the last chance
         frames_only = torch.minimum(d_f, via(d_f)) + 1
-        stuck_without_cur = (s.ring_open & (frames_only > far)).any(1)
-        # what ZINC never has: more open rings at once, or more rings opened on one atom
+        stuck_without_cur = (saved_by_cur & (frames_only > far)).any(1)
+        # what ZINC never has: more open rings at once, more rings opened on one atom, or a third
+        # atom with two ring bonds
         n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
         crowded = (s.ring_open.sum(1) >= GUIDE_MAX_OPEN) | (n_cur >= GUIDE_MAX_PER_ATOM)
         # one column per kind (the layout of needs()), spread to rules with one index_select
         never = torch.zeros_like(stuck_after_cur)
         eighth_ch2 = s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)  # a single bond on makes an 8th CH2
         deep = s.depth >= GUIDE_MAX_DEPTH
+        # a third atom with two ring bonds: avoid a second ring bond here unless a ring must close here
+        caged = (s.multi >= GUIDE_MAX_MULTI) & (s.digits >= 1)
         cols = torch.stack([never, stuck_without_cur, stuck_after_cur | eighth_ch2, stuck_after_cur, deep, deep,
-                            never, stuck_after_cur], dim=1)  # see Kind / _rule_col
-        # a new atom that must close a ring itself needs capacity for it
+                            caged & ~stuck_after_cur, stuck_after_cur], dim=1)  # see Kind / _rule_col
+        # a new atom that must close a ring itself, or carry the chain on to an atom that can,
+        # needs a bond left for it (an F or a =O there ends the chain and strands the ring)
         left = self._atom_cap.to(dev).unsqueeze(0) - s.in_bond[b, s.cur].unsqueeze(1)
-        atom = stuck_after_cur.unsqueeze(1) & (left < 1)
+        atom = (stuck_after_cur | stuck_without_cur).unsqueeze(1) & (left < 1)
         # (two closures on one atom: the shorter goes first, same molecule)
-        digit = torch.where(s.ring_open, d_cur > far, crowded.unsqueeze(1))
+        # while a ring must close on cur, a new ring opened here would only take its place; and a
+        # ring opened with cur's last bond leaves it no way on to the atom that would close it
+        last_bond = s.rem[b, s.cur] <= 1
+        digit = torch.where(s.ring_open, d_cur > far, (crowded | caged | stuck_after_cur | last_bond).unsqueeze(1))
         bond = never.unsqueeze(1).expand(-1, len(self._bond_orders))
         avoid = torch.cat([cols, atom, digit, bond], dim=1).index_select(1, self._rule_col.to(dev))
         return avoid
