@@ -11,6 +11,7 @@ Python API (:mod:`molshape.api`)::
     z = m.encode(["CCO", "c1ccccc1"])         # [2 x d]
     m.decode(z)                               # list of SMILES (None where invalid; .reasons)
     m.sample(1000)                            # decoded prior samples; m.sample(100, component=3)
+    m.evaluate("runs/eval", n=1000)           # summary dict (validity, reconstruction, KS, ...)
     molshape.score(["CCO"], target="logp")    # pandas DataFrame
     molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)  # .top(k), .to_frame()
 """
@@ -18,7 +19,7 @@ Python API (:mod:`molshape.api`)::
 __version__ = "0.1.0"
 
 #: names served lazily from :mod:`molshape.api`
-API = ("load", "score", "optimize", "Model", "OptimizeResult", "resolve_model", "open_model")
+API = ("load", "score", "optimize", "evaluate", "Model", "OptimizeResult", "resolve_model", "open_model")
 __all__ = ["__version__", *API]
 
 

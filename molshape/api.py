@@ -1,7 +1,8 @@
-"""molshape's Python API: load a model, encode, decode, sample, score and optimise.
+"""molshape's Python API: load a model, encode, decode, sample, evaluate, score and optimise.
 
 Everything here is also reachable as ``molshape.<name>`` (``molshape.load``,
-``molshape.score``, ``molshape.optimize``); the CLI commands call these same functions.
+``molshape.score``, ``molshape.evaluate``, ``molshape.optimize``); the CLI commands call
+these same functions.
 
 Example::
 
@@ -10,6 +11,7 @@ Example::
     z = m.encode(["CCO", "c1ccccc1"])            # tensor [2 x d]
     m.decode(z)                                  # 2 SMILES (None where invalid; .reasons says why)
     m.sample(100, seed=0)                        # decoded prior samples
+    m.evaluate("runs/eval", n=1000)              # summary dict; samples.txt, summary.json, ... there
     molshape.score(["CCO"], target="logp")       # pandas DataFrame: input, valid, score, ...
     r = molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)
     r.top(5)                                     # best distinct proposals (DataFrame)
@@ -21,7 +23,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -32,9 +34,12 @@ from molshape.bo.loop import OptimizeConfig
 from molshape.bo.optimize import optimize as run_optimize
 from molshape.bo.surrogate import SurrogateConfig
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
-from molshape.core.runtime import resolve_device
+from molshape.core.runtime import resolve_device, seed_everything
+from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
+from molshape.gvae.evaluation import evaluate_model
+from molshape.gvae.sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
 
@@ -150,6 +155,45 @@ class Model:
         z = self.latents(n, component, torch.Generator().manual_seed(seed))
         return self.decode(z, **decode)
 
+    def decode_source(self, source: str = "prior", n: int = 1000, *, component: int | None = None,
+                      between: tuple[str, str] | None = None, steps: int = 10, inputs: Sequence[str] | None = None,
+                      data: str | Path | None = None, mode: str = "argmax", attempts: int = 1,
+                      batch_size: int = 1000, constraints: str = "auto", generator: torch.Generator | None = None,
+                      progress: bool = False) -> Iterator[SourceChunk]:
+        """Decoded latents of ``source``, chunk by chunk (what ``molshape decode`` writes).
+
+        Args:
+            source: ``prior``, ``component`` (mixture ``component``), ``expost`` (the ex-post
+                GMM of the training latents; ``data``: the training file) draw ``n`` latents,
+                decoded 50,000 at a time; ``interpolate`` decodes ``steps`` latents on the line
+                ``between`` two strings; ``input`` reconstructs ``inputs``.
+            generator: seeds both the latents drawn and the sampling noise.
+
+        Returns:
+            an iterator of :class:`~molshape.gvae.sources.SourceChunk` (``lines``: the string
+            or ``# <reason>`` per result, ``reasons``, ``decoded``), lazily: nothing is
+            computed before the first chunk is asked for.
+
+        Raises:
+            SourceError: a source without what it needs (``component`` without a component, ...).
+
+        Example:
+            >>> m = molshape.load("expr")
+            >>> [line for c in m.decode_source("interpolate", between=("x", "sin(x)"), steps=5) for line in c.lines]
+        """
+        return decode_source(self.net, self.grammar, self.checkpoint, self.path, source, n, component=component,
+                             ends=between, steps=steps, inputs=None if inputs is None else list(inputs), data=data,
+                             mode=mode, attempts=attempts, batch_size=batch_size, generator=generator,
+                             constraints=constraints, progress=progress)
+
+    def evaluate(self, out_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+        """Reconstruction, prior-sample quality and latent shape of this model (``options``: see :func:`evaluate`).
+
+        Example:
+            >>> molshape.load("expr").evaluate("runs/eval-expr", n=500)["samples"]["validity"]
+        """
+        return evaluate(self, out_dir, **options)
+
 
 def load(name_or_path: str | Path = "zinc", device: str = "cpu") -> Model:
     """Load a shipped model or a checkpoint.
@@ -178,6 +222,41 @@ def score(strings: Sequence[str], target: str = "logp", workers: int | None = No
         One row per input: ``input, valid, score, [logp, sa, cycle,] reason``.
     """
     return pd.DataFrame(score_rows(target, list(strings), workers, progress=False))
+
+
+def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "test", n: int = 10_000,
+             limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True, batch_size: int = 1000,
+             mode: str = "argmax", constraints: str = "auto", seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """What ``molshape evaluate`` measures: reconstruction of the held-out ``split`` (its first
+    ``limit`` rows), validity / uniqueness / novelty of ``n`` decoded prior samples, the latents'
+    KS statistics against the prior and, for molecules, failure categories, realism and FCD.
+
+    Args:
+        out_dir: where ``samples.txt``, ``latents.png``, ``summary.json`` (and for molecules
+            ``properties.png``, ``samples.png``) go (default ``runs/evaluate-<checkpoint>-<time>``).
+        data: the checkpoint's training data file (default: the standard data set), also the
+            ZINC file for the molecule reference.
+        with_fcd: compute the Frechet ChemNet Distance (molecules).
+        seed: seeds python, numpy and torch, and the samples.
+
+    Returns:
+        the summary (``summary["samples"]["validity"]``, ``summary["reconstruction"]``, ...).
+
+    Raises:
+        ValueError: the data found is not the data the checkpoint was trained on.
+
+    Example:
+        >>> s = molshape.load("expr").evaluate("runs/eval-expr", n=500, data="equation2_15_dataset.txt.gz")
+        >>> s["samples"]["validity"], s["reconstruction"]["recon_sequence"], s["latents"]["ks_mean"]
+    """
+    out = (Path(out_dir) if out_dir is not None
+           else Path("runs") / f"evaluate-{model.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    generator = seed_everything(seed)
+    prepared = checkpoint_data(model.checkpoint, model.grammar, data)
+    return evaluate_model(model.net, model.grammar, model.checkpoint, prepared, out, checkpoint_path=model.path,
+                          device=str(model.device), split=split, n=n, limit=limit, data=data, with_fcd=with_fcd,
+                          batch_size=batch_size, mode=mode, constraints=constraints, seed=seed, generator=generator,
+                          progress=progress)
 
 
 @dataclass

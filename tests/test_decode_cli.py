@@ -145,3 +145,31 @@ def test_smiles_decode_and_evaluate(zinc_path: Path, tmp_path_factory: pytest.Te
     lines = json.loads(res.stdout)["results"]
     assert len(lines) == 30
     assert all(not x.startswith("#") or x == "# incomplete" or x.startswith("# invalid: ") for x in lines)
+
+
+def test_api_evaluate_and_decode_source_match_the_commands(expr_ckpt, tmp_path: Path) -> None:
+    """``Model.evaluate`` / ``molshape.evaluate`` and ``Model.decode_source`` give what the commands give."""
+    import torch
+
+    import molshape
+    from molshape.gvae.sources import SourceError
+
+    ckpt, data = expr_ckpt
+    res = run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "60", "--limit", "20",
+              "--seed", "5", "--out", str(tmp_path / "cli"), "--json")
+    cli_summary = json.loads(res.stdout[res.stdout.index("{"):])
+    m = molshape.load(ckpt)
+    summary = m.evaluate(tmp_path / "api", n=60, limit=20, data=data, seed=5)
+    assert molshape.evaluate(m, tmp_path / "api2", n=60, limit=20, data=data, seed=5)["samples"] == summary["samples"]
+    same = [k for k in cli_summary if k not in ("timing", "files")]
+    assert json.loads(json.dumps({k: summary[k] for k in same})) == {k: cli_summary[k] for k in same}
+    assert (tmp_path / "api" / "samples.txt").read_text() == (tmp_path / "cli" / "samples.txt").read_text()
+    assert json.loads((tmp_path / "api" / "summary.json").read_text())["samples"]["n_samples"] == 60
+    with pytest.raises(ValueError, match="not the data"):
+        m.evaluate(tmp_path / "other", n=10, data=tmp_path / "cli" / "samples.txt")
+
+    res = run("decode", "--checkpoint", str(ckpt), "--n", "30", "--seed", "2", "--json")
+    lines = [x for c in m.decode_source("prior", 30, generator=torch.Generator().manual_seed(2)) for x in c.lines]
+    assert lines == json.loads(res.stdout)["results"]
+    with pytest.raises(SourceError, match="needs --component K"):
+        next(m.decode_source("component"))

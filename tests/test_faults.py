@@ -375,10 +375,10 @@ def test_deeply_nested_expression_is_scored() -> None:
 
 
 def test_big_decode_says_its_cost_and_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from molshape.gvae import generation
+    from molshape.gvae import generation, tally
     from molshape.cli import streaming
 
-    monkeypatch.setattr(streaming, "CHUNK", 40)  # a chunk of 40 stands for 50,000
+    monkeypatch.setattr(tally, "CHUNK", 40)  # a chunk of 40 stands for 50,000
     monkeypatch.setattr(streaming, "ESTIMATE_FROM", 50)
     monkeypatch.setattr(streaming, "PROBE", 4)
     drawn: list[int] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,11 @@ from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint
                                       emit_summary, guard_output, inference_options, load_run_model, read_text,
                                       write_run_config)
 
-from molshape.cli import streaming
-from molshape.cli.streaming import Tally, announce, chunk_sizes, timed
+from molshape.cli.streaming import announce, timed
 from molshape.core.runtime import PROBE_SEED_OFFSET
-
-SOURCES = ("prior", "component", "expost", "interpolate", "input")
-#: sources that draw --n latents (streamed in chunks); the others decode given strings
-DRAWN = ("prior", "component", "expost")
+from molshape.gvae import tally
+from molshape.gvae.generation import canonical_key
+from molshape.gvae.sources import DRAWN, SOURCES, SourceChunk, SourceError
 
 
 def read_inputs(path: Path, grammar: str) -> list[str]:
@@ -32,75 +30,6 @@ def read_inputs(path: Path, grammar: str) -> list[str]:
     from molshape.cli.parse import split_line
 
     return [split_line(line, grammar)[0] for line in read_text(path, "--input").splitlines()]
-
-
-def _latents(source: str, model, grammar, ends: tuple[str, str] | None, steps: int,
-             inputs: list[str] | None) -> tuple[Any, list[str | None] | None]:
-    """``(z [m x d], per-output input failure or None)`` for ``interpolate`` and ``input``."""
-    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.gvae import generation as gen
-
-    if source == "interpolate":
-        if ends is None:
-            raise click.UsageError("--source interpolate needs --between A B")
-        try:
-            return gen.interpolate_latents(model, grammar, ends[0], ends[1], steps), None
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--between / --steps") from e
-    assert inputs is not None
-    parsed = gen.parse_inputs(grammar, inputs)
-    failures: list[str | None] = [None] * len(inputs)
-    for i, s, reason in parsed.failed:
-        failures[i] = f"unparseable (line {i + 1}): {s!r}: {reason}"
-    if not parsed.index:
-        return None, failures
-    return gen.encode_rules(model, parsed.rules, progress=True), failures
-
-
-def _sampler(source: str, model, grammar, ckpt: dict, checkpoint: Path, component: int | None, data: Path | None,
-             generator) -> Callable[[int], Any]:
-    """``m -> m x d`` latents for the sources that draw ``--n`` latents (prior, component, expost)."""
-    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.gvae import generation as gen
-
-    if source == "prior":
-        return lambda m: gen.prior_latents(model, m, generator)
-    if source == "component":
-        if component is None:
-            raise click.UsageError("--source component needs --component K")
-        k = model.objective.prior.n_components
-        if not 0 <= component < k:
-            raise click.BadParameter(f"{component} is not in [0, {k}) (the prior has {k} components)",
-                                     param_hint="--component")
-        return lambda m: gen.component_latents(model, component, m, generator)
-    try:
-        gmm = gen.expost_gmm(model, grammar, ckpt, checkpoint, data=data, progress=True)
-    except ValueError as e:
-        raise click.UsageError(f"--source expost: {e}") from e
-    return lambda m: gmm.sample(m, generator)
-
-
-def _chunks(source: str, model, grammar, ckpt: dict, checkpoint: Path, n: int, component: int | None,
-            ends: tuple[str, str] | None, steps: int, inputs: list[str] | None, data: Path | None,
-            mode: str, attempts: int, batch_size: int, generator,
-            constraints: str = "auto") -> Iterator[tuple[list[str], list[str | None], Any]]:
-    """``(output lines, reasons, Decoded)`` chunk by chunk, in order (see :mod:`molshape.cli.streaming`)."""
-    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.gvae import generation as gen
-
-    def decode(z):
-        return gen.decode_latents(model, grammar, z, mode, attempts, generator, batch_size, progress=True,
-                                  constraints=constraints)
-
-    if source in DRAWN:
-        draw = _sampler(source, model, grammar, ckpt, checkpoint, component, data, generator)
-        for m in chunk_sizes(n):
-            decoded = decode(draw(m))
-            yield (*_merge(decoded, None), decoded)
-        return
-    z, failures = _latents(source, model, grammar, ends, steps, inputs)
-    decoded = decode(z) if z is not None else gen.Decoded([], [], [])
-    yield (*_merge(decoded, failures), decoded)
 
 
 class _Sink:
@@ -158,8 +87,6 @@ class _Sink:
               help="Sequences decoded per model call.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Results file (default: stdout). Its config is written beside it.")
-# Over 60 lines: option validation for five latent sources; the work is in
-# molshape.gvae.generation.
 @constraints_option
 @inference_options
 def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, component: int | None,
@@ -168,7 +95,7 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
             threads: int | None, as_json: bool) -> None:
     """Sample latents and decode them to SMILES or expressions with the masked grammar decoder."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.gvae import generation as gen
+    from molshape.api import Model
     from molshape.core.runtime import seed_everything
 
     source = source or ("input" if input_path else "interpolate" if ends else "prior")
@@ -177,39 +104,27 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     mode = mode or ("sample" if attempts > 1 else "argmax")
     if attempts > 1 and mode != "sample":
         raise click.BadParameter("--attempts > 1 needs --mode sample", param_hint="--mode")
-    if as_json and output is None and source in DRAWN and n > streaming.CHUNK:
+    if as_json and output is None and source in DRAWN and n > tally.CHUNK:
         raise click.UsageError("--json without -o holds every result in memory; pass -o FILE for --n above "
-                               f"{streaming.CHUNK:,}")
+                               f"{tally.CHUNK:,}")
     guard_output(output, [input_path, data, checkpoint])
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     check_constraints(g, constraints)
     generator = seed_everything(seed)
     inputs = read_inputs(input_path, g.name) if input_path else None
+    m = Model(model, g, ckpt, checkpoint)
     if source in DRAWN:
+        probe = seed + PROBE_SEED_OFFSET  # its own latents and noise: the run's draws stay as they were
         announce(model, g, n, attempts, batch_size, mode, str(output) + ".partial" if output else "stdout",
-                 probe=lambda m: timed(lambda: gen.decode_latents(
-                     model, g, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)), mode, attempts,
-                     torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET), batch_size, constraints=constraints)))
+                 probe=lambda k: timed(lambda: m.decode(m.latents(k, generator=torch.Generator().manual_seed(probe)),
+                                                        mode, attempts, probe, constraints, batch_size)))
 
     start = time.perf_counter()
-    tally = Tally(gen.canonical_key(g))
-    counts = {"incomplete": 0, "invalid": 0, "unparseable": 0}
+    results = tally.Tally(canonical_key(g))
     sink = _Sink(output, keep=as_json)
-    ok = interrupted = False
-    try:
-        for lines, reasons, decoded in _chunks(source, model, g, ckpt, checkpoint, n, component, ends, steps, inputs,
-                                               data, mode, attempts, batch_size, generator, constraints):
-            sink.write(lines)
-            tally.add(decoded, decoded.reasons)
-            for why in reasons:
-                if why is not None:
-                    counts[_kind(why)] += 1
-        ok = True
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        sink.close(ok, interrupted)
+    counts = _stream(m.decode_source(source, n, component=component, between=ends, steps=steps, inputs=inputs,
+                                     data=data, mode=mode, attempts=attempts, batch_size=batch_size,
+                                     constraints=constraints, generator=generator, progress=True), sink, results)
     wall = time.perf_counter() - start
     if output is not None:
         write_run_config(output.parent, {"checkpoint": checkpoint, "source": source, "n": n, "component": component,
@@ -217,11 +132,11 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
                                          "attempts": attempts, "constraints": constraints, "seed": seed,
                                          "device": str(dev)},
                          name=f"{output.name}.config.json")
-    n_out = tally.n + counts["unparseable"]
+    n_out = results.n + counts["unparseable"]
     summary = {
         "checkpoint": str(checkpoint), "grammar": g.name, "source": source, "mode": mode, "attempts": attempts,
-        "constraints": constraints, "n": n_out, "valid": tally.n_valid, "unique": tally.metrics()["n_unique"], **counts,
-        "wall_s": round(wall, 3), "s_per_1000": round(1000 * wall / max(n_out, 1), 3),
+        "constraints": constraints, "n": n_out, "valid": results.n_valid, "unique": results.metrics()["n_unique"],
+        **counts, "wall_s": round(wall, 3), "s_per_1000": round(1000 * wall / max(n_out, 1), 3),
         "device": str(dev), "output": str(output) if output else None,
     }
     if sink.kept is not None:
@@ -231,21 +146,35 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
         sys.exit(EXIT_ROWS_FAILED)
 
 
+def _stream(chunks: Iterable[SourceChunk], sink: _Sink, results: tally.Tally) -> dict[str, int]:
+    """Write the results chunk by chunk and count them: failures by kind, the rest in ``results``.
+
+    A source that lacks what it needs is a usage error (exit 2), naming the option at fault.
+    """
+    counts = {"incomplete": 0, "invalid": 0, "unparseable": 0}
+    ok = interrupted = False
+    try:
+        for lines, reasons, decoded in chunks:
+            sink.write(lines)
+            results.add(decoded, decoded.reasons)
+            for why in reasons:
+                if why is not None:
+                    counts[_kind(why)] += 1
+        ok = True
+    except SourceError as e:
+        raise (click.BadParameter(str(e), param_hint=e.option) if e.option else click.UsageError(str(e))) from e
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        sink.close(ok, interrupted)
+    return counts
+
+
 def _kind(reason: str) -> str:
     if reason == "incomplete":
         return "incomplete"
     return "unparseable" if reason.startswith("unparseable") else "invalid"
-
-
-def _merge(decoded, failures: list[str | None] | None) -> tuple[list[str], list[str | None]]:
-    """Output lines and reasons in input order: decoded results fill the parsed slots."""
-    results = iter(zip(decoded, decoded.reasons))
-    lines, reasons = [], []
-    for fail in failures if failures is not None else [None] * len(decoded):
-        s, why = (None, fail) if fail is not None else next(results)
-        lines.append(s if why is None else f"# {why}")
-        reasons.append(why)
-    return lines, reasons
 
 
 def _human(s: dict[str, Any]) -> str:
