@@ -39,7 +39,7 @@ from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.evaluation import evaluate_model
-from molshape.gvae.sources import SourceChunk, decode_source
+from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
 
@@ -170,7 +170,7 @@ class Model:
             generator: seeds both the latents drawn and the sampling noise.
 
         Returns:
-            an iterator of :class:`~molshape.gvae.sources.SourceChunk` (``lines``: the string
+            an iterator of :class:`~molshape.gvae.latent_sources.SourceChunk` (``lines``: the string
             or ``# <reason>`` per result, ``reasons``, ``decoded``), lazily: nothing is
             computed before the first chunk is asked for.
 

@@ -152,7 +152,7 @@ def test_api_evaluate_and_decode_source_match_the_commands(expr_ckpt, tmp_path: 
     import torch
 
     import molshape
-    from molshape.gvae.sources import SourceError
+    from molshape.gvae.latent_sources import SourceError
 
     ckpt, data = expr_ckpt
     res = run("evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--n", "60", "--limit", "20",

@@ -21,7 +21,7 @@ from molshape.cli.streaming import announce, timed
 from molshape.core.runtime import PROBE_SEED_OFFSET
 from molshape.gvae import tally
 from molshape.gvae.generation import canonical_key
-from molshape.gvae.sources import DRAWN, SOURCES, SourceChunk, SourceError
+from molshape.gvae.latent_sources import DRAWN, SOURCES, SourceChunk, SourceError
 
 
 def read_inputs(path: Path, grammar: str) -> list[str]:

@@ -30,7 +30,7 @@ from molshape.grammar.cfg import Grammar
 from molshape.grammar.representation import is_molecular
 from molshape.gvae import generation as gen
 from molshape.gvae import metrics
-from molshape.gvae.sources import decode_drawn, result_lines
+from molshape.gvae.latent_sources import decode_drawn, result_lines
 from molshape.gvae.tally import Tally
 from molshape.latent.diagnostics import latent_diagnostics
 from molshape.latent.prior import GMMPrior
