@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/molshape optimize --target logp --init prior --n-init 300 --seeds 1 --iterations 3 --batch 20 --strategy turbo \
+	$(BIN)/molshape optimize --target logp --init prior --n-init 300 --seeds 1 --iterations 3 --batch 20 --strategy turbo --floor-quantile 0.5 \
 		--surrogate exact --exact-max 300 --threads 1 --out $(DEMO_OUT)-$$(date +%Y%m%d-%H%M%S)
 
 # both say how many tests ran and how many full_data tests were skipped (no ../shared/data)

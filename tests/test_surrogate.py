@@ -75,3 +75,19 @@ def test_bad_inputs():
     Y[3] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         fit_surrogate(X, Y)
+
+
+def test_floor_quantile_keeps_a_long_lower_tail_from_setting_the_fit():
+    # a few points score -1000 (huge prior samples under penalized logP): with the floor the
+    # GP still fits the smooth function where it matters (the upper half), without it it cannot
+    X, Y = data(200)
+    Y[:10] = -1000.0
+    Xt, Yt = data(300, seed=1)
+    top = Yt[:, 0] > Yt[:, 0].median()
+    err = {}
+    for q in (None, 0.1):
+        model = fit_surrogate(X, Y, SurrogateConfig(kind="exact", floor_quantile=q), torch.Generator().manual_seed(0))
+        err[q] = evaluate_surrogate(model, Xt[top], Yt[top])["rmse"]
+    assert err[0.1] < 0.2 < err[None]
+    with pytest.raises(ValueError, match="floor_quantile"):
+        SurrogateConfig(floor_quantile=1.0)

@@ -24,10 +24,15 @@ class SurrogateConfig:
     steps: int = 300            # svgp full-batch Adam steps
     epochs: int = 20            # svgp minibatch Adam: passes over the data
     lr: float = 0.02            # svgp Adam learning rate
+    #: scores below this quantile of the fitted points are raised to it before fitting (None:
+    #: as they are); prior samples' long lower tail otherwise dominates the GP's fit of the top
+    floor_quantile: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown surrogate {self.kind!r}; choose from {KINDS}")
+        if self.floor_quantile is not None and not 0 < self.floor_quantile < 1:
+            raise ValueError(f"floor_quantile must be in (0, 1), got {self.floor_quantile}")
 
     def to_dict(self) -> dict:
         return asdict(self)

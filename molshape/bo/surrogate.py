@@ -12,7 +12,9 @@ Two choices, both fitted with ``fit_gpytorch_mll`` in double precision:
   be right near the top, and an exact GP on 2,000 points fits in seconds.
 
 ``auto`` uses ``exact`` when all points fit, else ``svgp``. Outcomes are standardised
-inside the model (``Standardize``), so posteriors come back in score units.
+inside the model (``Standardize``), so posteriors come back in score units. With
+``floor_quantile`` the scores below that quantile are raised to it first, so a long lower
+tail (invalid-looking, huge molecules of prior samples) does not set the GP's scale.
 
 Example:
     >>> model = fit_surrogate(X, Y, SurrogateConfig(kind="exact"))
@@ -70,6 +72,8 @@ def fit_surrogate(X: Tensor, Y: Tensor, cfg: SurrogateConfig | None = None,
         raise ValueError(f"fit_surrogate: X must be n x d and Y n x 1, got {tuple(X.shape)} and {tuple(Y.shape)}")
     if not torch.isfinite(Y).all():
         raise ValueError("fit_surrogate: Y has non-finite values; replace invalid scores first")
+    if cfg.floor_quantile is not None:
+        Y = Y.clamp(min=float(torch.quantile(Y, cfg.floor_quantile)))
     kind = resolve_kind(cfg, X.shape[0])
     t0 = time.perf_counter()
     with linear_algebra():

@@ -52,6 +52,10 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
 @click.option("--inducing", default=_SUR.inducing, show_default=True, type=click.IntRange(min=1), help="SVGP inducing points.")
 @click.option("--exact-max", default=_SUR.exact_max, show_default=True, type=click.IntRange(min=2),
               help="Points an exact GP is fitted on.")
+@click.option("--floor-quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=_SUR.floor_quantile, help="Raise scores below this quantile of the fitted points to it before "
+              "fitting the GP (e.g. 0.5: the lower half counts as 'not good', however bad); the incumbent EI "
+              "improves on is unchanged [default: off].")
 @click.option("--num-restarts", default=_OPT.num_restarts, show_default=True, type=click.IntRange(min=1),
               help="optimize_acqf restarts per proposal.")
 @click.option("--raw-samples", default=_OPT.raw_samples, show_default=True, type=click.IntRange(min=1),
@@ -76,7 +80,7 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
 @click.pass_context
 def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: str | None, strategy: str,
             iterations: int, batch: int, seeds: int, seed: int, init: str, n_init: int | None, data: Path | None,
-            attempts: int, surrogate: str, inducing: int, exact_max: int, num_restarts: int, raw_samples: int,
+            attempts: int, surrogate: str, inducing: int, exact_max: int, floor_quantile: float | None, num_restarts: int, raw_samples: int,
             mc_samples: int, maxiter: int, workers: int, smoke: bool, constraints: str, threads: int | None,
             out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
@@ -99,7 +103,8 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
     cfg = OptimizeConfig(
         iterations=params["iterations"], batch=params["batch"], seeds=params["seeds"], seed=seed, strategy=strategy,
         num_restarts=params["num_restarts"], raw_samples=params["raw_samples"], mc_samples=mc_samples, maxiter=maxiter,
-        surrogate=SurrogateConfig(kind=surrogate, inducing=params["inducing"], exact_max=exact_max))
+        surrogate=SurrogateConfig(kind=surrogate, inducing=params["inducing"], exact_max=exact_max,
+                                  floor_quantile=floor_quantile))
     config = {"checkpoint": checkpoint, "target": target, "init": init, "n_init": params["n_init"], "data": data,
               "attempts": attempts, "constraints": constraints, "device": str(dev), "smoke": smoke, "workers": workers,
               "optimize": cfg.to_dict()}
