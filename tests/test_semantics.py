@@ -347,3 +347,13 @@ def test_guidance_wants_a_new_atom_that_can_carry_a_needed_chain_on(g, sem):
     avoided = _avoided(g, sem, "C1CCCCC(C)C1", "atom", 5, literal=True)
     assert "'F'" in avoided and "'C'" not in avoided
     assert "'F'" not in _avoided(g, sem, "CCCCCC(C)C", "atom", 5, literal=True)
+
+
+def test_guidance_asks_for_no_ring_bond_when_every_one_is_to_be_avoided(g, sem):
+    # the first atom has opened two rings (a third is avoided: ZINC never has one) and cannot
+    # close its own, so a digit could only be one to avoid: the guided decoder moves on instead
+    s = "C12CCCC1CC2"
+    st = _state_before(g, sem, s, _step_of(g, s, "rings", 2, literal=True), literal=True)
+    more = next(r for r in range(g.n_productions) if str(g.productions[r]) == "rings -> ring rings")
+    assert bool(sem.allowed(st, 200, guide=False)[0, more])
+    assert not bool(sem.allowed(st, 200, guide=True)[0, more])

@@ -346,6 +346,11 @@ class SmilesSemantics:
             return hard
         soft = hard & ~self.guidance(s)
         dev = hard.device
+        # asking for another ring bond when no digit is left but ones to avoid would only end
+        # in the fallback below, which then writes one of them (a ring of more than 8 atoms)
+        kinds = self._kind.to(dev)
+        some_digit = (soft & (kinds == Kind.DIGIT)).any(1, keepdim=True)
+        soft = soft & (some_digit | (kinds != Kind.MORE_RINGS))
         masks, lhs = self._gmasks.to(dev), self._lhs.to(dev)
         some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
         return torch.where(some[:, lhs], soft, hard)
