@@ -69,8 +69,8 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
                                "fcd": not no_fcd, "mode": mode, "constraints": constraints, "seed": seed,
                                "device": str(dev)})
 
-    def estimate(probe) -> None:  # the estimate says "argmax" whatever --mode is, as it always has
-        announce(model, g, n, 1, batch_size, "argmax", str(out_dir / "samples.txt.partial"),
+    def estimate(probe) -> None:
+        announce(model, g, n, 1, batch_size, mode, str(out_dir / "samples.txt.partial"),
                  probe=lambda m: timed(lambda: probe(m)))
 
     summary = evaluate_model(model, g, ckpt, prepared, out_dir, checkpoint_path=checkpoint, device=str(dev),

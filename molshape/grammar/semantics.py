@@ -47,8 +47,9 @@ from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.semantic_rules import (GUIDE_MAX_DEPTH, GUIDE_MAX_MULTI, GUIDE_MAX_OPEN, GUIDE_MAX_PER_ATOM, INF,
-                                             LONG_CHAIN,
-                                             MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Kind, classify, supports)
+                                             LONG_CHAIN, MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Kind,
+                                             classify, supports)
+
 
 @dataclass
 class State:
@@ -348,7 +349,7 @@ class SmilesSemantics:
         dev = hard.device
         # asking for another ring bond when no digit is left but ones to avoid would only end
         # in the fallback below, which then writes one of them (a ring of more than 8 atoms)
-        kinds = self._kind.to(dev)
+        kinds = self._on(dev)[0]
         some_digit = (soft & (kinds == Kind.DIGIT)).any(1, keepdim=True)
         soft = soft & (some_digit | (kinds != Kind.MORE_RINGS))
         masks, lhs = self._gmasks.to(dev), self._lhs.to(dev)
