@@ -1,6 +1,7 @@
 """The evaluation of a trained grammar autoencoder: reconstruction, prior samples, latent shape.
 
-:func:`evaluate_model` reconstructs a held-out split, decodes ``n`` prior samples chunk by
+:func:`evaluate_model` reconstructs a held-out split, measures what the latent space holds
+about it (:mod:`molshape.gvae.latent_quality`), decodes ``n`` prior samples chunk by
 chunk (streamed to ``samples.txt``), counts validity / uniqueness / novelty as it goes, adds
 failure categories, realism and FCD for molecules, and writes its pictures and
 ``summary.json`` into a folder, every file atomically.
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import time
@@ -30,6 +32,7 @@ from molshape.grammar.cfg import Grammar
 from molshape.grammar.representation import is_molecular
 from molshape.gvae import generation as gen
 from molshape.gvae import metrics
+from molshape.gvae.latent_quality import LatentOptions, estimate_seconds, latent_quality
 from molshape.gvae.latent_sources import decode_drawn, result_lines
 from molshape.gvae.tally import Tally
 from molshape.latent.diagnostics import latent_diagnostics
@@ -54,7 +57,9 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
                    limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True,
                    batch_size: int = 1000, mode: str = "argmax", constraints: str = "auto", seed: int = 0,
                    generator: torch.Generator | None = None, progress: bool = True,
-                   on_estimate: Callable[[Callable[[int], Any]], Any] | None = None) -> dict[str, Any]:
+                   on_estimate: Callable[[Callable[[int], Any]], Any] | None = None,
+                   latent: LatentOptions | None = None,
+                   on_latent_estimate: Callable[[float, int], Any] | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on its checkpoint's data and write the results into ``out_dir``.
 
     Args:
@@ -68,6 +73,10 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
             seeded with ``seed``).
         on_estimate: called before the samples with ``probe(m)``, which decodes ``m``
             probe latents (to time them and announce the cost of the run).
+        latent: the latent metrics to compute (:mod:`molshape.gvae.latent_quality`) on the
+            first ``limit`` held-out rows (``latent.limit`` when ``limit`` is None); None skips
+            them (``summary["latent"]`` is then None).
+        on_latent_estimate: called with ``(expected seconds, molecules)`` before the latent metrics.
 
     Returns:
         the summary (``reconstruction``, ``latents``, ``samples``, ``timing``, ``files``, ...),
@@ -92,6 +101,20 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     summary["latents"] = {**metrics.ks_statistics(z, prior), "n_components": prior.n_components,
                           **latent_diagnostics(z.to(prior.centers.device, prior.centers.dtype), prior)}
 
+    # what the latent space holds: exact reconstruction three ways, similarity, nats, neighbourhoods
+    t0 = time.perf_counter()
+    summary["latent"] = None
+    files: dict[str, str] = {}
+    if latent is not None:
+        opts = dataclasses.replace(latent, limit=limit if limit is not None else latent.limit)
+        rows, lens = prepared.rules[held][:opts.limit], prepared.lengths[held][:opts.limit]
+        if on_latent_estimate is not None:
+            on_latent_estimate(estimate_seconds(model, grammar, rows, lens, opts, len(rows), constraints), len(rows))
+        summary["latent"] = latent_quality(model, grammar, rows, lens, opts, out_dir=out_dir, batch_size=batch_size,
+                                           constraints=constraints, progress=progress)
+        files = summary["latent"]["files"]
+    t_latent = time.perf_counter() - t0
+
     # prior samples, decoded and counted chunk by chunk
     reference = _reference(grammar, prepared, checkpoint["split"]["train"], progress)
     if on_estimate is not None:
@@ -106,8 +129,8 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     if is_molecular(grammar):  # failure categories, realism and FCD against the standard ZINC test split
         summary["samples"].update(_molecule_quality(samples, out_dir, data, grammar, device, with_fcd))
     summary["timing"] = {"reconstruct_s_per_1000": round(1000 * t_recon / max(len(held), 1), 3),
-                         "sample_s_per_1000": round(1000 * t_sample / n, 3)}
-    summary["files"] = _pictures(grammar, samples, z, prior, out_dir, split)
+                         "sample_s_per_1000": round(1000 * t_sample / n, 3), "latent_s": round(t_latent, 1)}
+    summary["files"] = {**_pictures(grammar, samples, z, prior, out_dir, split), **files}
     write_json(out_dir / "summary.json", summary, default=str)
     return summary
 

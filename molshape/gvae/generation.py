@@ -28,12 +28,13 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from molshape.grammar.beam import BeamResult, beam_decode
 from molshape.grammar.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
@@ -171,7 +172,7 @@ class Decoded(list):
         self.n_incomplete = sum(r == "incomplete" for r in reasons)
 
 
-def expand_results(grammar: Grammar, result: DecodeResult) -> list[str | None]:
+def expand_results(grammar: Grammar, result: DecodeResult | BeamResult) -> list[str | None]:
     """Strings of the complete derivations of ``result``; ``None`` for incomplete ones."""
     parser = get_parser(grammar)
     rules = result.rules.cpu()
@@ -233,10 +234,54 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
     bar.close()
     reasons = _judge(grammar, raw)
     if attempts == 1:
-        return Decoded([to_user_string(grammar, s) if r is None else None for s, r in zip(raw, reasons)], reasons, raw)
+        return _decoded(grammar, raw, reasons)
     out = _aggregate(grammar, raw, reasons, attempts)
     out[:] = [to_user_string(grammar, s) for s in out]
     return out
+
+
+def _decoded(grammar: Grammar, raw: list[str | None], reasons: list[str | None]) -> Decoded:
+    """One result per raw string: its user form where valid, else None (with the reason)."""
+    return Decoded([to_user_string(grammar, s) if r is None else None for s, r in zip(raw, reasons)], reasons, raw)
+
+
+class BeamDecoded(NamedTuple):
+    """What :func:`decode_beam` returns.
+
+    Attributes:
+        decoded: the most likely complete derivation found per latent, as :func:`decode_latents` returns strings.
+        log_likelihood: ``[N]`` float64, its total log-probability (nats).
+        argmax_log_likelihood: ``[N]`` float64, that of the argmax derivation (never above ``log_likelihood``).
+    """
+
+    decoded: Decoded
+    log_likelihood: Tensor
+    argmax_log_likelihood: Tensor
+
+
+@torch.no_grad()
+def decode_beam(model: nn.Module, grammar: Grammar, z: Tensor, width: int = 5, batch_size: int = 200,
+                progress: bool = False, constraints: str = "auto") -> BeamDecoded:
+    """Decode latents by beam search (:func:`molshape.grammar.beam.beam_decode`).
+
+    Args:
+        z: ``N x d`` latents (any device). width: hypotheses kept per latent (1 = argmax).
+        batch_size: latents per beam (``batch_size x width`` rows per model call).
+        constraints: as for :func:`decode_latents`.
+    """
+    decoder = _decoder(grammar, constraints)
+    device = model_device(model)
+    raw: list[str | None] = []
+    ll: list[Tensor] = []
+    greedy: list[Tensor] = []
+    for i in tqdm(range(0, len(z), batch_size), desc=f"beam {width}", disable=not progress, leave=False):
+        result = beam_decode(decoder, model, z[i:i + batch_size].to(device), width)
+        raw += expand_results(grammar, result)
+        ll.append(result.log_likelihood.cpu())
+        greedy.append(result.argmax_log_likelihood.cpu())
+    empty = torch.zeros(0, dtype=torch.float64)
+    return BeamDecoded(_decoded(grammar, raw, _judge(grammar, raw)), torch.cat(ll) if ll else empty,
+                       torch.cat(greedy) if greedy else empty)
 
 
 def _aggregate(grammar: Grammar, raw: list[str | None], reasons: list[str | None], k: int) -> Decoded:

@@ -284,20 +284,21 @@ def score_many(smiles: Sequence[str | None], target: str = "logp", workers: int 
 
 
 def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: str | Path,
-              per_row: int = 5, size: int = 250) -> Path:
+              per_row: int = 5, size: int = 250, keep_invalid: bool = False) -> Path:
     """Draw the valid ``smiles`` as a PNG grid with ``labels`` under each; returns the path.
 
-    Invalid entries are skipped. Raises ``ValueError`` when none is valid.
+    Invalid entries are skipped, or with ``keep_invalid`` left as an empty cell with their
+    label (so that rows and columns keep their meaning). Raises ``ValueError`` when none is valid.
     """
     from rdkit.Chem import Draw
 
     mols, legends = [], []
     for i, s in enumerate(smiles):
         mol, _ = to_mol(s)
-        if mol is not None:
+        if mol is not None or keep_invalid:
             mols.append(mol)
-            legends.append(labels[i] if labels is not None else s[:40])
-    if not mols:
+            legends.append(labels[i] if labels is not None else (s or "")[:40])
+    if not any(m is not None for m in mols):
         raise ValueError(f"draw_grid({path}): no valid molecule to draw")
     image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(size, size),
                                  legends=legends)
