@@ -11,6 +11,7 @@ Example::
     z = m.encode(["CCO", "c1ccccc1"])            # tensor [2 x d]
     m.decode(z)                                  # 2 SMILES (None where invalid; .reasons says why)
     m.sample(100, seed=0)                        # decoded prior samples
+    m.reconstruct(["CCO"], mode="beam")          # encode, then decode back (argmax, beam or gvae)
     m.evaluate("runs/eval", n=1000)              # summary dict; samples.txt, summary.json, ... there
     molshape.score(["CCO"], target="logp")       # pandas DataFrame: input, valid, score, ...
     r = molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)
@@ -39,6 +40,7 @@ from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.evaluation import evaluate_model
+from molshape.gvae.latent_quality import SIGMAS, LatentOptions
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
@@ -132,6 +134,12 @@ class Model:
         """
         return gen.encode_strings(self.net, self.grammar, list(strings), batch_size)
 
+    def encode_many(self, strings: Sequence[str], batch_size: int = 1000, progress: bool = False) -> gen.EncodedInputs:
+        """Latents of the ``strings`` that parse, skipping the others: ``(z [N_ok x d], index, failed)``
+        with ``index`` the input position of each row of ``z`` and ``failed`` ``(position, string,
+        reason)`` per skipped input (what ``molshape encode`` writes)."""
+        return gen.encode_inputs(self.net, self.grammar, list(strings), batch_size, progress)
+
     def decode(self, z: Tensor, mode: str = "argmax", attempts: int = 1, seed: int | None = None,
                constraints: str = "auto", batch_size: int = 2000) -> gen.Decoded:
         """Strings of latents ``z [N x d]``: a list of N strings, ``None`` where invalid or
@@ -142,6 +150,32 @@ class Model:
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         return gen.decode_latents(self.net, self.grammar, z, mode=mode, attempts=attempts, generator=generator,
                                   batch_size=batch_size, constraints=constraints)
+
+    def reconstruct(self, strings: Sequence[str], mode: str = "argmax", beam_width: int = 5, samples: int = 10,
+                    seed: int = 0, constraints: str = "auto", batch_size: int = 1000) -> gen.Decoded:
+        """Encode ``strings`` and decode them back: one result per input, ``None`` where the decode
+        failed (``.reasons`` says why).
+
+        Args:
+            mode: ``argmax`` (the most likely rule at each step), ``beam`` (the most likely complete
+                derivation a beam of ``beam_width`` finds; never less likely than argmax's) or
+                ``gvae`` (the most frequent valid result of ``samples`` sampled decodes, seeded by ``seed``).
+
+        Raises:
+            GrammarError: an input does not parse (the message names its position).
+
+        Example:
+            >>> molshape.load("expr").reconstruct(["x*sin(x)", "1+x"], mode="beam", beam_width=3)
+        """
+        z = self.encode(strings, batch_size)
+        if mode == "beam":
+            return gen.decode_beam(self.net, self.grammar, z, beam_width, max(1, batch_size // max(beam_width, 1)),
+                                   constraints=constraints).decoded
+        if mode == "gvae":
+            return self.decode(z, "sample", samples, seed, constraints, batch_size)
+        if mode != "argmax":
+            raise ValueError(f"mode must be 'argmax', 'beam' or 'gvae', got {mode!r}")
+        return self.decode(z, "argmax", 1, None, constraints, batch_size)
 
     def latents(self, n: int, component: int | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -226,10 +260,14 @@ def score(strings: Sequence[str], target: str = "logp", workers: int | None = No
 
 def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "test", n: int = 10_000,
              limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True, batch_size: int = 1000,
-             mode: str = "argmax", constraints: str = "auto", seed: int = 0, progress: bool = False) -> dict[str, Any]:
+             mode: str = "argmax", constraints: str = "auto", seed: int = 0, progress: bool = False,
+             latent: bool = True, beam_width: int = 5, gvae_samples: int = 10,
+             sigmas: Sequence[float] = SIGMAS) -> dict[str, Any]:
     """What ``molshape evaluate`` measures: reconstruction of the held-out ``split`` (its first
-    ``limit`` rows), validity / uniqueness / novelty of ``n`` decoded prior samples, the latents'
-    KS statistics against the prior and, for molecules, failure categories, realism and FCD.
+    ``limit`` rows), the latent metrics (``summary["latent"]``, see
+    :mod:`molshape.gvae.latent_quality`), validity / uniqueness / novelty of ``n`` decoded prior
+    samples, the latents' KS statistics against the prior and, for molecules, failure
+    categories, realism and FCD.
 
     Args:
         out_dir: where ``samples.txt``, ``latents.png``, ``summary.json`` (and for molecules
@@ -238,6 +276,11 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
             ZINC file for the molecule reference.
         with_fcd: compute the Frechet ChemNet Distance (molecules).
         seed: seeds python, numpy and torch, and the samples.
+        latent: compute the latent metrics, on the first ``limit`` held-out rows (default 2,000):
+            exact reconstruction by argmax, by a beam of ``beam_width`` (0 skips it) and by the
+            GVAE protocol with ``gvae_samples`` sampled decodes (0 skips it), round-trip
+            similarity, teacher-forced NLL with own / shuffled / zero latents, and the
+            neighbourhood curve at latent noise ``sigmas``.
 
     Returns:
         the summary (``summary["samples"]["validity"]``, ``summary["reconstruction"]``, ...).
@@ -256,7 +299,8 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
     return evaluate_model(model.net, model.grammar, model.checkpoint, prepared, out, checkpoint_path=model.path,
                           device=str(model.device), split=split, n=n, limit=limit, data=data, with_fcd=with_fcd,
                           batch_size=batch_size, mode=mode, constraints=constraints, seed=seed, generator=generator,
-                          progress=progress)
+                          progress=progress, latent=LatentOptions(beam_width=beam_width, gvae_samples=gvae_samples,
+                                                                  sigmas=tuple(sigmas), seed=seed) if latent else None)
 
 
 @dataclass

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("molshape.cli.data", "Download, locate and describe data sets."),
     "train": ("molshape.cli.train", "Train a grammar autoencoder (gmm, vae, rae, ae)."),
     "decode": ("molshape.cli.decode", "Sample latents and decode them to molecules or expressions."),
+    "encode": ("molshape.cli.encode", "Encode molecules or expressions of a file to latents (.npy, .csv, .parquet)."),
     "evaluate": ("molshape.cli.evaluate", "Reconstruction and generation metrics of a checkpoint."),
     "score": ("molshape.cli.score", "Score molecules (penalized logP, QED) or expressions."),
     "optimize": ("molshape.cli.optimize", "Bayesian optimisation in the latent space."),

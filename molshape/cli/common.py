@@ -159,6 +159,11 @@ def inference_options(f):
 
 
 # -- inputs and outputs -------------------------------------------------------------------
+def clip(s: str, n: int = 200) -> str:
+    """A long input shortened for a summary (the output files keep it whole)."""
+    return s if len(s) <= n else f"{s[:n]}... ({len(s):,} characters)"
+
+
 def _input_path(path: str | os.PathLike, param_hint: str) -> Path | None:
     """``None`` for stdin (``-``); else the path, after refusing a missing file or a folder (exit 2)."""
     if str(path) == "-":

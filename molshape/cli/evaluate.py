@@ -17,21 +17,24 @@ from molshape.core.atomic import append_csv_row
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       emit_summary, inference_options, load_run_model, write_run_config)
-from molshape.cli.streaming import announce, timed
+from molshape.cli.streaming import duration, announce, timed
 
 
 @click.command("evaluate", epilog="Outputs: <out>/samples.txt (streamed to samples.txt.partial, renamed when "
                "complete), samples.png (SMILES), latents.png, config.json, summary.json; one row per run appended "
                "to evaluate.csv beside the checkpoint (runs/ for shipped models or a read-only checkpoint folder). "
                "Every file is written atomically. Runs of --n 20,000 and more print their expected time and "
-               "memory on stderr first; FCD uses at most the first 50,000 valid samples.")
+               "memory on stderr first; FCD uses at most the first 50,000 valid samples. The latent metrics "
+               "(summary.json 'latent'; latent_interpolation.png and latent_neighbourhood.png for molecules) use "
+               "the first --limit molecules of the split (default 2,000) and print their expected time first.")
 @checkpoint_option
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Held-out split for reconstruction, FCD reference and KS statistics.")
 @click.option("--n", "n", default=10_000, show_default=True, type=click.IntRange(min=2),
               help="Prior samples for validity / uniqueness / novelty / FCD (MOSES, GuacaMol: 10,000).")
 @click.option("--limit", "limit", default=None, type=click.IntRange(min=2),
-              help="Use only the first N molecules of the split (smoke runs).")
+              help="Use only the first N molecules of the split (smoke runs) [default: the whole split for "
+                   "reconstruction, its first 2,000 for the latent metrics].")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The checkpoint's training data file (default: the standard data set).")
 @click.option("--no-fcd", "no_fcd", is_flag=True, help="Skip the Frechet ChemNet Distance.")
@@ -41,17 +44,26 @@ from molshape.cli.streaming import announce, timed
                    "shipped models and checkpoints in read-only folders].")
 @click.option("--mode", type=click.Choice(MODES), default="argmax", show_default=True,
               help="How prior samples are decoded: the most likely rule at each step, or sampled (Gumbel-max).")
+@click.option("--no-latent-metrics", "no_latent", is_flag=True,
+              help="Skip the latent metrics (exact reconstruction by argmax / beam / GVAE protocol, round-trip "
+                   "similarity, nats the latent carries, neighbourhood curve, latent PNGs).")
+@click.option("--beam-width", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Beam width of the beam-search reconstruction (0 skips it; cost about 0.75 x width argmax decodes).")
+@click.option("--gvae-samples", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Sampled decodes per molecule of the GVAE-protocol reconstruction (GVAE: 10 encodes x 100; the "
+                   "encoder is deterministic, so 1 encode x N here; 0 skips it; cost N argmax decodes).")
 @constraints_option
 @inference_options
 def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: int | None, data: Path | None,
-            no_fcd: bool, batch_size: int, out_dir: Path | None, mode: str, constraints: str, seed: int,
-            device: str, threads: int | None, as_json: bool) -> None:
-    """Reconstruction accuracy on a held-out split, and validity, uniqueness, novelty, FCD and
-    latent KS statistics of prior samples of a trained grammar autoencoder."""
+            no_fcd: bool, batch_size: int, out_dir: Path | None, mode: str, no_latent: bool, beam_width: int,
+            gvae_samples: int, constraints: str, seed: int, device: str, threads: int | None, as_json: bool) -> None:
+    """Reconstruction accuracy and latent metrics on a held-out split, and validity, uniqueness,
+    novelty, FCD and latent KS statistics of prior samples of a trained grammar autoencoder."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.runtime import seed_everything
     from molshape.data.trained import checkpoint_data
     from molshape.gvae.evaluation import evaluate_model
+    from molshape.gvae.latent_quality import LatentOptions
     from molshape.gvae.metrics import flat_numbers
 
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
@@ -67,7 +79,16 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
         raise click.UsageError(f"{checkpoint}: {e}") from e
     write_run_config(out_dir, {"checkpoint": checkpoint, "split": split, "n": n, "limit": limit, "data": data,
                                "fcd": not no_fcd, "mode": mode, "constraints": constraints, "seed": seed,
-                               "device": str(dev)})
+                               "device": str(dev), "latent_metrics": not no_latent, "beam_width": beam_width,
+                               "gvae_samples": gvae_samples})
+    latent = None if no_latent else LatentOptions(beam_width=beam_width, gvae_samples=gvae_samples, seed=seed)
+
+    def latent_estimate(seconds: float, rows: int) -> None:
+        parts = ["argmax", f"beam {beam_width}" if beam_width else None,
+                 f"GVAE protocol 1 x {gvae_samples} samples" if gvae_samples else None,
+                 "teacher-forced NLL x 3", f"{len(latent.sigmas)} noise levels"]
+        click.echo(f"latent metrics on {rows:,} {split} molecules ({', '.join(p for p in parts if p)}): expected "
+                   f"time {duration(seconds)} (timed on a few molecules; --no-latent-metrics skips them)", err=True)
 
     def estimate(probe) -> None:
         announce(model, g, n, 1, batch_size, mode, str(out_dir / "samples.txt.partial"),
@@ -76,7 +97,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     summary = evaluate_model(model, g, ckpt, prepared, out_dir, checkpoint_path=checkpoint, device=str(dev),
                              split=split, n=n, limit=limit, data=data, with_fcd=not no_fcd, batch_size=batch_size,
                              mode=mode, constraints=constraints, seed=seed, generator=generator, progress=True,
-                             on_estimate=estimate)
+                             on_estimate=estimate, latent=latent, on_latent_estimate=latent_estimate)
     append_csv_row(home / "evaluate.csv", {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "checkpoint": str(checkpoint),
         **flat_numbers({k: v for k, v in summary.items() if k not in ("files", "checkpoint")})})
@@ -114,6 +135,29 @@ def _molecule_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def latent_lines(lat: dict[str, Any] | None) -> list[str]:
+    """The latent metrics, one line per metric, for people (``None``: skipped)."""
+    if lat is None:
+        return ["latent metrics: skipped (--no-latent-metrics)"]
+
+    def pct(v: float | None) -> str:
+        return "skipped" if v is None else f"{v:.1%}"
+
+    r, rt, nll, nb = lat["recon"], lat["roundtrip"], lat["nll"], lat["neighbourhood"]
+    sim = "Tanimoto (Morgan r2, 2048 bits)" if lat["similarity"].startswith("tanimoto") else "string equality"
+    lines = [f"exact reconstruction ({lat['n']:,} molecules): argmax {pct(r['argmax'])}, beam "
+             f"{lat['beam']['width'] or '-'} {pct(r['beam'])}, GVAE protocol (1 encode x "
+             f"{lat['gvae_protocol']['samples'] or '-'} samples) {pct(r['gvae_protocol'])}",
+             f"round trip ({sim}): mean {rt['mean']:.3f}, share >= 0.6 {rt['share_ge_0.6']:.1%}, "
+             f">= 0.8 {rt['share_ge_0.8']:.1%}"]
+    if nll["own"] is not None:
+        lines.append(f"teacher-forced NLL (nats per molecule): own latent {nll['own']:.2f}, shuffled "
+                     f"{nll['shuffled']:.2f}, z = 0 {nll['zero']:.2f}; the latent carries {nll['nats_carried']:.2f}")
+    lines.append("neighbourhood (mean similarity of decodes at latent noise sigma): "
+                 + ", ".join(f"{k.removeprefix('sigma_')} {v:.3f}" for k, v in nb.items()))
+    return lines
+
+
 def _human(s: dict[str, Any]) -> str:
     r, m, lat, t = s["reconstruction"], s["samples"], s["latents"], s["timing"]
     lines = [
@@ -128,8 +172,9 @@ def _human(s: dict[str, Any]) -> str:
         + (f"; {lat['inside_share']:.1%} inside the prior's 99 % radius of their nearest component"
            if "inside_share" in lat else ""),
         *_molecule_lines(m),
+        *latent_lines(s.get("latent")),
         f"time: {t['reconstruct_s_per_1000']:.2f} s per 1,000 reconstructions, "
-        f"{t['sample_s_per_1000']:.2f} s per 1,000 samples",
+        f"{t['sample_s_per_1000']:.2f} s per 1,000 samples, latent metrics {t.get('latent_s', 0):.0f} s",
         f"outputs: {', '.join(s['files'].values())}",
     ]
     return "\n".join(lines)

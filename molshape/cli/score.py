@@ -13,7 +13,7 @@ import click
 
 from molshape.core.atomic import write_text
 from molshape.scoring.targets import TARGETS, score_rows
-from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
+from molshape.cli.common import (EXIT_ROWS_FAILED, clip, emit_summary, guard_output, json_option,
                                       read_text, write_run_config)
 
 
@@ -92,14 +92,9 @@ def _summary(target: str, rows: list[dict[str, Any]], wall: float, output: Path 
         "target": target, "n": len(rows), "valid": len(valid), "invalid": len(invalid),
         "mean_valid_score": float(scores.mean()) if len(scores) else None,
         "best": (max if target != "expr" else min)(valid, key=lambda r: r["score"])["input"] if valid else None,
-        "invalid_rows": [{"row": i, "input": _clip(s), "reason": why} for i, s, why in invalid[:50]],
+        "invalid_rows": [{"row": i, "input": clip(s), "reason": why} for i, s, why in invalid[:50]],
         "wall_s": round(wall, 3), "output": str(output) if output else None,
     }
-
-
-def _clip(s: str, n: int = 200) -> str:
-    """A long input shortened for the summary (the CSV keeps it whole)."""
-    return s if len(s) <= n else f"{s[:n]}... ({len(s):,} characters)"
 
 
 def _human(s: dict[str, Any]) -> str:

@@ -106,7 +106,7 @@ class ParsedInputs:
     failed: list[tuple[int, str, str]]
 
 
-def parse_inputs(grammar: Grammar, strings: Sequence[str]) -> ParsedInputs:
+def parse_inputs(grammar: Grammar, strings: Sequence[str], progress: bool = False) -> ParsedInputs:
     """Parse ``strings``; failures are collected with their position and reason.
 
     Grammars with their own string form (Kekulé SMILES) convert each input first.
@@ -114,7 +114,8 @@ def parse_inputs(grammar: Grammar, strings: Sequence[str]) -> ParsedInputs:
     parser = get_parser(grammar)
     rows, index, failed = [], [], []
     converted = to_grammar_strings(grammar, strings, workers=1)
-    for i, (s, c) in enumerate(zip(strings, converted)):
+    pairs = tqdm(zip(strings, converted), total=len(strings), desc="parse", disable=not progress, leave=False)
+    for i, (s, c) in enumerate(pairs):
         if c is None:
             failed.append((i, s, "RDKit cannot read it as a molecule"))
             continue
@@ -138,6 +139,29 @@ def encode_rules(model: nn.Module, rules: Tensor, batch_size: int = 1000, progre
     if not out:
         raise ValueError("encode_rules: no sequences to encode")
     return torch.cat(out)
+
+
+class EncodedInputs(NamedTuple):
+    """What :func:`encode_inputs` returns.
+
+    Attributes:
+        z: ``N_ok x d`` float32 latents (CPU) of the inputs that parsed, in input order.
+        index: the input position (0-based) of each row of ``z``.
+        failed: ``(position, string, reason)`` of every input that did not parse.
+    """
+
+    z: Tensor
+    index: list[int]
+    failed: list[tuple[int, str, str]]
+
+
+def encode_inputs(model: nn.Module, grammar: Grammar, strings: Sequence[str], batch_size: int = 1000,
+                  progress: bool = False) -> EncodedInputs:
+    """Latents of the ``strings`` that parse; the others are skipped and listed, never dropped silently."""
+    parsed = parse_inputs(grammar, strings, progress)
+    d = int(getattr(getattr(model, "config", None), "latent_dim", 0))
+    z = encode_rules(model, parsed.rules, batch_size, progress) if parsed.index else torch.zeros(0, d)
+    return EncodedInputs(z, parsed.index, parsed.failed)
 
 
 def encode_strings(model: nn.Module, grammar: Grammar, strings: Sequence[str], batch_size: int = 1000) -> Tensor:
