@@ -40,7 +40,7 @@ from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.evaluation import evaluate_model
-from molshape.gvae.latent_quality import SIGMAS, LatentOptions
+from molshape.gvae.latent_quality import LATENT_N, SIGMAS, LatentOptions, latent_quality
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
@@ -219,6 +219,24 @@ class Model:
                              ends=between, steps=steps, inputs=None if inputs is None else list(inputs), data=data,
                              mode=mode, attempts=attempts, batch_size=batch_size, generator=generator,
                              constraints=constraints, progress=progress)
+
+    def latent_metrics(self, out_dir: str | Path | None = None, *, split: str = "test", limit: int = LATENT_N,
+                       data: str | Path | None = None, beam_width: int = 5, gvae_samples: int = 10,
+                       sigmas: Sequence[float] = SIGMAS, nll: bool = True, constraints: str = "auto", seed: int = 0,
+                       batch_size: int = 1000, progress: bool = False) -> dict[str, Any]:
+        """The latent metrics alone (``summary["latent"]`` of :func:`evaluate`) on the first ``limit``
+        molecules of the checkpoint's ``split``; the PNGs go to ``out_dir`` when given.
+
+        Example:
+            >>> molshape.load("expr").latent_metrics(limit=200)["recon"]["argmax"]
+        """
+        prepared = checkpoint_data(self.checkpoint, self.grammar, data)
+        held = self.checkpoint["split"][split][:limit]
+        options = LatentOptions(limit=limit, beam_width=beam_width, gvae_samples=gvae_samples, nll=nll,
+                                sigmas=tuple(sigmas), pictures=out_dir is not None, seed=seed)
+        return latent_quality(self.net, self.grammar, prepared.rules[held], prepared.lengths[held], options,
+                              out_dir=None if out_dir is None else Path(out_dir), batch_size=batch_size,
+                              constraints=constraints, progress=progress)
 
     def evaluate(self, out_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
         """Reconstruction, prior-sample quality and latent shape of this model (``options``: see :func:`evaluate`).
