@@ -123,7 +123,9 @@ def beam_search(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
     else:
         state = model.decoder_init(z.repeat_interleave(k, dim=0))
     prev = torch.full((rows,), g.pad, dtype=torch.long, device=device)
-    history = torch.empty((rows, 0), dtype=torch.long, device=device)
+    # each step's chosen rules and their parent rows; the derivations are read back at the end
+    chosen: list[Tensor] = []
+    parents: list[Tensor] = []
     base = (torch.arange(B, device=device) * k).unsqueeze(1)  # [B, 1] first row of each latent
     G = decoder.n_candidates
     for t in range(decoder.max_length):
@@ -152,7 +154,8 @@ def beam_search(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
         rule = cand.reshape(B, k * G).gather(1, pick).reshape(rows)
         score = best.reshape(rows)
         stack, top = stack.index_select(0, parent), top.index_select(0, parent)
-        history = torch.cat([history.index_select(0, parent), rule.unsqueeze(1)], dim=1)
+        chosen.append(rule)
+        parents.append(parent)
         if sem is not None:
             _gather_semantics(sem, parent)
         if fixed_logits is None:
@@ -163,7 +166,17 @@ def beam_search(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
         prev = rule
         if t % 8 == 7 and _settled(score.reshape(B, k), (top == 0).reshape(B, k)):
             break
-    return _best(decoder, history, score.reshape(B, k), (top == 0).reshape(B, k))
+    return _best(decoder, _backtrack(chosen, parents, rows, device), score.reshape(B, k), (top == 0).reshape(B, k))
+
+
+def _backtrack(chosen: list[Tensor], parents: list[Tensor], rows: int, device: torch.device) -> Tensor:
+    """``rows x steps`` derivations of the final rows, read back through each step's parents."""
+    out = torch.empty((rows, len(chosen)), dtype=torch.long, device=device)
+    row = torch.arange(rows, device=device)
+    for t in range(len(chosen) - 1, -1, -1):
+        out[:, t] = chosen[t].index_select(0, row)
+        row = parents[t].index_select(0, row)
+    return out
 
 
 def _settled(score: Tensor, done: Tensor) -> bool:
