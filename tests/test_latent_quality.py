@@ -187,7 +187,7 @@ def test_evaluate_writes_the_latent_section(tmp_path: Path) -> None:
     lat = json.loads(result.stdout)["latent"]
     assert lat["n"] == 40 and lat["beam"]["width"] == 2 and lat["gvae_protocol"]["samples"] == 2
     assert set(lat) >= {"recon", "roundtrip", "nll", "neighbourhood"}
-    assert "latent metrics on 40 test" in result.stderr
+    assert "latent metrics on 40 test strings" in result.stderr
     api = molshape.load("expr-gmm-cpu").latent_metrics(limit=40, beam_width=2, gvae_samples=2)
     assert api["recon"] == lat["recon"] and api["nll"] == pytest.approx(lat["nll"])
     result = CliRunner().invoke(main, [*args, "--no-latent-metrics", "--out", str(tmp_path / "b")],

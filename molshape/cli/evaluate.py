@@ -63,6 +63,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     from molshape.core.runtime import seed_everything
     from molshape.data.trained import checkpoint_data
     from molshape.gvae.evaluation import evaluate_model
+    from molshape.grammar.representation import is_molecular
     from molshape.gvae.latent_quality import LatentOptions
     from molshape.gvae.metrics import flat_numbers
 
@@ -87,7 +88,8 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
         parts = ["argmax", f"beam {beam_width}" if beam_width else None,
                  f"GVAE protocol 1 x {gvae_samples} samples" if gvae_samples else None,
                  "teacher-forced NLL x 3", f"{len(latent.sigmas)} noise levels"]
-        click.echo(f"latent metrics on {rows:,} {split} molecules ({', '.join(p for p in parts if p)}): expected "
+        noun = "molecules" if is_molecular(g) else "strings"
+        click.echo(f"latent metrics on {rows:,} {split} {noun} ({', '.join(p for p in parts if p)}): expected "
                    f"time {duration(seconds)} (timed on a few molecules; --no-latent-metrics skips them)", err=True)
 
     def estimate(probe) -> None:
@@ -144,8 +146,9 @@ def latent_lines(lat: dict[str, Any] | None) -> list[str]:
         return "skipped" if v is None else f"{v:.1%}"
 
     r, rt, nll, nb = lat["recon"], lat["roundtrip"], lat["nll"], lat["neighbourhood"]
-    sim = "Tanimoto (Morgan r2, 2048 bits)" if lat["similarity"].startswith("tanimoto") else "string equality"
-    lines = [f"exact reconstruction ({lat['n']:,} molecules): argmax {pct(r['argmax'])}, beam "
+    molecules = lat["similarity"].startswith("tanimoto")
+    sim = "Tanimoto (Morgan r2, 2048 bits)" if molecules else "string equality"
+    lines = [f"exact reconstruction ({lat['n']:,} {'molecules' if molecules else 'strings'}): argmax {pct(r['argmax'])}, beam "
              f"{lat['beam']['width'] or '-'} {pct(r['beam'])}, GVAE protocol (1 encode x "
              f"{lat['gvae_protocol']['samples'] or '-'} samples) {pct(r['gvae_protocol'])}",
              f"round trip ({sim}): mean {rt['mean']:.3f}, share >= 0.6 {rt['share_ge_0.6']:.1%}, "
