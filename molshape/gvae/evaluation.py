@@ -105,6 +105,7 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     t0 = time.perf_counter()
     summary["latent"] = None
     files: dict[str, str] = {}
+    latent_timing: dict[str, float] = {}
     if latent is not None:
         opts = dataclasses.replace(latent, limit=limit if limit is not None else latent.limit)
         rows, lens = prepared.rules[held][:opts.limit], prepared.lengths[held][:opts.limit]
@@ -112,7 +113,9 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
             on_latent_estimate(estimate_seconds(model, grammar, rows, lens, opts, len(rows), constraints), len(rows))
         summary["latent"] = latent_quality(model, grammar, rows, lens, opts, out_dir=out_dir, batch_size=batch_size,
                                            constraints=constraints, progress=progress)
-        files = summary["latent"]["files"]
+        # times and paths differ from run to run; they join the summary's own "timing" and "files"
+        files = summary["latent"].pop("files")
+        latent_timing = summary["latent"].pop("timing")
     t_latent = time.perf_counter() - t0
 
     # prior samples, decoded and counted chunk by chunk
@@ -129,7 +132,8 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     if is_molecular(grammar):  # failure categories, realism and FCD against the standard ZINC test split
         summary["samples"].update(_molecule_quality(samples, out_dir, data, grammar, device, with_fcd))
     summary["timing"] = {"reconstruct_s_per_1000": round(1000 * t_recon / max(len(held), 1), 3),
-                         "sample_s_per_1000": round(1000 * t_sample / n, 3), "latent_s": round(t_latent, 1)}
+                         "sample_s_per_1000": round(1000 * t_sample / n, 3), "latent_s": round(t_latent, 1),
+                         **{f"latent_{k}": v for k, v in latent_timing.items()}}
     summary["files"] = {**_pictures(grammar, samples, z, prior, out_dir, split), **files}
     write_json(out_dir / "summary.json", summary, default=str)
     return summary
