@@ -24,7 +24,7 @@ split in ``molshape evaluate``):
   its own decode;
 - **pictures** (molecules): ``latent_interpolation.png`` (argmax decodes along the line
   between the first two molecules) and ``latent_neighbourhood.png`` (decodes around the
-  first molecule at increasing sigma).
+  first molecule at increasing sigma); a blank cell is an invalid decode.
 
 Every part can be skipped (``beam_width=0``, ``gvae_samples=0``, ``nll=False``,
 ``sigmas=()``, ``pictures=False``); its keys are then ``None``, so every model's summary

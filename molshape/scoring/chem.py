@@ -287,8 +287,8 @@ def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: 
               per_row: int = 5, size: int = 250, keep_invalid: bool = False) -> Path:
     """Draw the valid ``smiles`` as a PNG grid with ``labels`` under each; returns the path.
 
-    Invalid entries are skipped, or with ``keep_invalid`` left as an empty cell with their
-    label (so that rows and columns keep their meaning). Raises ``ValueError`` when none is valid.
+    Invalid entries are skipped, or with ``keep_invalid`` left as blank cells (RDKit draws
+    no legend there), so that rows and columns keep their meaning. Raises ``ValueError`` when none is valid.
     """
     from rdkit.Chem import Draw
 
