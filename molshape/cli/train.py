@@ -46,6 +46,18 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--lambda-rec", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reconstruction weight, > 0 (default: the heuristic).")
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
+@click.option("--encoder", type=click.Choice(["conv", "gru"]), default=None,
+              help="conv: GVAE's convolutions over one-hot rules; gru: a bidirectional GRU over the rules.")
+@click.option("--enc-hidden", type=click.IntRange(min=1), default=None, help="gru encoder: width per direction.")
+@click.option("--rule-dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Training: hide the decoder's previous rule with this probability (forces use of z).")
+@click.option("--dec-init/--no-dec-init", default=None, help="The decoder GRU's initial state is a function of z.")
+@click.option("--schedule", type=click.Choice(["plateau", "exp"]), default=None,
+              help="Learning-rate schedule: plateau (x0.2 on a validation plateau, GVAE) or exp (halves every "
+                   "--lr-half-life steps). Default: the preset's.")
+@click.option("--lr-half-life", type=click.IntRange(min=1), default=None, help="exp schedule: steps per halving.")
+@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Floor of the learning rate (default 1e-4).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Wall-clock budget: stop at the first step past it, validate and checkpoint (the last "
@@ -68,7 +80,8 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             valid_limit: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
             latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
             std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
-            no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
+            encoder: str | None, enc_hidden: int | None, rule_dropout: float | None, dec_init: bool | None,
+            schedule: str | None, lr_half_life: int | None, min_lr: float | None, no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
             out: Path | None, resume: bool, force: bool, no_progress: bool, device: str, seed: int,
             as_json: bool) -> None:
     """Train a grammar autoencoder; writes last.pt, best.pt, metrics.csv, curves.png, config.json.
@@ -93,10 +106,13 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     defaults = TRAIN_DEFAULTS[grammar_name][preset]
     model_cfg = PRESETS[grammar_name][preset].replace(
         objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, n_components=components,
-        std=std, layout=layout, lambda_rec=lambda_rec, decoder_feed_rules=feed_rules)
+        std=std, layout=layout, lambda_rec=lambda_rec, decoder_feed_rules=feed_rules, encoder=encoder,
+        enc_hidden=enc_hidden, rule_dropout=rule_dropout, dec_init=dec_init)
     train_cfg = TrainConfig(
         epochs=epochs or defaults["epochs"], batch_size=batch_size or defaults["batch_size"],
-        lr=lr or TrainConfig.lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
+        lr=lr or defaults.get("lr", TrainConfig.lr), schedule=schedule or defaults.get("schedule", TrainConfig.schedule),
+        lr_half_life=lr_half_life or defaults.get("lr_half_life", TrainConfig.lr_half_life),
+        min_lr=min_lr or TrainConfig.min_lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
         valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
         max_minutes=max_minutes, grad_clip=grad_clip)
     out = out or Path("runs") / f"{grammar_name}-{objective}-{preset}"
@@ -144,7 +160,8 @@ MODEL_OPTIONS = {"objective": ("--model", "objective"), "latent_dim": ("--latent
                  "hidden": ("--hidden", "dec_hidden"), "layers": ("--layers", "dec_layers"),
                  "components": ("--components", "n_components"), "std": ("--std", "std"),
                  "layout": ("--layout", "layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
-                 "feed_rules": ("--feed-rules", "decoder_feed_rules")}
+                 "feed_rules": ("--feed-rules", "decoder_feed_rules"), "encoder": ("--encoder", "encoder"),
+                 "enc_hidden": ("--enc-hidden", "enc_hidden"), "dec_init": ("--dec-init", "dec_init")}
 
 
 def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
