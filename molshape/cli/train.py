@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     ok = False
     try:
         previous = _check_folder(out, grammar_name, resume, force) if rank0 else None
+        if previous is not None:
+            train_cfg = _same_subset(previous, train_cfg, out)
         prepared = _load_data(grammar_name, data, train_cfg.limit, not no_progress)
         if previous is not None:
             _check_same_data(previous, prepared, out)
@@ -207,6 +210,19 @@ def _check_same_model(saved: dict[str, Any], last: Path) -> None:
         if key in saved and saved[key] != value:
             raise click.UsageError(f"--resume: {last} has {flag.lstrip('-')} {saved[key]!r}, not {value!r}; "
                                    f"drop {flag} to continue it, or start a new run in another --out")
+
+
+def _same_subset(ckpt: dict[str, Any], train_cfg: Any, out: Path) -> Any:
+    """--resume reads the subset the run was trained on: its split holds row numbers of that
+    subset, so another --limit would silently mean other molecules."""
+    saved = ckpt.get("train_config", {})
+    ctx = click.get_current_context()
+    for option, key in (("limit", "limit"), ("valid_limit", "valid_limit")):
+        typed = ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+        if typed and ctx.params[option] != saved.get(key):
+            raise click.UsageError(f"--resume: {out / 'last.pt'} was trained with --{option.replace('_', '-')} "
+                                   f"{saved.get(key)}, not {ctx.params[option]}; drop the option to continue it")
+    return dataclasses.replace(train_cfg, limit=saved.get("limit"), valid_limit=saved.get("valid_limit"))
 
 
 def _check_same_data(ckpt: dict[str, Any], prepared: Any, out: Path) -> None:
