@@ -33,6 +33,7 @@ from molshape import pretrained
 from molshape.bo.loop import OptimizeConfig
 from molshape.bo.optimize import optimize as run_optimize
 from molshape.bo.surrogate import SurrogateConfig
+from molshape.core.errors import InputError, LatentError, MolshapeError
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
 from molshape.core.runtime import resolve_device, seed_everything
 from molshape.data.trained import checkpoint_data
@@ -47,7 +48,7 @@ from molshape.scoring.targets import default_target, get_target, score_rows
 ALIASES = {"zinc": "smiles", "smiles": "smiles", "smiles_kekule": "smiles_kekule", "expr": "expr"}
 
 
-class GrammarMismatch(ValueError):
+class GrammarMismatch(MolshapeError):
     """A checkpoint was trained on another grammar than the one asked for."""
 
 

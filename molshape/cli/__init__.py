@@ -6,14 +6,18 @@ one library function. Lazy loading keeps ``molshape --help`` fast (no torch/RDKi
 
 Error boundary (:meth:`LazyGroup.invoke`): an ``OSError``, ``UnicodeDecodeError``,
 ``ValueError`` or checkpoint error escaping a command is printed as one line naming the
-file and the reason, with exit status 1; ``molshape --debug ...`` shows the traceback.
+file and the reason, with exit status 1 (an output refused by the output rules,
+:class:`~molshape.core.errors.OutputRefused`: exit status 2, a usage error);
+``molshape --debug ...`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import errno
+import gzip
 import importlib
 import logging
+import zlib
 
 import click
 
@@ -28,6 +32,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "optimize": ("molshape.cli.optimize", "Bayesian optimisation in the latent space."),
     "images": ("molshape.cli.images", "Image benchmarks (MNIST, Fashion-MNIST, SVHN, CelebA)."),
 }
+
+
+class UsageFailure(click.ClickException):
+    """One ``Error:`` line with exit status 2 (a usage error), without click's usage banner."""
+
+    exit_code = 2
 
 
 class LazyGroup(click.Group):
@@ -59,7 +69,9 @@ class LazyGroup(click.Group):
             message = failure(e)
             if message is None:  # a bug, not a user's mistake: keep the traceback
                 raise
-            raise click.ClickException(message) from None
+            from molshape.core.errors import OutputRefused
+
+            raise (UsageFailure if isinstance(e, OutputRefused) else click.ClickException)(message) from None
 
 
 def failure(e: BaseException) -> str | None:
@@ -73,6 +85,8 @@ def failure(e: BaseException) -> str | None:
 
     if isinstance(e, CheckpointError):
         text = str(e)
+    elif isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)):  # a truncated or corrupt .gz
+        text = f"a compressed input is truncated or corrupt ({e or type(e).__name__}); check the .gz file"
     elif isinstance(e, UnicodeDecodeError):
         text = f"input is not UTF-8 text ({e.reason} at byte offset {e.start}); convert it to UTF-8"
     elif isinstance(e, OSError):

@@ -14,7 +14,7 @@ from molshape.core.checkpoint import CheckpointError
 from molshape.grammar.cfg import GRAMMARS
 from molshape.gvae.model import PRESET_NAMES
 from molshape.latent.objectives import OBJECTIVES
-from molshape.cli.common import (device_option, emit_summary, json_option, resolve_preset, seed_option,
+from molshape.cli.common import (FiniteFloat, device_option, emit_summary, json_option, resolve_preset, seed_option,
                                       set_threads, threads_option, write_run_config)
 from molshape.core.rundir import RunLock, RunLocked, leftovers
 
@@ -36,15 +36,15 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--valid-limit", type=int, default=None, help="Validate/test on the first N items.")
 @click.option("--epochs", type=int, default=None, help="Default: the preset's.")
 @click.option("--batch-size", type=int, default=None, help="Default: the preset's.")
-@click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-3).")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="Adam learning rate (default 1e-3).")
 @click.option("--latent-dim", type=int, default=None)
 @click.option("--hidden", type=int, default=None, help="Decoder GRU width.")
 @click.option("--layers", type=int, default=None, help="Decoder GRU layers.")
 @click.option("--components", type=int, default=None, help="gmm: mixture components K (default 10).")
-@click.option("--std", type=float, default=None, help="gmm: component std s (default 1).")
+@click.option("--std", type=FiniteFloat(min=0, min_open=True), default=None, help="gmm: component std s (default 1).")
 @click.option("--layout", type=click.Choice(["spread", "basis", "onehot", "standard"]), default=None,
               help="gmm: centre layout (default spread; onehot: means at 10 e_k, the authors' later code).")
-@click.option("--lambda-rec", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lambda-rec", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Reconstruction weight, > 0 (default: the heuristic).")
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
 @click.option("--encoder", type=click.Choice(["conv", "gru"]), default=None,
@@ -60,10 +60,10 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Floor of the learning rate (default 1e-4).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Wall-clock budget: stop at the first step past it, validate and checkpoint (the last "
                    "epoch may be partial; --resume starts the next one).")
-@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--grad-clip", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Clip the gradient norm to this value (default: no clipping, as GVAE).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @threads_option
@@ -127,7 +127,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             lock.acquire()
         except RunLocked as e:
             raise click.UsageError(str(e)) from None
-    ok = False
+    ok = wrote = False
     try:
         previous = _check_folder(out, grammar_name, resume, force) if rank0 else None
         if previous is not None:
@@ -144,9 +144,14 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
                 _clear_run(out)
             remove_stale_temps(out)  # temp files of a killed run; we hold the lock, so none is in use
             write_run_config(out, params)
+            wrote = True
         summary = _train(model_cfg, train_cfg, prepared, out, resume)
         ok = True
     finally:
+        if wrote and not ok and not resume and not (out / "last.pt").exists():
+            # nothing trained (a failed start, or divergence in the first epoch): drop the config we
+            # wrote, so the corrected command runs in the same folder without --force
+            (out / "config.json").unlink(missing_ok=True)
         lock.release()
         if rank0 and created and not ok and not leftovers(out):
             _remove_empty(out)  # a refused or failed first run leaves no empty folder behind
@@ -247,7 +252,10 @@ def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress
         raise click.ClickException(f"{data or 'the data file'}: not UTF-8 text ({e.reason} at byte {e.start} "
                                    "of a block); convert it to UTF-8") from None
     except ValueError as e:  # e.g. too few records for the split
-        raise click.ClickException(f"{data or 'the standard data set'}: {e}") from None
+        from molshape.core.errors import MolshapeError
+
+        named = isinstance(e, MolshapeError)  # its message names the file already
+        raise click.ClickException(str(e) if named else f"{data or 'the standard data set'}: {e}") from None
 
 
 def _train(model_cfg: Any, train_cfg: Any, prepared: Any, out: Path, resume: bool) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from molshape.core.atomic import atomic_write
+from molshape.core.errors import MolshapeError
 
 #: key and current value of the checkpoint format version
 FORMAT_KEY = "format_version"
@@ -29,7 +30,7 @@ FORMAT_VERSION = 1
 MODEL_KEYS = ("model", "model_config", "grammar", "grammar_hash")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MolshapeError):
     """A file is not a (usable) molshape checkpoint.
 
     Attributes:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from molshape.core.errors import MolshapeError
 from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.tally import chunk_sizes
@@ -29,7 +30,7 @@ SOURCES = ("prior", "component", "expost", "interpolate", "input")
 DRAWN = ("prior", "component", "expost")
 
 
-class SourceError(ValueError):
+class SourceError(MolshapeError):
     """A latent source lacks what it needs or was given a bad value.
 
     Attributes:

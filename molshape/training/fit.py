@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from molshape.data.batching import shard
 from molshape.core.atomic import save_figure, write_csv
 from molshape.core.checkpoint import FORMAT_KEY, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from molshape.core.errors import TrainingDiverged
 from molshape.core.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         run.raw.eval()
         with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
             valid = validate(run.raw)
+        if not math.isfinite(valid["valid_loss"]):
+            raise diverged(valid["valid_loss"], epoch, run.step, cfg, "validation loss")
         if not run.per_step:
             run.scheduler.step(valid["valid_loss"])
         record = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"],
@@ -261,6 +264,8 @@ class _Run:
                    leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
             b = self._step(_to_device(batch, self.device), cfg, sums)
+            if not math.isfinite(sums["loss"]):  # stop at once: the weights are now garbage, never saved
+                raise diverged(sums["loss"], epoch, self.step, cfg, "training loss")
             n_items += b
             bar.set_postfix(loss=f"{sums['loss'] / n_items:.4g}",
                             items_s=f"{n_items * self.world / (time.perf_counter() - t0):.0f}")
@@ -318,6 +323,15 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
         half_life = max(1, cfg.lr_half_life)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(floor, 0.5 ** (step / half_life)))
     raise ValueError(f"TrainConfig: schedule {cfg.schedule!r} is not one of {SCHEDULES}")
+
+
+def diverged(loss: float, epoch: int, step: int, cfg: TrainConfig, what: str) -> TrainingDiverged:
+    """The one-line error for a loss that became NaN or infinite (``epoch`` 0-based)."""
+    kept = (f"the checkpoints of epoch {epoch} are kept" if epoch > 0
+            else "no checkpoint was written (it diverged in the first epoch)")
+    clip = f"a smaller --grad-clip than {cfg.grad_clip:g}" if cfg.grad_clip else "set --grad-clip (e.g. 1.0)"
+    return TrainingDiverged(f"training diverged: the {what} is {loss} at epoch {epoch + 1}, step {step}; lower --lr "
+                            f"(now {cfg.lr:g}) or {clip}, and check the loss weights; {kept}")
 
 
 def _past(deadline: float, world: int, device: torch.device) -> bool:
