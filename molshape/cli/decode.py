@@ -14,7 +14,7 @@ import torch
 from molshape.core.atomic import PartialFile
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint_option, constraints_option,
-                                      emit_summary, guard_output, inference_options, load_run_model, read_text,
+                                      emit_summary, guard_output, inference_options, load_run_model, read_lines,
                                       write_run_config)
 
 from molshape.cli.streaming import announce, timed
@@ -25,11 +25,12 @@ from molshape.gvae.latent_sources import DRAWN, SOURCES, SourceChunk, SourceErro
 
 
 def read_inputs(path: Path, grammar: str) -> list[str]:
-    """One input per line (empty lines included: they fail to parse and are reported)."""
+    """One input per line (empty lines included: they fail to parse and are reported; a header
+    line such as ``smiles`` is skipped)."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.cli.parse import split_line
 
-    return [split_line(line, grammar)[0] for line in read_text(path, "--input").splitlines()]
+    return [split_line(line, grammar)[0] for line in read_lines(path, "--input")[0]]
 
 
 class _Sink:
@@ -107,7 +108,7 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     if as_json and output is None and source in DRAWN and n > tally.CHUNK:
         raise click.UsageError("--json without -o holds every result in memory; pass -o FILE for --n above "
                                f"{tally.CHUNK:,}")
-    guard_output(output, [input_path, data, checkpoint])
+    guard_output(output, [input_path, data, checkpoint], side=(".config.json", ".partial"))
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     check_constraints(g, constraints)
     generator = seed_everything(seed)

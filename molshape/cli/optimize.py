@@ -132,6 +132,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that must match to resume, as plain JSON values."""
     plain = json.loads(json.dumps(config, default=str))
     plain.pop("argv", None)
+    plain.pop("command", None)
     for key in ("device", "workers", "smoke"):  # how it runs, not what it computes
         plain.pop(key, None)
     plain["optimize"] = {k: v for k, v in plain.get("optimize", {}).items() if k not in _RESUME_FREE}

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from molshape.core.errors import LatentError
 from molshape.grammar.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
@@ -216,7 +217,11 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
     Returns:
         :class:`Decoded` of length N, in the order of ``z``. Molecules of Kekulé
         grammars come back as canonical (aromatic) SMILES; ``raw`` keeps the decoded form.
+
+    Raises:
+        LatentError: ``z`` is not ``N x d`` floating point, or holds NaN or infinity.
     """
+    z = check_latents(z, int(model.config.latent_dim))
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     if attempts > 1 and mode != "sample":
@@ -237,6 +242,32 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
     out = _aggregate(grammar, raw, reasons, attempts)
     out[:] = [to_user_string(grammar, s) for s in out]
     return out
+
+
+def check_latents(z: object, dim: int) -> Tensor:
+    """``z`` as a float32 ``N x dim`` tensor, or :class:`LatentError` saying in one sentence what is wrong.
+
+    Any floating dtype is accepted (and cast); integers, booleans and complex numbers are not,
+    nor NaN or infinity (a decoder given them returns garbage that only looks like an answer).
+    """
+    if not isinstance(z, Tensor):
+        try:
+            z = torch.as_tensor(z)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise LatentError(f"latents must be a float tensor of shape [N x {dim}], got {type(z).__name__} "
+                              f"({e})") from None
+    if not torch.is_floating_point(z):
+        raise LatentError(f"latents must be floating point, got dtype {str(z.dtype).removeprefix('torch.')}; "
+                          "convert them with z.float()")
+    if z.dim() != 2 or z.shape[1] != dim:
+        hint = "; for one latent use z.unsqueeze(0)" if z.dim() == 1 and z.shape[0] == dim else ""
+        raise LatentError(f"latents must have shape [N x {dim}] for this model, got {list(z.shape)}{hint}")
+    finite = torch.isfinite(z).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten()
+        raise LatentError(f"latents hold NaN or infinity in {len(bad)} of {len(z)} rows (first: row {int(bad[0])}); "
+                          "decode finite values only")
+    return z.float()
 
 
 def _aggregate(grammar: Grammar, raw: list[str | None], reasons: list[str | None], k: int) -> Decoded:
