@@ -17,6 +17,7 @@ import errno
 import gzip
 import importlib
 import logging
+import warnings
 import zlib
 
 import click
@@ -110,6 +111,17 @@ def _os_error(e: OSError) -> str:
     return reason
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """molshape's own warnings as one ``Warning:`` line on stderr (without the source line)."""
+    if category.__module__.startswith("molshape"):
+        click.echo(f"Warning: {message}", err=True)
+    else:
+        _default_show(message, category, filename, lineno, file, line)
+
+
+_default_show = warnings.showwarning
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit status: 0 ok, 1 error (one line on stderr), 2 usage error, 3 some input rows failed.")
 @click.version_option(package_name="molshape")
@@ -117,6 +129,7 @@ def _os_error(e: OSError) -> str:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def main(verbose: int, debug: bool) -> None:
     """molshape: grammar autoencoders with Gaussian-mixture-shaped latent spaces."""
+    warnings.showwarning = _show_warning
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

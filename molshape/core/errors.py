@@ -31,3 +31,8 @@ class OutputRefused(MolshapeError):
 
 class TrainingDiverged(MolshapeError):
     """The training loss became NaN or infinite; the checkpoints of the last good epoch are kept."""
+
+
+class DroppedFeatureWarning(UserWarning):
+    """An input lost something its grammar cannot write (an isotope, a stereo centre, ...) on
+    the way in: it is encoded as the molecule without it. One warning per input."""

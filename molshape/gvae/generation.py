@@ -23,7 +23,9 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,11 +36,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from molshape.core.errors import LatentError
+from molshape.core.errors import DroppedFeatureWarning, LatentError
 from molshape.grammar.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
-from molshape.grammar.representation import is_molecular, to_grammar_strings, to_user_string
+from molshape.grammar.representation import is_kekule, is_molecular, to_grammar_strings, to_user_string
 from molshape.scoring.expr_score import expression_values
 from molshape.core.hashing import file_hash
 from molshape.data.trained import checkpoint_data
@@ -99,11 +101,14 @@ class ParsedInputs:
         rules: ``N_ok x T`` long, padded with ``grammar.pad``.
         index: position in the input list of each row of ``rules``.
         failed: ``(position, string, reason)`` of every input that did not parse.
+        dropped: ``(position, string, what)`` of every input that parsed without something
+            its grammar cannot write (Kekulé SMILES: isotopes, stereo, atom map numbers).
     """
 
     rules: Tensor
     index: list[int]
     failed: list[tuple[int, str, str]]
+    dropped: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
 
 
 def parse_inputs(grammar: Grammar, strings: Sequence[str]) -> ParsedInputs:
@@ -112,12 +117,17 @@ def parse_inputs(grammar: Grammar, strings: Sequence[str]) -> ParsedInputs:
     Grammars with their own string form (Kekulé SMILES) convert each input first.
     """
     parser = get_parser(grammar)
-    rows, index, failed = [], [], []
+    rows, index, failed, dropped = [], [], [], []
     converted = to_grammar_strings(grammar, strings, workers=1)
     for i, (s, c) in enumerate(zip(strings, converted)):
         if c is None:
             failed.append((i, s, "RDKit cannot read it as a molecule"))
             continue
+        if c != s and is_kekule(grammar):
+            from molshape.scoring.chem import dropped_features  # RDKit: only for molecule grammars
+
+            if lost := dropped_features(s):
+                dropped.append((i, s, ", ".join(lost)))
         try:
             seq = parser.parse(c)
         except GrammarError as e:
@@ -126,7 +136,22 @@ def parse_inputs(grammar: Grammar, strings: Sequence[str]) -> ParsedInputs:
         rows.append(seq + [grammar.pad] * (grammar.max_length - len(seq)))
         index.append(i)
     rules = torch.tensor(rows, dtype=torch.long).reshape(len(rows), grammar.max_length)
-    return ParsedInputs(rules, index, failed)
+    return ParsedInputs(rules, index, failed, dropped)
+
+
+#: per-input warnings :func:`warn_dropped` gives before it sums up the rest
+WARN_DROPPED = 20
+
+
+def warn_dropped(parsed: ParsedInputs, grammar: Grammar) -> None:
+    """One :class:`DroppedFeatureWarning` per input that lost something on the way in (the first
+    :data:`WARN_DROPPED`, then one for the rest)."""
+    for i, s, what in parsed.dropped[:WARN_DROPPED]:
+        warnings.warn(f"input {i + 1} {s!r} loses its {what} (the {grammar.name} grammar cannot write them) and is "
+                      "encoded as the molecule without them", DroppedFeatureWarning, stacklevel=3)
+    if len(parsed.dropped) > WARN_DROPPED:
+        warnings.warn(f"{len(parsed.dropped) - WARN_DROPPED} more inputs lost isotopes or stereo on the way in",
+                      DroppedFeatureWarning, stacklevel=3)
 
 
 @torch.no_grad()
@@ -147,6 +172,7 @@ def encode_strings(model: nn.Module, grammar: Grammar, strings: Sequence[str], b
         GrammarError: an input does not parse (message names its 1-based position).
     """
     parsed = parse_inputs(grammar, strings)
+    warn_dropped(parsed, grammar)
     if parsed.failed:
         i, s, reason = parsed.failed[0]
         raise GrammarError(s, None, f"input {i + 1} does not parse: {reason}"

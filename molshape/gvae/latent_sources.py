@@ -105,6 +105,7 @@ def given_latents(source: str, model: nn.Module, grammar: Grammar, ends: tuple[s
     if inputs is None:
         raise SourceError("--source input needs inputs")
     parsed = gen.parse_inputs(grammar, inputs)
+    gen.warn_dropped(parsed, grammar)
     failures: list[str | None] = [None] * len(inputs)
     for i, s, reason in parsed.failed:
         failures[i] = f"unparseable (line {i + 1}): {s!r}: {reason}"
