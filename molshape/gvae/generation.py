@@ -102,7 +102,7 @@ class ParsedInputs:
         index: position in the input list of each row of ``rules``.
         failed: ``(position, string, reason)`` of every input that did not parse.
         dropped: ``(position, string, what)`` of every input that parsed without something
-            its grammar cannot write (Kekulé SMILES: isotopes, stereo, atom map numbers).
+            its grammar cannot write (Kekulé SMILES: isotopes, stereo).
     """
 
     rules: Tensor

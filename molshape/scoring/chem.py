@@ -124,7 +124,7 @@ def kekule_smiles(smiles: str | None) -> str | None:
 
 def dropped_features(smiles: str) -> list[str]:
     """What :func:`kekule_smiles` drops from ``smiles`` (isotopes, stereo centres, double-bond
-    stereo, atom map numbers), one short phrase each; empty when nothing is lost."""
+    stereo), one short phrase each; empty when nothing is lost."""
     if not any(c in smiles for c in "[@/\\"):  # each of these needs a bracket atom or a bond mark
         return []
     mol, _ = to_mol(smiles)
@@ -140,8 +140,6 @@ def dropped_features(smiles: str) -> list[str]:
     marks = (Chem.BondDir.ENDUPRIGHT, Chem.BondDir.ENDDOWNRIGHT)
     if any(b.GetStereo() != Chem.BondStereo.STEREONONE or b.GetBondDir() in marks for b in mol.GetBonds()):
         found.append("double-bond stereo (E/Z)")
-    if any(a.GetAtomMapNum() for a in mol.GetAtoms()):
-        found.append("atom map numbers")
     return found
 
 
