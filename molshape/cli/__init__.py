@@ -17,6 +17,8 @@ import errno
 import gzip
 import importlib
 import logging
+import signal
+import threading
 import warnings
 import zlib
 
@@ -111,6 +113,16 @@ def _os_error(e: OSError) -> str:
     return reason
 
 
+def _terminate_cleanly() -> None:
+    """Make SIGTERM (``kill``, a job scheduler's stop) unwind like Ctrl-C, so temp files are
+    removed and streamed outputs keep their finished chunks, instead of dying on the spot."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """molshape's own warnings as one ``Warning:`` line on stderr (without the source line)."""
     if category.__module__.startswith("molshape"):
@@ -130,6 +142,7 @@ _default_show = warnings.showwarning
 def main(verbose: int, debug: bool) -> None:
     """molshape: grammar autoencoders with Gaussian-mixture-shaped latent spaces."""
     warnings.showwarning = _show_warning
+    _terminate_cleanly()
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

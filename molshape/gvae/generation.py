@@ -45,7 +45,7 @@ from molshape.scoring.expr_score import expression_values
 from molshape.core.hashing import file_hash
 from molshape.data.trained import checkpoint_data
 from molshape.latent.expost import ExPostGMM
-from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.cache import load_entry, save_entry
 from molshape.core.runtime import cache_dir
 
 log = logging.getLogger(__name__)
@@ -360,8 +360,12 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     """
     key = f"{file_hash(checkpoint_path)[:24]}-k{n_components}-n{limit}-s{seed}"
     path = cache_dir() / "expost" / f"{key}.pt"
-    if path.is_file():
-        return ExPostGMM(**load_checkpoint(path))
+    cached = load_entry(path)
+    if cached is not None:
+        try:
+            return ExPostGMM(**cached)
+        except TypeError:  # another version's fields: rebuild it
+            log.warning("cache file %s is not an ex-post GMM of this version; it is rebuilt", path)
     prepared = checkpoint_data(checkpoint, grammar, data)
     train = checkpoint["split"]["train"]
     if len(train) > limit:
@@ -370,5 +374,5 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     log.info("fitting the ex-post GMM to %d training latents", len(train))
     z = encode_rules(model, prepared.rules[train], progress=progress)
     gmm = ExPostGMM.fit(z, n_components, seed)
-    save_checkpoint(gmm.to_dict(), path)
+    save_entry(gmm.to_dict(), path)
     return gmm
