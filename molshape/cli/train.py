@@ -242,6 +242,9 @@ def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress
 
     if data is not None and data.is_dir():
         raise click.BadParameter(f"{data} is a directory, not a data file", param_hint="--data")
+    if data is not None and data.exists() and not data.is_file():
+        raise click.BadParameter(f"{data} is not a regular file (a pipe or device); training reads its data more "
+                                 "than once, so save it to a file first", param_hint="--data")
     if data is not None and data.is_file() and data.suffix != ".gz" and not data.read_bytes().strip():
         raise click.ClickException(f"{data}: the data file is empty; it needs one string a line")
     try:
