@@ -189,7 +189,11 @@ class Model:
         n = _count(n)
         if component is None:
             return gen.prior_latents(self.net, n, generator)
-        return gen.component_latents(self.net, component, n, generator)
+        component = _count(component, "component")
+        try:
+            return gen.component_latents(self.net, component, n, generator)
+        except (ValueError, AttributeError) as e:  # out of range, or a prior without components
+            raise InputError(f"component: {e}") from None
 
     def sample(self, n: int, component: int | None = None, seed: int = 0, **decode: Any) -> gen.Decoded:
         """Decoded prior samples (``component``: from one mixture component); see :meth:`decode`."""

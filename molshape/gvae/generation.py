@@ -171,6 +171,8 @@ def encode_strings(model: nn.Module, grammar: Grammar, strings: Sequence[str], b
     Raises:
         GrammarError: an input does not parse (message names its 1-based position).
     """
+    if not strings:
+        return torch.zeros(0, int(model.config.latent_dim))
     parsed = parse_inputs(grammar, strings)
     warn_dropped(parsed, grammar)
     if parsed.failed:
