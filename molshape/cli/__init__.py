@@ -46,6 +46,10 @@ class UsageFailure(click.ClickException):
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when invoked, behind one error boundary."""
 
+    def main(self, *args, **kwargs):  # noqa: ANN002, ANN003 - click's signature
+        _terminate_cleanly()  # first of all: a SIGTERM during the slow imports unwinds too
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -142,7 +146,6 @@ _default_show = warnings.showwarning
 def main(verbose: int, debug: bool) -> None:
     """molshape: grammar autoencoders with Gaussian-mixture-shaped latent spaces."""
     warnings.showwarning = _show_warning
-    _terminate_cleanly()
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

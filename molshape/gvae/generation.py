@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from molshape.core.errors import DroppedFeatureWarning, LatentError
+from molshape.core.errors import DroppedFeatureWarning, InputError, LatentError
 from molshape.grammar.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
@@ -250,10 +250,10 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
         LatentError: ``z`` is not ``N x d`` floating point, or holds NaN or infinity.
     """
     z = check_latents(z, int(model.config.latent_dim))
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise InputError(f"attempts must be a whole number >= 1, got {attempts!r}")
     if attempts > 1 and mode != "sample":
-        raise ValueError("attempts > 1 needs mode='sample' (argmax decodes give the same result every time)")
+        raise InputError("attempts > 1 needs mode='sample' (argmax decodes give the same result every time)")
     decoder = _decoder(grammar, constraints)
     device = model_device(model)
     z_rep = z.repeat_interleave(attempts, dim=0)  # [N*k, d], the k attempts of a latent adjacent
