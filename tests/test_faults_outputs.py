@@ -23,17 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_faults import MOUNT, SHIPPED_EXPR, TRAIN, assert_unchanged, cli, error_line, snapshot, spawn, temp_files, tmpfs
-
-
-@pytest.fixture(scope="module")
-def expr_data(expr_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1,300 expressions as a plain data file (the standard split holds out 1,000)."""
-    from conftest import read_lines
-
-    path = tmp_path_factory.mktemp("data") / "expr.txt"
-    path.write_text("\n".join(read_lines(expr_path, 1300)) + "\n")
-    return path
+from test_faults import (MOUNT, SHIPPED_EXPR, TRAIN, assert_unchanged, cli, error_line, expr_data,  # noqa: F401 - a fixture
+                         snapshot, spawn, temp_files, tmpfs)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +47,14 @@ def _node(kind: str, path: Path) -> Path:
     return path
 
 
+def _writing(command: str, src: Path, out: Path, decode_input: bool = False) -> list:
+    """Arguments of ``parse`` / ``score`` / ``decode`` reading expressions from ``src`` (decode:
+    two prior samples, or ``src`` with ``decode_input``) and writing ``-o out``."""
+    decode = ["--input", src] if decode_input else ["--n", "2"]
+    return {"parse": ["parse", "--grammar", "expr", src], "score": ["score", "--target", "expr", "--input", src],
+            "decode": ["decode", "--grammar", "expr", *decode, "--threads", "1"]}[command] + ["-o", out]
+
+
 def _kind(path: Path) -> int:
     return stat.S_IFMT(os.lstat(path).st_mode)
 
@@ -68,9 +67,7 @@ def test_1_non_regular_output_is_refused(command: str, kind: str, tmp_path: Path
     src.write_text("x+1\nsin(x)\n")
     out = _node(kind, tmp_path / "out")
     before = _kind(out)
-    args = {"parse": ["parse", "--grammar", "expr", src, "-o", out],
-            "score": ["score", "--target", "expr", "--input", src, "-o", out],
-            "decode": ["decode", "--grammar", "expr", "--n", "2", "-o", out, "--threads", "1"]}[command]
+    args = _writing(command, src, out)
     res = cli(*args)
     assert res.exit_code == 2 and str(out) in error_line(res)
     assert _kind(out) == before  # still a FIFO / socket / folder
@@ -166,9 +163,7 @@ def test_3_a_users_file_with_the_config_name_is_kept(command: str, tmp_path: Pat
     out = tmp_path / "res.jsonl"
     mine = tmp_path / "res.jsonl.config.json"
     mine.write_text("my notes, not a molshape config\n")
-    args = {"parse": ["parse", "--grammar", "expr", src, "-o", out],
-            "score": ["score", "--target", "expr", "--input", src, "-o", out],
-            "decode": ["decode", "--grammar", "expr", "--input", src, "-o", out, "--threads", "1"]}[command]
+    args = _writing(command, src, out, decode_input=True)
     before = snapshot(tmp_path)
     res = cli(*args)
     assert res.exit_code == 2 and "not a config molshape wrote" in error_line(res)
@@ -206,9 +201,7 @@ def test_4_replaced_output_keeps_its_mode(command: str, tmp_path: Path) -> None:
     out = tmp_path / "private.txt"
     out.write_text("old\n")
     out.chmod(0o600)
-    args = {"parse": ["parse", "--grammar", "expr", src, "-o", out],
-            "score": ["score", "--target", "expr", "--input", src, "-o", out],
-            "decode": ["decode", "--grammar", "expr", "--n", "2", "-o", out, "--threads", "1"]}[command]
+    args = _writing(command, src, out)
     res = cli(*args)
     assert res.exit_code == 0, res.output
     assert out.read_text() != "old\n" and stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -489,9 +482,7 @@ def test_output_in_a_missing_folder_is_created_by_every_command(command: str, tm
     src = tmp_path / "in.txt"
     src.write_text("x+1\n")
     out = tmp_path / "new" / "sub" / "out.txt"
-    args = {"parse": ["parse", "--grammar", "expr", src, "-o", out],
-            "score": ["score", "--target", "expr", "--input", src, "-o", out],
-            "decode": ["decode", "--grammar", "expr", "--n", "2", "-o", out, "--threads", "1"]}[command]
+    args = _writing(command, src, out)
     res = cli(*args)
     assert res.exit_code == 0, res.output
     assert out.is_file() and (out.parent / "out.txt.config.json").is_file()
@@ -547,3 +538,18 @@ def test_no_stray_temp_files_after_a_signal(sig: int, zinc_path: Path, tmp_path:
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert temp_files(tmp_path) == [] and out.read_text() == "old\n"
+
+
+# -- bounded resources ------------------------------------------------------------------------
+def test_workers_beyond_the_cores_are_capped(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("x+1\nsin(x)\n")
+    res = cli("parse", "--grammar", "expr", src, "--workers", "9999", "--json")
+    assert res.exit_code == 0, res.output
+    assert f"--workers 9999 is more than the {os.cpu_count()} cores here; using {os.cpu_count()}" in res.stderr
+    assert json.loads(res.stdout)["parsed"] == 2
+
+
+def test_interpolation_steps_are_bounded() -> None:
+    res = cli("decode", "--grammar", "expr", "--between", "x", "sin(x)", "--steps", "1000000000", "--threads", "1")
+    assert res.exit_code == 2 and "--steps" in res.output and "Traceback" not in res.output

@@ -24,6 +24,8 @@ import zlib
 
 import click
 
+from molshape.core.errors import OutputRefused  # a tiny module: no cost to start-up
+
 #: subcommand -> (module, one-line help shown by ``molshape --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("molshape.cli.parse", "Parse strings into grammar production sequences (JSON Lines)."),
@@ -76,8 +78,6 @@ class LazyGroup(click.Group):
             message = failure(e)
             if message is None:  # a bug, not a user's mistake: keep the traceback
                 raise
-            from molshape.core.errors import OutputRefused
-
             raise (UsageFailure if isinstance(e, OutputRefused) else click.ClickException)(message) from None
 
 

@@ -42,6 +42,20 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+def cap_workers(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Click callback for ``--workers``: at least 1; more than the machine's cores only slows every
+    process down, so such a value is lowered to the core count, saying so on stderr."""
+    if value is None:
+        return None
+    if value < 1:
+        raise click.BadParameter(f"must be at least 1, got {value}")
+    cores = os.cpu_count() or 1
+    if value > cores:
+        click.echo(f"--workers {value} is more than the {cores} cores here; using {cores}", err=True)
+        return cores
+    return value
+
+
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Refuse an unknown or absent device at once (exit 2), before any work."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast

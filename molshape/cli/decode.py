@@ -75,7 +75,8 @@ class _Sink:
 @click.option("--component", type=int, default=None, help="Mixture component K for --source component.")
 @click.option("--between", "ends", nargs=2, type=str, default=None, metavar="A B",
               help="Interpolate between the latents of strings A and B.")
-@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="Interpolation points.")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2, max=tally.CHUNK),
+              help=f"Interpolation points (at most {tally.CHUNK:,}: they are decoded at once).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
               help="Reconstruct the strings of FILE (one a line; may be .gz).")
 @click.option("--mode", type=click.Choice(MODES), default=None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from molshape.cli.common import (FiniteFloat, check_constraints, check_out_dir, checkpoint_option, constraints_option,
+from molshape.cli.common import (FiniteFloat, cap_workers, check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       device_option, emit_summary, json_option, load_run_model, threads_option,
                                       write_run_config)
 from molshape.bo.config import INITS, KINDS, PROTOCOL_SURROGATE, STRATEGIES, OptimizeConfig, SurrogateConfig
@@ -64,7 +64,7 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
               help="Quasi-MC samples of qLogEI.")
 @click.option("--maxiter", default=_OPT.maxiter, show_default=True, type=click.IntRange(min=1),
               help="L-BFGS-B iterations per restart (fewer: faster, coarser proposals on CPU).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--workers", default=1, show_default=True, type=int, callback=cap_workers,
               help="Run the seeds in this many processes (each with --threads torch threads, default 1); "
                    "same results as one process.")
 @click.option("--smoke", is_flag=True, help="Tiny run in seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())

@@ -12,7 +12,7 @@ import click
 
 from molshape.core.atomic import atomic_write
 from molshape.grammar.cfg import GRAMMARS
-from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
+from molshape.cli.common import (EXIT_ROWS_FAILED, cap_workers, emit_summary, guard_output, json_option,
                                       read_lines, write_run_config)
 
 #: Files at least this long get a progress bar.
@@ -70,7 +70,8 @@ def _records(lines: list[str], grammar: str, workers: int | None, first: int = 1
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="JSON Lines output (default: stdout). Its config is written beside it.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--workers", type=int, default=None, callback=cap_workers,
+              help="Processes (default: all cores; at most the core count).")
 @json_option
 def command(grammar: str, input_path: str, output: Path | None, workers: int | None, as_json: bool) -> None:
     """Parse INPUT (one string a line; '-' for stdin; may be .gz) into leftmost derivations.
@@ -79,8 +80,6 @@ def command(grammar: str, input_path: str, output: Path | None, workers: int | N
     {"line", "input", "error"} (1-based lines of the file; empty lines get an error, never
     dropped; a header line such as "smiles" is skipped).
     """
-    if workers is not None and workers < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--workers")
     guard_output(output, [input_path])
     start = time.perf_counter()
     lines, first = read_lines(input_path, "INPUT")

@@ -13,7 +13,7 @@ import click
 
 from molshape.core.atomic import write_text
 from molshape.scoring.targets import TARGETS, score_rows
-from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
+from molshape.cli.common import (EXIT_ROWS_FAILED, cap_workers, emit_summary, guard_output, json_option,
                                       read_lines, write_run_config)
 
 
@@ -49,7 +49,7 @@ def _fmt(v: Any) -> Any:
                    "expressions: the whole line (spaces between tokens allowed; a tab starts an id).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="CSV file (default: stdout). Its config is written beside it.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=int, default=None, callback=cap_workers,
               help="Processes for large molecule batches [default: all cores].")
 @json_option
 def command(strings: tuple[str, ...], target: str, input_path: Path | None, output: Path | None,

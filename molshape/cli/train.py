@@ -11,6 +11,7 @@ import click
 
 from molshape.core.atomic import remove_stale_temps
 from molshape.core.checkpoint import CheckpointError
+from molshape.core.errors import MolshapeError
 from molshape.grammar.cfg import GRAMMARS
 from molshape.gvae.model import PRESET_NAMES
 from molshape.latent.objectives import OBJECTIVES
@@ -255,8 +256,6 @@ def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress
         raise click.ClickException(f"{data or 'the data file'}: not UTF-8 text ({e.reason} at byte {e.start} "
                                    "of a block); convert it to UTF-8") from None
     except ValueError as e:  # e.g. too few records for the split
-        from molshape.core.errors import MolshapeError
-
         named = isinstance(e, MolshapeError)  # its message names the file already
         raise click.ClickException(str(e) if named else f"{data or 'the standard data set'}: {e}") from None
 
