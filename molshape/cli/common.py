@@ -33,13 +33,20 @@ class FiniteFloat(click.FloatRange):
     this type instead.
     """
 
-    name = "finite float"
+    name = "float"
 
     def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
+        number = click.FLOAT.convert(value, param, ctx)  # "'abc' is not a valid float."
+        low = self.min is None or number > self.min or (number == self.min and not self.min_open)
+        high = self.max is None or number < self.max or (number == self.max and not self.max_open)
+        if not (math.isfinite(number) and low and high):
+            self.fail(f"must be a finite number{self._bounds()}, got {value}", param, ctx)
         return number
+
+    def _bounds(self) -> str:
+        parts = [f"{op} {bound:g}" for bound, op in ((self.min, ">" if self.min_open else ">="),
+                                                     (self.max, "<" if self.max_open else "<=")) if bound is not None]
+        return (" " + " and ".join(parts)) if parts else ""
 
 
 def cap_workers(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
