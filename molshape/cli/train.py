@@ -51,14 +51,14 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--encoder", type=click.Choice(["conv", "gru"]), default=None,
               help="conv: GVAE's convolutions over one-hot rules; gru: a bidirectional GRU over the rules.")
 @click.option("--enc-hidden", type=click.IntRange(min=1), default=None, help="gru encoder: width per direction.")
-@click.option("--rule-dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--rule-dropout", type=FiniteFloat(0, 1, max_open=True), default=None,
               help="Training: hide the decoder's previous rule with this probability (forces use of z).")
 @click.option("--dec-init/--no-dec-init", default=None, help="The decoder GRU's initial state is a function of z.")
 @click.option("--schedule", type=click.Choice(["plateau", "exp"]), default=None,
               help="Learning-rate schedule: plateau (x0.2 on a validation plateau, GVAE) or exp (halves every "
                    "--lr-half-life steps). Default: the preset's.")
 @click.option("--lr-half-life", type=click.IntRange(min=1), default=None, help="exp schedule: steps per halving.")
-@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--min-lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Floor of the learning rate (default 1e-4).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
 @click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
