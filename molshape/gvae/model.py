@@ -116,9 +116,14 @@ def _presets() -> dict[str, dict[str, ModelConfig]]:
     expr_cpu = dataclasses.replace(expr_paper, decoder_feed_rules=True)
     # Kekule SMILES under semantic constraints: GVAE's sizes for the paper preset; the cpu
     # model feeds back the previous rule, as the shipped grammar-only model does.
-    kek_paper = dataclasses.replace(smiles_paper, grammar="smiles_kekule", n_rules=40, constraints="semantic")
-    kek_cpu = dataclasses.replace(smiles_cpu, grammar="smiles_kekule", n_rules=40, constraints="semantic",
-                                  decoder_feed_rules=True)
+    # Kekule SMILES under semantic constraints, the design that holds molecules best per
+    # training step (docs/latent-space.md, "Training ablation"): a bidirectional GRU encoder,
+    # the previous rule fed back with dropout, z also as the GRU's initial state. The two
+    # presets differ in sizes only.
+    kek = dict(grammar="smiles_kekule", n_rules=40, constraints="semantic", decoder_feed_rules=True,
+               encoder="gru", dec_init=True, rule_dropout=0.25)
+    kek_paper = dataclasses.replace(smiles_paper, enc_hidden=256, **kek)
+    kek_cpu = dataclasses.replace(smiles_cpu, **kek)
     return {"smiles": {"paper": smiles_paper, "cpu": smiles_cpu},
             "smiles_kekule": {"paper": kek_paper, "cpu": kek_cpu},
             "expr": {"paper": expr_paper, "cpu": expr_cpu}}
