@@ -19,7 +19,8 @@ Python API (:mod:`molshape.api`)::
 __version__ = "0.1.0"
 
 #: names served lazily from :mod:`molshape.api`
-API = ("load", "score", "optimize", "evaluate", "Model", "OptimizeResult", "resolve_model", "open_model")
+API = ("load", "score", "optimize", "evaluate", "Model", "OptimizeResult", "resolve_model", "open_model",
+       "MolshapeError", "InputError", "LatentError")
 __all__ = ["__version__", *API]
 
 

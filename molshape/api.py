@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import operator
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,13 @@ from molshape import pretrained
 from molshape.bo.loop import OptimizeConfig
 from molshape.bo.optimize import optimize as run_optimize
 from molshape.bo.surrogate import SurrogateConfig
+from molshape.core.errors import InputError, LatentError, MolshapeError
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
 from molshape.core.runtime import resolve_device, seed_everything
 from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
+from molshape.gvae.beam_decoding import decode_beam
 from molshape.gvae.evaluation import evaluate_model
 from molshape.gvae.latent_quality import LATENT_N, SIGMAS, LatentOptions, latent_quality
 from molshape.gvae.latent_sources import SourceChunk, decode_source
@@ -49,8 +52,41 @@ from molshape.scoring.targets import default_target, get_target, score_rows
 ALIASES = {"zinc": "smiles", "smiles": "smiles", "smiles_kekule": "smiles_kekule", "expr": "expr"}
 
 
-class GrammarMismatch(ValueError):
+class GrammarMismatch(MolshapeError):
     """A checkpoint was trained on another grammar than the one asked for."""
+
+
+def as_strings(value: str | Sequence[str], name: str = "strings") -> list[str]:
+    """``value`` as a list of strings: one string is one item (never split into characters).
+
+    Raises:
+        InputError: ``value`` is bytes, not a sequence, or holds an item that is not a string.
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, bytearray)):
+        raise InputError(f"{name}: got bytes; decode them to str first (e.g. data.decode('utf-8'))")
+    try:
+        items = list(value)
+    except TypeError:
+        raise InputError(f"{name}: expected a string or a list of strings, got {type(value).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InputError(f"{name}: item {i + 1} is {type(item).__name__}, not a string")
+    return items
+
+
+def _count(n: object, name: str = "n") -> int:
+    """``n`` as a non-negative int (bools and floats refused: ``sample(1e3)`` is a mistake to say)."""
+    if isinstance(n, (bool, float)):
+        raise InputError(f"{name} must be a whole number, got {type(n).__name__} {n!r}")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise InputError(f"{name} must be a whole number, got {type(n).__name__}") from None
+    if n < 0:
+        raise InputError(f"{name} must be >= 0, got {n}")
+    return n
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -127,12 +163,14 @@ class Model:
         return gen.model_device(self.net)
 
     def encode(self, strings: Sequence[str], batch_size: int = 1000) -> Tensor:
-        """Latents ``z [N x d]`` (CPU, float32) of ``strings`` (SMILES or expressions).
+        """Latents ``z [N x d]`` (CPU, float32) of ``strings`` (SMILES or expressions); one
+        string is one input (``encode("CCO")`` is ``[1 x d]``).
 
         Raises:
             GrammarError: an input does not parse (the message names its position).
+            InputError: ``strings`` is not a string or a list of strings.
         """
-        return gen.encode_strings(self.net, self.grammar, list(strings), batch_size)
+        return gen.encode_strings(self.net, self.grammar, as_strings(strings), batch_size)
 
     def encode_many(self, strings: Sequence[str], batch_size: int = 1000, progress: bool = False) -> gen.EncodedInputs:
         """Latents of the ``strings`` that parse, skipping the others: ``(z [N_ok x d], index, failed)``
@@ -146,6 +184,9 @@ class Model:
         incomplete, with ``.reasons`` (why each failed) and ``.raw`` (the decoded form).
 
         ``mode="sample"`` with ``attempts=k`` keeps the most frequent valid of k sampled decodes.
+
+        Raises:
+            LatentError: ``z`` is not ``N x d`` floating point, or holds NaN or infinity.
         """
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         return gen.decode_latents(self.net, self.grammar, z, mode=mode, attempts=attempts, generator=generator,
@@ -169,7 +210,7 @@ class Model:
         """
         z = self.encode(strings, batch_size)
         if mode == "beam":
-            return gen.decode_beam(self.net, self.grammar, z, beam_width, max(1, batch_size // max(beam_width, 1)),
+            return decode_beam(self.net, self.grammar, z, beam_width, max(1, batch_size // max(beam_width, 1)),
                                    constraints=constraints).decoded
         if mode == "gvae":
             return self.decode(z, "sample", samples, seed, constraints, batch_size)
@@ -180,9 +221,14 @@ class Model:
     def latents(self, n: int, component: int | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         """``n x d`` draws from the prior, or from its mixture component ``component``."""
+        n = _count(n)
         if component is None:
             return gen.prior_latents(self.net, n, generator)
-        return gen.component_latents(self.net, component, n, generator)
+        component = _count(component, "component")
+        try:
+            return gen.component_latents(self.net, component, n, generator)
+        except (ValueError, AttributeError) as e:  # out of range, or a prior without components
+            raise InputError(f"component: {e}") from None
 
     def sample(self, n: int, component: int | None = None, seed: int = 0, **decode: Any) -> gen.Decoded:
         """Decoded prior samples (``component``: from one mixture component); see :meth:`decode`."""
@@ -215,8 +261,13 @@ class Model:
             >>> m = molshape.load("expr")
             >>> [line for c in m.decode_source("interpolate", between=("x", "sin(x)"), steps=5) for line in c.lines]
         """
+        if between is not None:
+            between = tuple(as_strings(between, "between"))
+            if len(between) != 2:
+                raise InputError(f"between: expected two strings, got {len(between)}")
         return decode_source(self.net, self.grammar, self.checkpoint, self.path, source, n, component=component,
-                             ends=between, steps=steps, inputs=None if inputs is None else list(inputs), data=data,
+                             ends=between, steps=steps, inputs=None if inputs is None else as_strings(inputs, "inputs"),
+                             data=data,
                              mode=mode, attempts=attempts, batch_size=batch_size, generator=generator,
                              constraints=constraints, progress=progress)
 
@@ -271,9 +322,13 @@ def score(strings: Sequence[str], target: str = "logp", workers: int | None = No
     ``qed``) or expressions (``expr``: GVAE expression score, lower is better).
 
     Returns:
-        One row per input: ``input, valid, score, [logp, sa, cycle,] reason``.
+        One row per input (one string is one input): ``input, valid, score, [logp, sa, cycle,] reason``.
+
+    Raises:
+        InputError: ``strings`` is not a string or a list of strings. ValueError: an unknown target.
     """
-    return pd.DataFrame(score_rows(target, list(strings), workers, progress=False))
+    get_target(target)
+    return pd.DataFrame(score_rows(target, as_strings(strings), workers, progress=False))
 
 
 def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "test", n: int = 10_000,

@@ -63,9 +63,12 @@ def test_masked_cross_entropy_matches_manual(expr_data) -> None:
     assert out["loss"].item() == pytest.approx(2.0 * manual / 8, rel=1e-5)
 
 
-@pytest.mark.parametrize("feed", [False, True])
-def test_decoder_step_matches_teacher_logits(expr_data, feed: bool) -> None:
-    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, decoder_feed_rules=feed)
+@pytest.mark.parametrize("feed,encoder,dec_init", [(False, "conv", False), (True, "conv", False),
+                                                  (True, "gru", True), (False, "gru", True)])
+def test_decoder_step_matches_teacher_logits(expr_data, feed: bool, encoder: str, dec_init: bool) -> None:
+    # rule dropout is on, but it only acts in training: eval-mode teacher logits equal the steps
+    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, decoder_feed_rules=feed, encoder=encoder,
+                                           dec_init=dec_init, rule_dropout=0.5)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     rules = expr_data.rules[:5]
@@ -83,6 +86,36 @@ def test_decoder_step_matches_teacher_logits(expr_data, feed: bool) -> None:
                 model.decode_logits(z, 15)
         else:
             torch.testing.assert_close(model.decode_logits(z, 15), teacher, rtol=1e-5, atol=1e-5)
+
+
+def test_gru_encoder_reads_each_sequence_to_its_own_end(zinc_data) -> None:
+    """Packed by length: a molecule's latent does not depend on its batch-mates' lengths or padding."""
+    model = _small_smiles(encoder="gru").eval()
+    idx = zinc_data.split["train"][:6]
+    rules, lengths = zinc_data.rules[idx], zinc_data.lengths[idx]
+    with torch.no_grad():
+        together = model.encode(rules)
+        alone = torch.cat([model.encode(rules[i:i + 1, : int(lengths[i]) + 3]) for i in range(6)])
+        changed = rules.clone()
+        changed[0, : int(lengths[0])] = rules[1, : int(lengths[0])]  # a different sequence, same length
+        moved = model.encode(changed)
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(moved[0], together[0]) and torch.allclose(moved[1:], together[1:], atol=1e-6)
+
+
+def test_rule_dropout_hides_previous_rules_in_training_only(expr_data) -> None:
+    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, decoder_feed_rules=True, rule_dropout=0.5)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    rules = expr_data.rules[:50]
+    none = cfg.n_rules
+    eval_prev = model.eval()._shifted(rules)
+    train_prev = model.train()._shifted(rules)
+    assert (eval_prev[:, 1:] != none).all()
+    hidden = (train_prev[:, 1:] == none).float().mean().item()
+    assert 0.4 < hidden < 0.6
+    kept = train_prev[:, 1:] != none
+    assert torch.equal(train_prev[:, 1:][kept], eval_prev[:, 1:][kept])
 
 
 def test_paper_presets_are_gvae_sizes() -> None:

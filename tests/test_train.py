@@ -177,3 +177,21 @@ def test_a_few_training_steps_lower_the_loss(expr_data) -> None:
         opt.step()
         losses.append(float(out["rec"]))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_exp_schedule_halves_per_half_life_and_resumes_on_the_same_curve(expr_data, tmp_path) -> None:
+    """The rate follows the step count (not the validation loss) and a resumed run stays on it."""
+    model_cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1)
+    cfg = _cfg(epochs=3, schedule="exp", lr=2e-3, lr_half_life=2, min_lr=1e-4)
+    train_grammar(model_cfg, cfg, expr_data, tmp_path / "full")
+    train_grammar(model_cfg, _cfg(**{**cfg.to_dict(), "epochs": 1}), expr_data, tmp_path / "split")
+    train_grammar(model_cfg, cfg, expr_data, tmp_path / "split", resume=True)
+    full = load_checkpoint(tmp_path / "full" / "last.pt")
+    steps_per_epoch = full["step"] // 3
+    expected = [max(1e-4, 2e-3 * 0.5 ** (steps_per_epoch * (e + 1) / 2)) for e in range(3)]
+    assert [r["lr"] for r in full["history"]] == pytest.approx(expected, rel=1e-6)
+    assert expected[0] < 2e-3 and expected[-1] == 1e-4  # it decayed, down to the floor
+    split = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert [r["lr"] for r in split["history"]] == [r["lr"] for r in full["history"]]
+    for k, v in full["model"].items():
+        assert torch.equal(v, split["model"][k]), k

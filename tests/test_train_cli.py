@@ -41,6 +41,24 @@ def test_train_cli_writes_outputs_and_json(expr_path, tmp_path) -> None:
     assert ckpt["epoch"] == 2 and [h["epoch"] for h in ckpt["history"]] == [1, 2]
 
 
+def test_resume_continues_on_the_subset_it_was_trained_on(expr_path, tmp_path) -> None:
+    """The split holds row numbers of the --limit subset: resume reads that subset, or refuses another."""
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, _args(expr_path, out, "--epochs", "1"))
+    assert res.exit_code == 0, res.output
+    first = load_checkpoint(out / "last.pt")
+    args = _args(expr_path, out, "--epochs", "2", "--resume", "--json")
+    i = args.index("--limit")
+    del args[i:i + 2]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n_train"] == 200
+    for k in ("train", "valid", "test"):
+        assert load_checkpoint(out / "last.pt")["split"][k].tolist() == first["split"][k].tolist()
+    res = CliRunner().invoke(main, [*args[:i], "--limit", "300", *args[i:]])
+    assert res.exit_code == 2 and "--limit 200, not 300" in res.output
+
+
 def test_train_cli_errors_name_the_problem(expr_path, tmp_path) -> None:
     res = CliRunner().invoke(main, _args(expr_path, tmp_path / "none", "--resume"))
     assert res.exit_code != 0 and "no checkpoint" in res.output

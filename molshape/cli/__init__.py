@@ -6,16 +6,25 @@ one library function. Lazy loading keeps ``molshape --help`` fast (no torch/RDKi
 
 Error boundary (:meth:`LazyGroup.invoke`): an ``OSError``, ``UnicodeDecodeError``,
 ``ValueError`` or checkpoint error escaping a command is printed as one line naming the
-file and the reason, with exit status 1; ``molshape --debug ...`` shows the traceback.
+file and the reason, with exit status 1 (an output refused by the output rules,
+:class:`~molshape.core.errors.OutputRefused`: exit status 2, a usage error);
+``molshape --debug ...`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import errno
+import gzip
 import importlib
 import logging
+import signal
+import threading
+import warnings
+import zlib
 
 import click
+
+from molshape.core.errors import OutputRefused  # a tiny module: no cost to start-up
 
 #: subcommand -> (module, one-line help shown by ``molshape --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,8 +40,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageFailure(click.ClickException):
+    """One ``Error:`` line with exit status 2 (a usage error), without click's usage banner."""
+
+    exit_code = 2
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when invoked, behind one error boundary."""
+
+    def main(self, *args, **kwargs):  # noqa: ANN002, ANN003 - click's signature
+        _terminate_cleanly()  # first of all: a SIGTERM during the slow imports unwinds too
+        return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -60,7 +79,7 @@ class LazyGroup(click.Group):
             message = failure(e)
             if message is None:  # a bug, not a user's mistake: keep the traceback
                 raise
-            raise click.ClickException(message) from None
+            raise (UsageFailure if isinstance(e, OutputRefused) else click.ClickException)(message) from None
 
 
 def failure(e: BaseException) -> str | None:
@@ -74,6 +93,8 @@ def failure(e: BaseException) -> str | None:
 
     if isinstance(e, CheckpointError):
         text = str(e)
+    elif isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)):  # a truncated or corrupt .gz
+        text = f"a compressed input is truncated or corrupt ({e or type(e).__name__}); check the .gz file"
     elif isinstance(e, UnicodeDecodeError):
         text = f"input is not UTF-8 text ({e.reason} at byte offset {e.start}); convert it to UTF-8"
     elif isinstance(e, OSError):
@@ -97,6 +118,27 @@ def _os_error(e: OSError) -> str:
     return reason
 
 
+def _terminate_cleanly() -> None:
+    """Make SIGTERM (``kill``, a job scheduler's stop) unwind like Ctrl-C, so temp files are
+    removed and streamed outputs keep their finished chunks, instead of dying on the spot."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """molshape's own warnings as one ``Warning:`` line on stderr (without the source line)."""
+    if category.__module__.startswith("molshape"):
+        click.echo(f"Warning: {message}", err=True)
+    else:
+        _default_show(message, category, filename, lineno, file, line)
+
+
+_default_show = warnings.showwarning
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit status: 0 ok, 1 error (one line on stderr), 2 usage error, 3 some input rows failed.")
 @click.version_option(package_name="molshape")
@@ -104,6 +146,7 @@ def _os_error(e: OSError) -> str:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def main(verbose: int, debug: bool) -> None:
     """molshape: grammar autoencoders with Gaussian-mixture-shaped latent spaces."""
+    warnings.showwarning = _show_warning
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,44 @@ from molshape.grammar.decoding import CONSTRAINTS
 
 #: exit status: some input rows failed (parse, score, decode --input)
 EXIT_ROWS_FAILED = 3
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinity (exit 2), within optional bounds.
+
+    ``click.FloatRange`` lets ``nan`` through every bound (each comparison with NaN is
+    false) and ``inf`` through any lower bound; every float option of every command uses
+    this type instead.
+    """
+
+    name = "float"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        number = click.FLOAT.convert(value, param, ctx)  # "'abc' is not a valid float."
+        low = self.min is None or number > self.min or (number == self.min and not self.min_open)
+        high = self.max is None or number < self.max or (number == self.max and not self.max_open)
+        if not (math.isfinite(number) and low and high):
+            self.fail(f"must be a finite number{self._bounds()}, got {value}", param, ctx)
+        return number
+
+    def _bounds(self) -> str:
+        parts = [f"{op} {bound:g}" for bound, op in ((self.min, ">" if self.min_open else ">="),
+                                                     (self.max, "<" if self.max_open else "<=")) if bound is not None]
+        return (" " + " and ".join(parts)) if parts else ""
+
+
+def cap_workers(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Click callback for ``--workers``: at least 1; more than the machine's cores only slows every
+    process down, so such a value is lowered to the core count, saying so on stderr."""
+    if value is None:
+        return None
+    if value < 1:
+        raise click.BadParameter(f"must be at least 1, got {value}")
+    cores = os.cpu_count() or 1
+    if value > cores:
+        click.echo(f"--workers {value} is more than the {cores} cores here; using {cores}", err=True)
+        return cores
+    return value
 
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -125,7 +164,10 @@ def write_run_config(out_dir: Path, params: dict[str, Any], name: str = "config.
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.atomic import write_text
 
-    return write_text(out_dir / name, json.dumps({"argv": sys.argv, **params}, indent=2, default=_jsonable))
+    ctx = click.get_current_context(silent=True)
+    command = {"command": ctx.command.name} if ctx is not None and "command" not in params else {}
+    return write_text(out_dir / name, json.dumps({"argv": sys.argv, **command, **params}, indent=2,
+                                                 default=_jsonable))
 
 
 def _jsonable(x: Any) -> Any:
@@ -171,9 +213,9 @@ def _input_path(path: str | os.PathLike, param_hint: str) -> Path | None:
     p = Path(path)
     if p.is_dir():
         raise click.BadParameter(f"{p} is a directory, not a file", param_hint=param_hint)
-    if not p.is_file():
+    if not p.exists():
         raise click.BadParameter(f"no such file: {p}", param_hint=param_hint)
-    return p
+    return p  # a regular file, or a FIFO / process substitution (read once, like stdin)
 
 
 def read_text(path: str | os.PathLike, param_hint: str) -> str:
@@ -196,11 +238,27 @@ def read_text(path: str | os.PathLike, param_hint: str) -> str:
     except (EOFError, gzip.BadGzipFile, zlib_error()) as e:
         raise click.ClickException(f"{name}: not a readable gzip file ({e})") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not part of line 1
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise click.ClickException(f"{name}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}, "
                                    f"byte offset {e.start}); convert it to UTF-8") from None
+
+
+def read_lines(path: str | os.PathLike, param_hint: str) -> tuple[list[str], int]:
+    """The lines of an input (see :func:`read_text`) and the file line number of the first.
+
+    A header line (``smiles``, ``expression`` or ``string`` alone, any case) is skipped
+    (the first line returned is then line 2), as the data loader skips it: every command
+    reads the same file the same way.
+    """
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.data.records import HEADERS
+
+    lines = read_text(path, param_hint).splitlines()
+    if lines and lines[0].strip().lower() in HEADERS:
+        return lines[1:], 2
+    return lines, 1
 
 
 def zlib_error() -> type[Exception]:
@@ -209,23 +267,48 @@ def zlib_error() -> type[Exception]:
     return zlib.error
 
 
-def guard_output(output: Path | None, inputs: list[Path | str | None], option: str = "-o") -> None:
-    """Before any work: refuse an output that is one of the inputs (exit 2), and fail early
-    (exit 1, naming the file) when it cannot be written."""
+def guard_output(output: Path | None, inputs: list[Path | str | None], option: str = "-o",
+                 side: tuple[str, ...] = (".config.json",)) -> None:
+    """Before any work: refuse (exit 2) an output that is one of the inputs or not a regular
+    file (a device, FIFO, socket or folder), and fail early (exit 1, naming the file) when it
+    cannot be written.
+
+    The files written beside it (``<output><suffix>`` for each of ``side``: its config, and
+    ``.partial`` for streamed outputs) obey the same rules, and a config there is replaced only
+    when molshape wrote it (a JSON object with ``argv``), never a file of the user's.
+    """
     if output is None:
         return
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.core.atomic import check_writable
+    from molshape.core.atomic import check_regular, check_writable
+    from molshape.core.errors import OutputRefused
 
     if output.is_dir():
         raise click.BadParameter(f"{output} is a directory; name a file", param_hint=option)
-    for inp in inputs:
-        if inp is None or str(inp) == "-":
-            continue
-        if _same_file(output, Path(inp)):
-            raise click.BadParameter(f"{output} is also an input; write the output to another file",
-                                     param_hint=option)
+    paths = [output, *(output.with_name(output.name + suffix) for suffix in side)]
+    for path in paths:
+        try:
+            check_regular(path)
+        except OutputRefused as e:
+            raise click.BadParameter(str(e), param_hint=option) from None
+        for inp in inputs:
+            if inp is not None and str(inp) != "-" and _same_file(path, Path(inp)):
+                what = "" if path == output else f" (written beside {output})"
+                raise click.BadParameter(f"{path}{what} is also an input; write the output to another file",
+                                         param_hint=option)
+        if path.name.endswith(".config.json") and path.is_file() and not _molshape_config(path):
+            raise click.BadParameter(f"{path} exists and is not a config molshape wrote; it would be replaced by "
+                                     f"the config of {output}: move it or choose another {option}", param_hint=option)
     check_writable(output)
+
+
+def _molshape_config(path: Path) -> bool:
+    """Whether ``path`` is a run config molshape wrote (a JSON object holding ``argv``)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and "argv" in obj
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from molshape.core.atomic import save_figure, write_json
-from molshape.cli.common import emit_summary, json_option, seed_option
+from molshape.cli.common import cap_workers, emit_summary, json_option, seed_option
 from molshape.data.registry import DATASETS, get_spec
 from molshape.data.download import ChecksumError, DownloadError, download, locate, verify_file
 
@@ -182,7 +182,7 @@ def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
 @_data_option
 @seed_option
 @click.option("--limit", type=int, help="Smoke run: first N training records of the split (not cached).")
-@click.option("--workers", type=int, help="Parser processes (default: all cores).")
+@click.option("--workers", type=int, callback=cap_workers, help="Parser processes (default: all cores).")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG histogram of derivation lengths.")
 @json_option
 def prepare_command(grammar: str, data: Path | None, seed: int, limit: int | None, workers: int | None,

@@ -14,7 +14,7 @@ import torch
 from molshape.core.atomic import PartialFile
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint_option, constraints_option,
-                                      emit_summary, guard_output, inference_options, load_run_model, read_text,
+                                      emit_summary, guard_output, inference_options, load_run_model, read_lines,
                                       write_run_config)
 
 from molshape.cli.streaming import announce, timed
@@ -25,11 +25,12 @@ from molshape.gvae.latent_sources import DRAWN, SOURCES, SourceChunk, SourceErro
 
 
 def read_inputs(path: Path, grammar: str) -> list[str]:
-    """One input per line (empty lines included: they fail to parse and are reported)."""
+    """One input per line (empty lines included: they fail to parse and are reported; a header
+    line such as ``smiles`` is skipped)."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.cli.parse import split_line
 
-    return [split_line(line, grammar)[0] for line in read_text(path, "--input").splitlines()]
+    return [split_line(line, grammar)[0] for line in read_lines(path, "--input")[0]]
 
 
 class _Sink:
@@ -74,7 +75,8 @@ class _Sink:
 @click.option("--component", type=int, default=None, help="Mixture component K for --source component.")
 @click.option("--between", "ends", nargs=2, type=str, default=None, metavar="A B",
               help="Interpolate between the latents of strings A and B.")
-@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="Interpolation points.")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2, max=tally.CHUNK),
+              help=f"Interpolation points (at most {tally.CHUNK:,}: they are decoded at once).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
               help="Reconstruct the strings of FILE (one a line; may be .gz).")
 @click.option("--mode", type=click.Choice(MODES), default=None,
@@ -107,7 +109,7 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     if as_json and output is None and source in DRAWN and n > tally.CHUNK:
         raise click.UsageError("--json without -o holds every result in memory; pass -o FILE for --n above "
                                f"{tally.CHUNK:,}")
-    guard_output(output, [input_path, data, checkpoint])
+    guard_output(output, [input_path, data, checkpoint], side=(".config.json", ".partial"))
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     check_constraints(g, constraints)
     generator = seed_everything(seed)

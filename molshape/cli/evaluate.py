@@ -73,6 +73,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     out_dir = out_dir or home / f"evaluate-{checkpoint.stem}"
     check_out_dir(out_dir)  # before the work: a folder we cannot write fails now, not after an hour
     check_out_dir(home)
+    _check_evaluate_folder(out_dir, [checkpoint, data])
     generator = seed_everything(seed)
     try:
         prepared = checkpoint_data(ckpt, g, data)
@@ -104,6 +105,47 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "checkpoint": str(checkpoint),
         **flat_numbers({k: v for k, v in summary.items() if k not in ("files", "checkpoint")})})
     emit_summary(summary, as_json, _human)
+
+
+#: what evaluate writes in its folder (an earlier evaluation there is replaced)
+EVALUATE_FILES = frozenset({"samples.txt", "samples.txt.partial", "samples.png", "latents.png", "properties.png",
+                            "config.json", "summary.json"})
+
+
+def _check_evaluate_folder(out_dir: Path, inputs: list[Path | None]) -> None:
+    """Refuse (exit 2) a folder that holds another command's run or files of the user's, whose
+    ``config.json`` or ``summary.json`` evaluate would replace, and outputs that are inputs."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.core.rundir import leftovers
+
+    for inp in inputs:
+        if inp is not None and inp.resolve().parent == out_dir.resolve() and inp.name in EVALUATE_FILES:
+            raise click.BadParameter(f"{inp} is an input and would be replaced by evaluate's {inp.name}; "
+                                     "choose another --out", param_hint="--out")
+    found = leftovers(out_dir)
+    other = [name for name in found if name not in EVALUATE_FILES]
+    if "config.json" in found and not other and not _evaluate_config(out_dir / "config.json"):
+        other = ["config.json"]
+    if other:
+        raise click.BadParameter(f"{out_dir} holds files evaluate did not write ({', '.join(other[:5])}"
+                                 f"{', ...' if len(other) > 5 else ''}), such as another command's run; evaluate "
+                                 "would replace its config.json and summary.json: choose another --out",
+                                 param_hint="--out")
+
+
+def _evaluate_config(path: Path) -> bool:
+    """Whether ``path`` is the config of an earlier ``molshape evaluate`` run."""
+    import json
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict):
+        return False
+    if "command" in config:
+        return config["command"] == "evaluate"
+    return {"checkpoint", "split", "n", "fcd"} <= set(config)  # written before configs named their command
 
 
 def _home(checkpoint: Path) -> Path:

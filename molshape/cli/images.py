@@ -17,6 +17,7 @@ from molshape.cli.common import (
     json_option,
     resolve_preset,
     seed_option,
+    FiniteFloat,
     set_threads,
     threads_option,
     write_run_config,
@@ -28,19 +29,6 @@ from molshape.cli.common import (
              "--preset cpu --out runs/mnist-gmm && molshape images evaluate --checkpoint runs/mnist-gmm/last.pt")
 def command() -> None:
     """Image benchmarks (MNIST, Fashion-MNIST, SVHN, CelebA) with the shared latent objectives."""
-
-
-def _finite(lower: float, inclusive: bool):
-    """Click callback: a finite float > ``lower`` (>= with ``inclusive``), or None; else exit 2."""
-
-    def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-        if value is None:
-            return None
-        if not math.isfinite(value) or value < lower or (value == lower and not inclusive):
-            raise click.BadParameter(f"must be a finite number {'>=' if inclusive else '>'} {lower:g}, got {value}")
-        return value
-
-    return check
 
 
 def _human_train(s: dict[str, Any]) -> str:
@@ -64,25 +52,25 @@ def _human_train(s: dict[str, Any]) -> str:
               help="Latent objective.")
 @click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
               help="paper: width 1, 100 epochs, paper lr; cpu: width 0.125, 15 epochs, lr 1e-3; auto: paper on CUDA, cpu otherwise.")
-@click.option("--width", type=float, default=None, help="Channel multiplier of 128-256-512-1024 [preset].")
+@click.option("--width", type=FiniteFloat(min=0, min_open=True), default=None, help="Channel multiplier of 128-256-512-1024 [preset].")
 @click.option("--latent", "latent_dim", type=int, default=None, help="Latent dimension [paper: 10/10/100/64].")
 @click.option("--components", "n_components", type=int, default=None, help="Mixture components K [10; CelebA 20].")
 @click.option("--layout", type=click.Choice(["onehot", "spread", "basis"]), default=None,
               help="gmm: mixture centre layout [MNIST / Fashion-MNIST: onehot; SVHN / CelebA: spread]. onehot: "
                    "centres at CENTER_SCALE * e_k (needs K <= latent); spread: random directions >= 6 apart; "
                    "basis: unit vectors e_k, as the public GMM-DAE code (modes overlap).")
-@click.option("--center-scale", type=float, default=None, callback=_finite(0.0, inclusive=False),
+@click.option("--center-scale", type=FiniteFloat(min=0, min_open=True), default=None,
               help="gmm: factor on the layout's centres [MNIST / Fashion-MNIST onehot: 5; onehot elsewhere 10 "
                    "(Robust_GMM_DAE); others 1].")
-@click.option("--lambda-rec", type=float, default=None, callback=_finite(0.0, inclusive=False),
+@click.option("--lambda-rec", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Weight of the pixel MSE [MNIST / Fashion-MNIST 500; SVHN / CelebA 2000 = 1/5e-4].")
-@click.option("--latent-noise", type=float, default=None, callback=_finite(0.0, inclusive=True),
+@click.option("--latent-noise", type=FiniteFloat(min=0), default=None,
               help="Std of the noise added to deterministic latents while training [1e-3].")
 @click.option("--epochs", type=int, default=None, help="Epochs [preset].")
 @click.option("--batch-size", type=int, default=100, show_default=True)
-@click.option("--lr", type=float, default=None, help="Adam learning rate [paper: 2e-4 MNIST/FMNIST, 2e-3 SVHN/CelebA].")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="Adam learning rate [paper: 2e-4 MNIST/FMNIST, 2e-3 SVHN/CelebA].")
 @click.option("--limit", type=int, default=None, help="Use only the first N images (smoke runs).")
-@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+@click.option("--test-fraction", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
               help="Held-out share when the data set has no separate test file.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [runs/images/DATASET-MODEL].")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_option, constraints_option,
+from molshape.cli.common import (FiniteFloat, cap_workers, check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       device_option, emit_summary, json_option, load_run_model, threads_option,
                                       write_run_config)
 from molshape.bo.config import INITS, KINDS, PROTOCOL_SURROGATE, STRATEGIES, OptimizeConfig, SurrogateConfig
@@ -52,7 +52,7 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
 @click.option("--inducing", default=_SUR.inducing, show_default=True, type=click.IntRange(min=1), help="SVGP inducing points.")
 @click.option("--exact-max", default=_SUR.exact_max, show_default=True, type=click.IntRange(min=2),
               help="Points an exact GP is fitted on.")
-@click.option("--floor-quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--floor-quantile", type=FiniteFloat(0, 1, min_open=True, max_open=True),
               default=_SUR.floor_quantile, help="Raise scores below this quantile of the fitted points to it before "
               "fitting the GP (e.g. 0.5: the lower half counts as 'not good', however bad); the incumbent EI "
               "improves on is unchanged [default: off].")
@@ -64,7 +64,7 @@ SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restart
               help="Quasi-MC samples of qLogEI.")
 @click.option("--maxiter", default=_OPT.maxiter, show_default=True, type=click.IntRange(min=1),
               help="L-BFGS-B iterations per restart (fewer: faster, coarser proposals on CPU).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--workers", default=1, show_default=True, type=int, callback=cap_workers,
               help="Run the seeds in this many processes (each with --threads torch threads, default 1); "
                    "same results as one process.")
 @click.option("--smoke", is_flag=True, help="Tiny run in seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
@@ -132,6 +132,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that must match to resume, as plain JSON values."""
     plain = json.loads(json.dumps(config, default=str))
     plain.pop("argv", None)
+    plain.pop("command", None)
     for key in ("device", "workers", "smoke"):  # how it runs, not what it computes
         plain.pop(key, None)
     plain["optimize"] = {k: v for k, v in plain.get("optimize", {}).items() if k not in _RESUME_FREE}

@@ -12,8 +12,8 @@ import click
 
 from molshape.core.atomic import atomic_write
 from molshape.grammar.cfg import GRAMMARS
-from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
-                                      read_text, write_run_config)
+from molshape.cli.common import (EXIT_ROWS_FAILED, cap_workers, emit_summary, guard_output, json_option,
+                                      read_lines, write_run_config)
 
 #: Files at least this long get a progress bar.
 PROGRESS_LINES = 10_000
@@ -35,7 +35,7 @@ def split_line(line: str, grammar: str) -> tuple[str, str | None]:
     return parts[0], (parts[1].strip() if len(parts) > 1 else None)
 
 
-def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[dict]:
+def _records(lines: list[str], grammar: str, workers: int | None, first: int = 1) -> Iterator[dict]:
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.grammar.cfg import load_grammar
     from molshape.grammar.parser import parse_many
@@ -43,7 +43,7 @@ def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[di
     pairs = [split_line(line, grammar) for line in lines]
     results = parse_many(load_grammar(grammar), [s for s, _ in pairs], workers=workers,
                          progress=len(pairs) >= PROGRESS_LINES)
-    for n, ((text, ident), result) in enumerate(zip(pairs, results), start=1):
+    for n, ((text, ident), result) in enumerate(zip(pairs, results), start=first):
         record: dict = {"line": n, "input": text}
         if ident is not None:
             record["id"] = ident
@@ -70,21 +70,21 @@ def _records(lines: list[str], grammar: str, workers: int | None) -> Iterator[di
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="JSON Lines output (default: stdout). Its config is written beside it.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--workers", type=int, default=None, callback=cap_workers,
+              help="Processes (default: all cores; at most the core count).")
 @json_option
 def command(grammar: str, input_path: str, output: Path | None, workers: int | None, as_json: bool) -> None:
     """Parse INPUT (one string a line; '-' for stdin; may be .gz) into leftmost derivations.
 
     Writes one JSON object per input line, in order: {"line", "input", "rules"} or
-    {"line", "input", "error"} (1-based lines; empty lines get an error, never dropped).
+    {"line", "input", "error"} (1-based lines of the file; empty lines get an error, never
+    dropped; a header line such as "smiles" is skipped).
     """
-    if workers is not None and workers < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--workers")
     guard_output(output, [input_path])
     start = time.perf_counter()
-    lines = read_text(input_path, "INPUT").splitlines()
+    lines, first = read_lines(input_path, "INPUT")
     counts = {"parsed": 0, "failed": 0}
-    records = _counted(_records(lines, grammar, workers), counts)
+    records = _counted(_records(lines, grammar, workers, first), counts)
     kept: list[dict] = []
     if output is not None:
         with atomic_write(output) as sink:  # an existing output stays intact until the new one is complete

@@ -13,16 +13,21 @@ import click
 
 from molshape.core.atomic import write_text
 from molshape.scoring.targets import TARGETS, score_rows
-from molshape.cli.common import (EXIT_ROWS_FAILED, clip, emit_summary, guard_output, json_option,
-                                      read_text, write_run_config)
+from molshape.cli.common import (EXIT_ROWS_FAILED, cap_workers, clip, emit_summary, guard_output, json_option,
+                                      read_lines, write_run_config)
 
 
-def read_lines(path: Path) -> list[str]:
-    """First field of each line of FILE (``-`` = stdin; ``.gz`` ok); empty lines kept (reported)."""
-    lines = read_text(path, "--input").splitlines()
-    if lines and lines[0].strip().lower() in ("smiles", "expression", "string"):
-        lines = lines[1:]  # a header line
-    return [line.split()[0] if line.split() else "" for line in lines]
+def read_inputs(path: Path, target: str) -> list[str]:
+    """The inputs of FILE (``-`` = stdin; ``.gz`` ok), one a line, empty lines kept (reported).
+
+    Molecules: the first field of a line (an id may follow). Expressions: the whole line, in
+    the data set's format (tokens separated by spaces; a tab starts an id), as ``parse`` reads it.
+    """
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.cli.parse import split_line
+
+    lines, _ = read_lines(path, "--input")
+    return [split_line(line, "smiles" if TARGETS[target].molecular else "expr")[0] for line in lines]
 
 
 def _fmt(v: Any) -> Any:
@@ -40,10 +45,11 @@ def _fmt(v: Any) -> Any:
 @click.option("--target", type=click.Choice(list(TARGETS)), default="logp", show_default=True,
               help="; ".join(f"{t.name}: {t.help}" for t in TARGETS.values()) + ".")
 @click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True),
-              default=None, help="File of inputs, one a line (first field; .gz ok; - = stdin).")
+              default=None, help="File of inputs, one a line (.gz ok; - = stdin): molecules: the first field; "
+                   "expressions: the whole line (spaces between tokens allowed; a tab starts an id).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="CSV file (default: stdout). Its config is written beside it.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=int, default=None, callback=cap_workers,
               help="Processes for large molecule batches [default: all cores].")
 @json_option
 def command(strings: tuple[str, ...], target: str, input_path: Path | None, output: Path | None,
@@ -52,7 +58,7 @@ def command(strings: tuple[str, ...], target: str, input_path: Path | None, outp
     if bool(strings) == (input_path is not None):
         raise click.UsageError("give inputs either as arguments or with --input FILE (one of the two)")
     guard_output(output, [input_path])
-    inputs = list(strings) if strings else read_lines(input_path)
+    inputs = list(strings) if strings else read_inputs(input_path, target)
     if not inputs:
         raise click.UsageError(f"{input_path}: no inputs")
     start = time.perf_counter()

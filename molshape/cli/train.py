@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,11 @@ import click
 
 from molshape.core.atomic import remove_stale_temps
 from molshape.core.checkpoint import CheckpointError
+from molshape.core.errors import MolshapeError
 from molshape.grammar.cfg import GRAMMARS
 from molshape.gvae.model import PRESET_NAMES
 from molshape.latent.objectives import OBJECTIVES
-from molshape.cli.common import (device_option, emit_summary, json_option, resolve_preset, seed_option,
+from molshape.cli.common import (FiniteFloat, device_option, emit_summary, json_option, resolve_preset, seed_option,
                                       set_threads, threads_option, write_run_config)
 from molshape.core.rundir import RunLock, RunLocked, leftovers
 
@@ -35,22 +37,34 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers
 @click.option("--valid-limit", type=int, default=None, help="Validate/test on the first N items.")
 @click.option("--epochs", type=int, default=None, help="Default: the preset's.")
 @click.option("--batch-size", type=int, default=None, help="Default: the preset's.")
-@click.option("--lr", type=float, default=None, help="Adam learning rate (default 1e-3).")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="Adam learning rate (default 1e-3).")
 @click.option("--latent-dim", type=int, default=None)
 @click.option("--hidden", type=int, default=None, help="Decoder GRU width.")
 @click.option("--layers", type=int, default=None, help="Decoder GRU layers.")
 @click.option("--components", type=int, default=None, help="gmm: mixture components K (default 10).")
-@click.option("--std", type=float, default=None, help="gmm: component std s (default 1).")
+@click.option("--std", type=FiniteFloat(min=0, min_open=True), default=None, help="gmm: component std s (default 1).")
 @click.option("--layout", type=click.Choice(["spread", "basis", "onehot", "standard"]), default=None,
               help="gmm: centre layout (default spread; onehot: means at 10 e_k, the authors' later code).")
-@click.option("--lambda-rec", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lambda-rec", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Reconstruction weight, > 0 (default: the heuristic).")
 @click.option("--feed-rules/--no-feed-rules", default=None, help="Decoder reads the previous rule (not GVAE).")
+@click.option("--encoder", type=click.Choice(["conv", "gru"]), default=None,
+              help="conv: GVAE's convolutions over one-hot rules; gru: a bidirectional GRU over the rules.")
+@click.option("--enc-hidden", type=click.IntRange(min=1), default=None, help="gru encoder: width per direction.")
+@click.option("--rule-dropout", type=FiniteFloat(0, 1, max_open=True), default=None,
+              help="Training: hide the decoder's previous rule with this probability (forces use of z).")
+@click.option("--dec-init/--no-dec-init", default=None, help="The decoder GRU's initial state is a function of z.")
+@click.option("--schedule", type=click.Choice(["plateau", "exp"]), default=None,
+              help="Learning-rate schedule: plateau (x0.2 on a validation plateau, GVAE) or exp (halves every "
+                   "--lr-half-life steps). Default: the preset's.")
+@click.option("--lr-half-life", type=click.IntRange(min=1), default=None, help="exp schedule: steps per halving.")
+@click.option("--min-lr", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Floor of the learning rate (default 1e-4).")
 @click.option("--no-bucket", is_flag=True, help="Pad every batch to the full length (slower; for comparison).")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--max-minutes", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Wall-clock budget: stop at the first step past it, validate and checkpoint (the last "
                    "epoch may be partial; --resume starts the next one).")
-@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--grad-clip", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Clip the gradient norm to this value (default: no clipping, as GVAE).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @threads_option
@@ -68,7 +82,8 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             valid_limit: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
             latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
             std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
-            no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
+            encoder: str | None, enc_hidden: int | None, rule_dropout: float | None, dec_init: bool | None,
+            schedule: str | None, lr_half_life: int | None, min_lr: float | None, no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
             out: Path | None, resume: bool, force: bool, no_progress: bool, device: str, seed: int,
             as_json: bool) -> None:
     """Train a grammar autoencoder; writes last.pt, best.pt, metrics.csv, curves.png, config.json.
@@ -93,10 +108,13 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     defaults = TRAIN_DEFAULTS[grammar_name][preset]
     model_cfg = PRESETS[grammar_name][preset].replace(
         objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, n_components=components,
-        std=std, layout=layout, lambda_rec=lambda_rec, decoder_feed_rules=feed_rules)
+        std=std, layout=layout, lambda_rec=lambda_rec, decoder_feed_rules=feed_rules, encoder=encoder,
+        enc_hidden=enc_hidden, rule_dropout=rule_dropout, dec_init=dec_init)
     train_cfg = TrainConfig(
         epochs=epochs or defaults["epochs"], batch_size=batch_size or defaults["batch_size"],
-        lr=lr or TrainConfig.lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
+        lr=lr or defaults.get("lr", TrainConfig.lr), schedule=schedule or defaults.get("schedule", TrainConfig.schedule),
+        lr_half_life=lr_half_life or defaults.get("lr_half_life", TrainConfig.lr_half_life),
+        min_lr=min_lr or TrainConfig.min_lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
         valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
         max_minutes=max_minutes, grad_clip=grad_clip)
     out = out or Path("runs") / f"{grammar_name}-{objective}-{preset}"
@@ -110,9 +128,11 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             lock.acquire()
         except RunLocked as e:
             raise click.UsageError(str(e)) from None
-    ok = False
+    ok = wrote = False
     try:
         previous = _check_folder(out, grammar_name, resume, force) if rank0 else None
+        if previous is not None:
+            train_cfg = _same_subset(previous, train_cfg, out)
         prepared = _load_data(grammar_name, data, train_cfg.limit, not no_progress)
         if previous is not None:
             _check_same_data(previous, prepared, out)
@@ -125,9 +145,14 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
                 _clear_run(out)
             remove_stale_temps(out)  # temp files of a killed run; we hold the lock, so none is in use
             write_run_config(out, params)
+            wrote = True
         summary = _train(model_cfg, train_cfg, prepared, out, resume)
         ok = True
     finally:
+        if wrote and not ok and not resume and not (out / "last.pt").exists():
+            # nothing trained (a failed start, or divergence in the first epoch): drop the config we
+            # wrote, so the corrected command runs in the same folder without --force
+            (out / "config.json").unlink(missing_ok=True)
         lock.release()
         if rank0 and created and not ok and not leftovers(out):
             _remove_empty(out)  # a refused or failed first run leaves no empty folder behind
@@ -144,7 +169,8 @@ MODEL_OPTIONS = {"objective": ("--model", "objective"), "latent_dim": ("--latent
                  "hidden": ("--hidden", "dec_hidden"), "layers": ("--layers", "dec_layers"),
                  "components": ("--components", "n_components"), "std": ("--std", "std"),
                  "layout": ("--layout", "layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
-                 "feed_rules": ("--feed-rules", "decoder_feed_rules")}
+                 "feed_rules": ("--feed-rules", "decoder_feed_rules"), "encoder": ("--encoder", "encoder"),
+                 "enc_hidden": ("--enc-hidden", "enc_hidden"), "dec_init": ("--dec-init", "dec_init")}
 
 
 def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
@@ -192,6 +218,19 @@ def _check_same_model(saved: dict[str, Any], last: Path) -> None:
                                    f"drop {flag} to continue it, or start a new run in another --out")
 
 
+def _same_subset(ckpt: dict[str, Any], train_cfg: Any, out: Path) -> Any:
+    """--resume reads the subset the run was trained on: its split holds row numbers of that
+    subset, so another --limit would silently mean other molecules."""
+    saved = ckpt.get("train_config", {})
+    ctx = click.get_current_context()
+    for option, key in (("limit", "limit"), ("valid_limit", "valid_limit")):
+        typed = ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+        if typed and ctx.params[option] != saved.get(key):
+            raise click.UsageError(f"--resume: {out / 'last.pt'} was trained with --{option.replace('_', '-')} "
+                                   f"{saved.get(key)}, not {ctx.params[option]}; drop the option to continue it")
+    return dataclasses.replace(train_cfg, limit=saved.get("limit"), valid_limit=saved.get("valid_limit"))
+
+
 def _check_same_data(ckpt: dict[str, Any], prepared: Any, out: Path) -> None:
     if ckpt["data"].get("sha256") != prepared.source_sha256:
         raise click.UsageError(f"--resume: {out / 'last.pt'} was trained on other data ({ckpt['data'].get('source')}),"
@@ -204,6 +243,9 @@ def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress
 
     if data is not None and data.is_dir():
         raise click.BadParameter(f"{data} is a directory, not a data file", param_hint="--data")
+    if data is not None and data.exists() and not data.is_file():
+        raise click.BadParameter(f"{data} is not a regular file (a pipe or device); training reads its data more "
+                                 "than once, so save it to a file first", param_hint="--data")
     if data is not None and data.is_file() and data.suffix != ".gz" and not data.read_bytes().strip():
         raise click.ClickException(f"{data}: the data file is empty; it needs one string a line")
     try:
@@ -214,7 +256,8 @@ def _load_data(grammar_name: str, data: Path | None, limit: int | None, progress
         raise click.ClickException(f"{data or 'the data file'}: not UTF-8 text ({e.reason} at byte {e.start} "
                                    "of a block); convert it to UTF-8") from None
     except ValueError as e:  # e.g. too few records for the split
-        raise click.ClickException(f"{data or 'the standard data set'}: {e}") from None
+        named = isinstance(e, MolshapeError)  # its message names the file already
+        raise click.ClickException(str(e) if named else f"{data or 'the standard data set'}: {e}") from None
 
 
 def _train(model_cfg: Any, train_cfg: Any, prepared: Any, out: Path, resume: bool) -> dict[str, Any]:

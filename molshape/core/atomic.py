@@ -6,6 +6,10 @@ disk therefore sees either the old file or the complete new one, never a half-wr
 file, and a failed write removes its temp file. Temp files left by a ``kill -9`` are
 removed by :func:`remove_stale_temps` (training does so under its run lock).
 
+Only regular files are written: a destination that is a device, FIFO, socket or folder is
+refused (:class:`~molshape.core.errors.OutputRefused`), so ``-o /dev/null`` never replaces the
+device node. A replaced file keeps its permission bits (and, for root, its owner).
+
 Example:
     >>> with atomic_write(path) as f:          # doctest: +SKIP
     ...     f.write("all or nothing\\n")
@@ -19,10 +23,13 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from molshape.core.errors import OutputRefused
 
 #: temp files are named ``.<target name>.<random>.tmp`` (or ``...tmp.<suffix>``, see :func:`atomic_path`)
 TEMP_SUFFIX = ".tmp"
@@ -32,6 +39,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular(path: str | os.PathLike) -> os.stat_result | None:
+    """The status of an existing destination, ``None`` when there is none yet.
+
+    Raises:
+        OutputRefused: ``path`` (or what its symbolic link points to) exists and is not a
+            regular file: writing there would replace a device node, a pipe or a folder.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None  # no permission to look: the write itself will say why
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise OutputRefused(f"{path} is {kind}; molshape writes only regular files, so name a file path instead")
+    return st
 
 
 def _named(e: OSError, path: Path) -> OSError:
@@ -59,6 +89,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str = "u
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
+    check_regular(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -77,6 +108,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temp path beside ``path`` (same suffix) for writers that take a file name (matplotlib,
     RDKit images); on success it is fsynced and renamed to ``path``, on failure removed."""
     path = Path(path)
+    check_regular(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # the real suffix last: writers such as matplotlib and PIL infer the format from it
@@ -97,7 +129,7 @@ def _replacing(tmp: Path, path: Path) -> Iterator[None]:
     (and fsync the folder); on any failure remove ``tmp`` (an ``OSError`` then names ``path``)."""
     try:
         yield
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        _take_mode(tmp, check_regular(path))
         os.replace(tmp, path)
     except OSError as e:
         _unlink_quietly(tmp)
@@ -106,6 +138,15 @@ def _replacing(tmp: Path, path: Path) -> Iterator[None]:
         _unlink_quietly(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _take_mode(tmp: Path, old: os.stat_result | None) -> None:
+    """Give ``tmp`` the permissions of the file it replaces (a 0600 file stays 0600), or an
+    ordinary file's for a new one (mkstemp makes 0600)."""
+    os.chmod(tmp, stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~_umask())
+    if old is not None and os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
+        with contextlib.suppress(OSError):  # root writing a user's file: it stays theirs
+            os.chown(tmp, old.st_uid, old.st_gid)
 
 
 def _unlink_quietly(path: str | os.PathLike) -> None:
@@ -197,6 +238,7 @@ def append_csv_row(path: str | os.PathLike, row: dict[str, Any]) -> Path:
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (waits for other holders)."""
+    check_regular(lock_path)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     except OSError as e:
@@ -219,6 +261,8 @@ class PartialFile:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
+        check_regular(self.path)
+        check_regular(self.partial)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f: IO[str] = open(self.partial, "w", encoding="utf-8")
@@ -238,6 +282,7 @@ class PartialFile:
         """Close and rename to the final path."""
         try:
             self._f.close()
+            _take_mode(self.partial, check_regular(self.path))
             os.replace(self.partial, self.path)
         except OSError as e:
             raise _named(e, self.path) from e
@@ -271,13 +316,15 @@ def check_writable(path: str | os.PathLike) -> None:
     """Fail now, before any work, when ``path`` cannot be written (missing permission,
     read-only or pseudo file system such as /proc or /sys, a directory in the way).
 
-    Leaves nothing behind: folders it had to create for the test are removed again, so a
+    Raises :class:`~molshape.core.errors.OutputRefused` for a destination that is a device,
+    FIFO or socket. Leaves nothing behind: folders it had to create for the test are removed again, so a
     command that fails later does not leave empty output folders. Raises :class:`OSError`
     naming ``path``.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    check_regular(path)
     created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

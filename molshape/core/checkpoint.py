@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from molshape.core.atomic import atomic_write
+from molshape.core.errors import MolshapeError
 
 #: key and current value of the checkpoint format version
 FORMAT_KEY = "format_version"
@@ -29,7 +30,7 @@ FORMAT_VERSION = 1
 MODEL_KEYS = ("model", "model_config", "grammar", "grammar_hash")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MolshapeError):
     """A file is not a (usable) molshape checkpoint.
 
     Attributes:
@@ -49,8 +50,27 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     A run killed mid-write leaves the previous checkpoint intact.
     """
     with atomic_write(path, "wb") as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:
+            # torch's zip writer turns a failed write (a full disk) into "unexpected pos ..."; the
+            # OSError it swallowed says what happened, and atomic_write then names the file
+            cause = _os_error_in(e)
+            if cause is None:
+                raise
+            raise cause from None
     return Path(path)
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The first ``OSError`` in ``e``'s chain of causes and contexts."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

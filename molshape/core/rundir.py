@@ -14,7 +14,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from molshape.core.atomic import TEMP_SUFFIX
+from molshape.core.atomic import TEMP_SUFFIX, check_regular
+from molshape.core.errors import OutputRefused
 
 LOCK_NAME = ".lock"
 
@@ -38,6 +39,7 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`RunLocked` naming the holder's pid."""
+        self._check_ours()
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -52,6 +54,19 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    def _check_ours(self) -> None:
+        """Refuse a ``.lock`` that molshape did not write (a device, or a file holding other
+        text): taking the lock rewrites it with our pid."""
+        if check_regular(self.path) is None:
+            return
+        try:
+            text = self.path.read_bytes()[:64].strip()
+        except OSError:
+            return  # unreadable: opening it below says why
+        if text and not text.isdigit():
+            raise OutputRefused(f"{self.path} is not a molshape lock file (it holds other text); move it away "
+                                "or choose another --out")
 
     def _holder(self) -> str:
         try:

@@ -48,6 +48,7 @@ def cache_dir() -> Path:
     """Where large prepared data (parsed ZINC, downloads, encoded latents) lives.
 
     ``MOLSHAPE_CACHE_DIR`` overrides the per-user cache folder; never inside the repository.
+    A folder that cannot be written is replaced by ``<tmp>/molshape-cache-<uid>``, with a warning.
     """
     env = os.environ.get("MOLSHAPE_CACHE_DIR")
     if env:
@@ -56,8 +57,30 @@ def cache_dir() -> Path:
         from platformdirs import user_cache_dir
 
         path = Path(user_cache_dir("molshape"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        return _fallback_cache(path, e)
     return path
+
+
+def _fallback_cache(path: Path, e: OSError) -> Path:
+    """A per-user temp folder when the cache folder cannot be written (said once per process)."""
+    import logging
+    import tempfile
+
+    fallback = Path(tempfile.gettempdir()) / f"molshape-cache-{os.getuid()}"
+    fallback.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if fallback not in _WARNED:
+        _WARNED.add(fallback)
+        logging.getLogger(__name__).warning("cache folder %s cannot be written (%s); caching in %s instead (set "
+                                            "MOLSHAPE_CACHE_DIR to choose)", path, e.strerror or e, fallback)
+    return fallback
+
+
+_WARNED: set[Path] = set()
 
 
 def json_safe(x: Any) -> Any:

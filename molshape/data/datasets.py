@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.cache import load_entry, save_entry
 from molshape.core.runtime import cache_dir
 from molshape.data.sources import RecordSource, file_source, list_source, standard_source
 from molshape.data.splits import SPLITS, VALID_FRACTION, limit_split, split_capped
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 #: Bump when the cache layout or the parse semantics change: old caches are then ignored.
 CACHE_VERSION = 1
+#: what a parse cache entry holds (one without them is corrupt: removed and parsed again)
+CACHE_KEYS = ("n_records", "split", "split_params", "strings", "rules", "lengths", "positions", "lines", "failed",
+              "failed_positions")
 
 
 # ----------------------------------------------------------------------------- data
@@ -246,9 +249,9 @@ def _prepare(grammar: Grammar, src: RecordSource, *, test_size: int | float, val
              cap_test: bool = False) -> PreparedData:
     path = cache_file(grammar, src.sha256)
     params = {"test_size": test_size, "valid_fraction": valid_fraction, "seed": seed}
-    if cache and path.is_file():
+    parsed = load_entry(path, CACHE_KEYS) if cache else None
+    if parsed is not None:
         t0 = time.perf_counter()
-        parsed = load_checkpoint(path)
         if isinstance(parsed["strings"], str):
             parsed["strings"] = parsed["strings"].split("\n") if parsed["strings"] else []
         n = parsed["n_records"]
@@ -271,9 +274,9 @@ def _prepare(grammar: Grammar, src: RecordSource, *, test_size: int | float, val
         _prepare(grammar, src, limit=None, **kw)
         return _prepare(grammar, src, limit=limit, **kw)
     limited = path.with_suffix(f".limit{limit}.pt")
-    if limit is not None and cache and limited.is_file():
+    saved = load_entry(limited, ("parsed", "split", "n_records")) if limit is not None and cache else None
+    if saved is not None:
         # a limited parse is cached on its own when preparing it is slow (Kekulé conversion)
-        saved = load_checkpoint(limited)
         if saved.get("split_params") == params:
             report = str(limited.with_suffix(".failed.tsv")) if saved["parsed"]["failed"] else None
             return _assemble(grammar, src, saved["parsed"], saved["split"], saved["n_records"], None, report)
@@ -290,8 +293,8 @@ def _prepare(grammar: Grammar, src: RecordSource, *, test_size: int | float, val
         report = _report_failed(parsed["failed"], len(keep), path.with_suffix(f".limit{limit}.failed.tsv"),
                                 src.label)
         if cache and is_kekule(grammar):
-            save_checkpoint({"version": CACHE_VERSION, "parsed": parsed, "split": split, "split_params": params,
-                             "n_records": n}, limited)
+            save_entry({"version": CACHE_VERSION, "parsed": parsed, "split": split, "split_params": params,
+                        "n_records": n}, limited)
         return _assemble(grammar, src, parsed, split, n, None, report)
 
     t0 = time.perf_counter()
@@ -299,11 +302,12 @@ def _prepare(grammar: Grammar, src: RecordSource, *, test_size: int | float, val
     log.info("parsed %s records of %s in %.1f s", f"{n:,}", src.label, time.perf_counter() - t0)
     report = _report_failed(parsed["failed"], n, path.with_suffix(".failed.tsv"), src.label)
     if cache:
-        save_checkpoint({"version": CACHE_VERSION, "grammar": grammar.name, "grammar_hash": grammar.hash,
-                         "source": src.label, "source_sha256": src.sha256, "n_records": n,
-                         "split": split, "split_params": params,
-                         **parsed, "strings": _packed(parsed["strings"])}, path)
-        log.info("wrote parse cache %s", path)
+        cache = save_entry({"version": CACHE_VERSION, "grammar": grammar.name, "grammar_hash": grammar.hash,
+                            "source": src.label, "source_sha256": src.sha256, "n_records": n,
+                            "split": split, "split_params": params,
+                            **parsed, "strings": _packed(parsed["strings"])}, path)
+        if cache:
+            log.info("wrote parse cache %s", path)
     return _assemble(grammar, src, parsed, split, n, path if cache else None, report)
 
 

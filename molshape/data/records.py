@@ -2,7 +2,9 @@
 
 Reads ``.gz`` or plain text (a SMILES then an optional id per line, or an expression with
 space-separated tokens) and ``.csv`` files by their ``smiles`` column. Line numbers are
-kept so every later error can name the line it came from.
+kept so every later error can name the line it came from. A UTF-8 byte-order mark and a
+header line (``smiles``, ``expression`` or ``string`` alone) are skipped, as every command
+skips them (:data:`HEADERS`); a truncated or corrupt ``.gz`` is refused naming the file.
 
 Example:
     >>> read_records("zinc250k.smi.gz")[:1]      # doctest: +SKIP
@@ -14,13 +16,19 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from pathlib import Path
+
+from molshape.core.errors import InputError
+
+#: a first line holding only one of these words (any case) is a header, not a record
+HEADERS = ("smiles", "expression", "string")
 
 
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # -sig: a byte-order mark is not part of line 1
 
 
 def _is_csv(path: Path) -> bool:
@@ -42,13 +50,22 @@ def read_records(path: str | Path, tokens: str | None = None) -> list[tuple[int,
     Blank lines are not records and are skipped.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise InputError(f"data file {path} is not a regular file (a folder, pipe or device); data is read more "
+                         "than once, so save it to a file first")
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
-    with _open_text(path) as f:
-        if _is_csv(path):
-            return _read_csv(path, f)
-        lines = [(i, line.split()) for i, line in enumerate(f, start=1)]
+    try:
+        with _open_text(path) as f:
+            if _is_csv(path):
+                return _read_csv(path, f)
+            lines = [(i, line.split()) for i, line in enumerate(f, start=1)]
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(f"data file {path} is a truncated or corrupt gzip file ({e or type(e).__name__}); "
+                         "download or copy it again") from None
     lines = [(i, fields) for i, fields in lines if fields]
+    if lines and len(lines[0][1]) == 1 and lines[0][1][0].lower() in HEADERS:
+        lines = lines[1:]
     if tokens is None:
         tokens = _guess_tokens([fields for _, fields in lines[:200]])
     if tokens == "join":

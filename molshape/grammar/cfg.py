@@ -23,6 +23,8 @@ from pathlib import Path
 import nltk
 import torch
 
+from molshape.core.errors import MolshapeError
+
 #: Maximum derivation length per grammar (GVAE): sequences are padded to this.
 MAX_LENGTHS = {"smiles": 277, "smiles_kekule": 277, "expr": 15}
 #: the grammars shipped with molshape (``grammars/<name>.cfg``)
@@ -33,7 +35,7 @@ PAD_SYMBOL = "Nothing"
 _PAD_RHS = "None"
 
 
-class GrammarError(ValueError):
+class GrammarError(MolshapeError):
     """A string is not in the grammar's language (or a grammar file is malformed).
 
     Attributes:

@@ -23,7 +23,9 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,16 +36,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from molshape.grammar.beam import BeamResult, beam_decode
+from molshape.core.errors import DroppedFeatureWarning, InputError, LatentError
+from molshape.grammar.beam import BeamResult
 from molshape.grammar.decoding import DecodeResult, StackDecoder, make_decoder
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.parser import get_parser
-from molshape.grammar.representation import is_molecular, to_grammar_strings, to_user_string
+from molshape.grammar.representation import is_kekule, is_molecular, to_grammar_strings, to_user_string
 from molshape.scoring.expr_score import expression_values
 from molshape.core.hashing import file_hash
 from molshape.data.trained import checkpoint_data
 from molshape.latent.expost import ExPostGMM
-from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.cache import load_entry, save_entry
 from molshape.core.runtime import cache_dir
 
 log = logging.getLogger(__name__)
@@ -99,11 +102,14 @@ class ParsedInputs:
         rules: ``N_ok x T`` long, padded with ``grammar.pad``.
         index: position in the input list of each row of ``rules``.
         failed: ``(position, string, reason)`` of every input that did not parse.
+        dropped: ``(position, string, what)`` of every input that parsed without something
+            its grammar cannot write (Kekulé SMILES: isotopes, stereo).
     """
 
     rules: Tensor
     index: list[int]
     failed: list[tuple[int, str, str]]
+    dropped: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
 
 
 def parse_inputs(grammar: Grammar, strings: Sequence[str], progress: bool = False) -> ParsedInputs:
@@ -112,13 +118,18 @@ def parse_inputs(grammar: Grammar, strings: Sequence[str], progress: bool = Fals
     Grammars with their own string form (Kekulé SMILES) convert each input first.
     """
     parser = get_parser(grammar)
-    rows, index, failed = [], [], []
+    rows, index, failed, dropped = [], [], [], []
     converted = to_grammar_strings(grammar, strings, workers=1)
     pairs = tqdm(zip(strings, converted), total=len(strings), desc="parse", disable=not progress, leave=False)
     for i, (s, c) in enumerate(pairs):
         if c is None:
             failed.append((i, s, "RDKit cannot read it as a molecule"))
             continue
+        if c != s and is_kekule(grammar):
+            from molshape.scoring.chem import dropped_features  # RDKit: only for molecule grammars
+
+            if lost := dropped_features(s):
+                dropped.append((i, s, ", ".join(lost)))
         try:
             seq = parser.parse(c)
         except GrammarError as e:
@@ -127,7 +138,22 @@ def parse_inputs(grammar: Grammar, strings: Sequence[str], progress: bool = Fals
         rows.append(seq + [grammar.pad] * (grammar.max_length - len(seq)))
         index.append(i)
     rules = torch.tensor(rows, dtype=torch.long).reshape(len(rows), grammar.max_length)
-    return ParsedInputs(rules, index, failed)
+    return ParsedInputs(rules, index, failed, dropped)
+
+
+#: per-input warnings :func:`warn_dropped` gives before it sums up the rest
+WARN_DROPPED = 20
+
+
+def warn_dropped(parsed: ParsedInputs, grammar: Grammar) -> None:
+    """One :class:`DroppedFeatureWarning` per input that lost something on the way in (the first
+    :data:`WARN_DROPPED`, then one for the rest)."""
+    for i, s, what in parsed.dropped[:WARN_DROPPED]:
+        warnings.warn(f"input {i + 1} {s!r} loses its {what} (the {grammar.name} grammar cannot write them) and is "
+                      "encoded as the molecule without them", DroppedFeatureWarning, stacklevel=3)
+    if len(parsed.dropped) > WARN_DROPPED:
+        warnings.warn(f"{len(parsed.dropped) - WARN_DROPPED} more inputs lost isotopes or stereo on the way in",
+                      DroppedFeatureWarning, stacklevel=3)
 
 
 @torch.no_grad()
@@ -170,7 +196,10 @@ def encode_strings(model: nn.Module, grammar: Grammar, strings: Sequence[str], b
     Raises:
         GrammarError: an input does not parse (message names its 1-based position).
     """
+    if not strings:
+        return torch.zeros(0, int(model.config.latent_dim))
     parsed = parse_inputs(grammar, strings)
+    warn_dropped(parsed, grammar)
     if parsed.failed:
         i, s, reason = parsed.failed[0]
         raise GrammarError(s, None, f"input {i + 1} does not parse: {reason}"
@@ -204,7 +233,7 @@ def expand_results(grammar: Grammar, result: DecodeResult | BeamResult) -> list[
             for r, n, ok in zip(rules, result.lengths.cpu(), result.complete.cpu().tolist())]
 
 
-def _judge(grammar: Grammar, raw: list[str | None]) -> list[str | None]:
+def judge(grammar: Grammar, raw: list[str | None]) -> list[str | None]:
     """Reason per raw string (None = valid); each distinct string is checked once."""
     seen: dict[str, str | None] = {}
     reasons: list[str | None] = []
@@ -241,12 +270,16 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
     Returns:
         :class:`Decoded` of length N, in the order of ``z``. Molecules of Kekulé
         grammars come back as canonical (aromatic) SMILES; ``raw`` keeps the decoded form.
+
+    Raises:
+        LatentError: ``z`` is not ``N x d`` floating point, or holds NaN or infinity.
     """
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    z = check_latents(z, int(model.config.latent_dim))
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise InputError(f"attempts must be a whole number >= 1, got {attempts!r}")
     if attempts > 1 and mode != "sample":
-        raise ValueError("attempts > 1 needs mode='sample' (argmax decodes give the same result every time)")
-    decoder = _decoder(grammar, constraints)
+        raise InputError("attempts > 1 needs mode='sample' (argmax decodes give the same result every time)")
+    decoder = cached_decoder(grammar, constraints)
     device = model_device(model)
     z_rep = z.repeat_interleave(attempts, dim=0)  # [N*k, d], the k attempts of a latent adjacent
     raw: list[str | None] = []
@@ -256,56 +289,43 @@ def decode_latents(model: nn.Module, grammar: Grammar, z: Tensor, mode: str = "a
         raw += expand_results(grammar, decoder.decode(model, chunk, mode=mode, generator=generator))
         bar.update(len(chunk))
     bar.close()
-    reasons = _judge(grammar, raw)
+    reasons = judge(grammar, raw)
     if attempts == 1:
-        return _decoded(grammar, raw, reasons)
+        return decoded_strings(grammar, raw, reasons)
     out = _aggregate(grammar, raw, reasons, attempts)
     out[:] = [to_user_string(grammar, s) for s in out]
     return out
 
 
-def _decoded(grammar: Grammar, raw: list[str | None], reasons: list[str | None]) -> Decoded:
+def decoded_strings(grammar: Grammar, raw: list[str | None], reasons: list[str | None]) -> Decoded:
     """One result per raw string: its user form where valid, else None (with the reason)."""
     return Decoded([to_user_string(grammar, s) if r is None else None for s, r in zip(raw, reasons)], reasons, raw)
 
 
-class BeamDecoded(NamedTuple):
-    """What :func:`decode_beam` returns.
+def check_latents(z: object, dim: int) -> Tensor:
+    """``z`` as a float32 ``N x dim`` tensor, or :class:`LatentError` saying in one sentence what is wrong.
 
-    Attributes:
-        decoded: the most likely complete derivation found per latent, as :func:`decode_latents` returns strings.
-        log_likelihood: ``[N]`` float64, its total log-probability (nats).
-        argmax_log_likelihood: ``[N]`` float64, that of the argmax derivation (never above ``log_likelihood``).
+    Any floating dtype is accepted (and cast); integers, booleans and complex numbers are not,
+    nor NaN or infinity (a decoder given them returns garbage that only looks like an answer).
     """
-
-    decoded: Decoded
-    log_likelihood: Tensor
-    argmax_log_likelihood: Tensor
-
-
-@torch.no_grad()
-def decode_beam(model: nn.Module, grammar: Grammar, z: Tensor, width: int = 5, batch_size: int = 200,
-                progress: bool = False, constraints: str = "auto") -> BeamDecoded:
-    """Decode latents by beam search (:func:`molshape.grammar.beam.beam_decode`).
-
-    Args:
-        z: ``N x d`` latents (any device). width: hypotheses kept per latent (1 = argmax).
-        batch_size: latents per beam (``batch_size x width`` rows per model call).
-        constraints: as for :func:`decode_latents`.
-    """
-    decoder = _decoder(grammar, constraints)
-    device = model_device(model)
-    raw: list[str | None] = []
-    ll: list[Tensor] = []
-    greedy: list[Tensor] = []
-    for i in tqdm(range(0, len(z), batch_size), desc=f"beam {width}", disable=not progress, leave=False):
-        result = beam_decode(decoder, model, z[i:i + batch_size].to(device), width)
-        raw += expand_results(grammar, result)
-        ll.append(result.log_likelihood.cpu())
-        greedy.append(result.argmax_log_likelihood.cpu())
-    empty = torch.zeros(0, dtype=torch.float64)
-    return BeamDecoded(_decoded(grammar, raw, _judge(grammar, raw)), torch.cat(ll) if ll else empty,
-                       torch.cat(greedy) if greedy else empty)
+    if not isinstance(z, Tensor):
+        try:
+            z = torch.as_tensor(z)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise LatentError(f"latents must be a float tensor of shape [N x {dim}], got {type(z).__name__} "
+                              f"({e})") from None
+    if not torch.is_floating_point(z):
+        raise LatentError(f"latents must be floating point, got dtype {str(z.dtype).removeprefix('torch.')}; "
+                          "convert them with z.float()")
+    if z.dim() != 2 or z.shape[1] != dim:
+        hint = "; for one latent use z.unsqueeze(0)" if z.dim() == 1 and z.shape[0] == dim else ""
+        raise LatentError(f"latents must have shape [N x {dim}] for this model, got {list(z.shape)}{hint}")
+    finite = torch.isfinite(z).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten()
+        raise LatentError(f"latents hold NaN or infinity in {len(bad)} of {len(z)} rows (first: row {int(bad[0])}); "
+                          "decode finite values only")
+    return z.float()
 
 
 def _aggregate(grammar: Grammar, raw: list[str | None], reasons: list[str | None], k: int) -> Decoded:
@@ -330,7 +350,7 @@ def _aggregate(grammar: Grammar, raw: list[str | None], reasons: list[str | None
 
 
 @lru_cache(maxsize=8)
-def _decoder(grammar: Grammar, constraints: str = "auto") -> StackDecoder:
+def cached_decoder(grammar: Grammar, constraints: str = "auto") -> StackDecoder:
     return make_decoder(grammar, constraints)
 
 
@@ -372,8 +392,12 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     """
     key = f"{file_hash(checkpoint_path)[:24]}-k{n_components}-n{limit}-s{seed}"
     path = cache_dir() / "expost" / f"{key}.pt"
-    if path.is_file():
-        return ExPostGMM(**load_checkpoint(path))
+    cached = load_entry(path)
+    if cached is not None:
+        try:
+            return ExPostGMM(**cached)
+        except TypeError:  # another version's fields: rebuild it
+            log.warning("cache file %s is not an ex-post GMM of this version; it is rebuilt", path)
     prepared = checkpoint_data(checkpoint, grammar, data)
     train = checkpoint["split"]["train"]
     if len(train) > limit:
@@ -382,5 +406,5 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
     log.info("fitting the ex-post GMM to %d training latents", len(train))
     z = encode_rules(model, prepared.rules[train], progress=progress)
     gmm = ExPostGMM.fit(z, n_components, seed)
-    save_checkpoint(gmm.to_dict(), path)
+    save_entry(gmm.to_dict(), path)
     return gmm

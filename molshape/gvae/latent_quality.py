@@ -54,6 +54,7 @@ from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular, to_user_string
 from molshape.grammar.semantics import semantics_for
 from molshape.gvae import generation as gen
+from molshape.gvae.beam_decoding import decode_beam
 
 #: held-out molecules the latent metrics use by default
 LATENT_N = 2000
@@ -193,7 +194,7 @@ def latent_quality(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
 
     beam: dict[str, Any] = {"width": o.beam_width or None, "log_likelihood": None, "argmax_log_likelihood": None}
     if o.beam_width:
-        found = gen.decode_beam(model, grammar, z, o.beam_width, max(1, batch_size // o.beam_width),
+        found = decode_beam(model, grammar, z, o.beam_width, max(1, batch_size // o.beam_width),
                                 progress=progress, constraints=constraints)
         recon["beam"] = exact_share(grammar, truth, found.decoded)
         beam["log_likelihood"] = _finite_mean(found.log_likelihood)
@@ -305,7 +306,7 @@ def estimate_seconds(model: nn.Module, grammar: Grammar, rules: Tensor, lengths:
     beam = nll = 0.0
     if options.beam_width:
         t0 = time.perf_counter()
-        gen.decode_beam(model, grammar, z, options.beam_width, constraints=constraints)
+        decode_beam(model, grammar, z, options.beam_width, constraints=constraints)
         beam = (time.perf_counter() - t0) / m
     if options.nll:
         t0 = time.perf_counter()

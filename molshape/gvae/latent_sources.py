@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from molshape.core.errors import MolshapeError
 from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.tally import chunk_sizes
@@ -29,7 +30,7 @@ SOURCES = ("prior", "component", "expost", "interpolate", "input")
 DRAWN = ("prior", "component", "expost")
 
 
-class SourceError(ValueError):
+class SourceError(MolshapeError):
     """A latent source lacks what it needs or was given a bad value.
 
     Attributes:
@@ -104,6 +105,7 @@ def given_latents(source: str, model: nn.Module, grammar: Grammar, ends: tuple[s
     if inputs is None:
         raise SourceError("--source input needs inputs")
     parsed = gen.parse_inputs(grammar, inputs)
+    gen.warn_dropped(parsed, grammar)
     failures: list[str | None] = [None] * len(inputs)
     for i, s, reason in parsed.failed:
         failures[i] = f"unparseable (line {i + 1}): {s!r}: {reason}"

@@ -38,7 +38,7 @@ from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular
 from molshape.latent.regularizer import GMMPrior, ks_distance
 from molshape.core.runtime import cache_dir
-from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.core.cache import load_entry, save_entry
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,12 @@ def fcd(generated: Sequence[str], reference: Sequence[str], device: str | torch.
     pref = None
     if reference_key is not None:
         path = cache_dir() / "fcd" / f"{reference_key}.pt"
-        if path.is_file():
-            pref = {k: v.numpy() for k, v in load_checkpoint(path).items()}
+        cached = load_entry(path, ("mu", "sigma"))
+        if cached is not None:
+            pref = {k: v.numpy() for k, v in cached.items()}
         else:
             pref = scorer.precalc(list(reference))
-            save_checkpoint({k: torch.as_tensor(v) for k, v in pref.items()}, path)
+            save_entry({k: torch.as_tensor(v) for k, v in pref.items()}, path)
     # scipy's sqrtm of the 512 x 512 covariance product runs ~25x faster on one BLAS thread
     # than with BLAS threads contending for a shared machine (0.5 s against 12 s measured)
     from threadpoolctl import threadpool_limits

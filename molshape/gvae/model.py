@@ -55,11 +55,20 @@ class ModelConfig:
     conv_filters: tuple[int, ...] = (9, 9, 10)
     conv_kernels: tuple[int, ...] = (9, 9, 11)
     enc_dense: int = 435
+    # "conv": GVAE's one-hot Conv1d stack; "gru": a bidirectional GRU over rule embeddings,
+    # which sees every rule in order (the conv stack's valid padding blurs long sequences)
+    encoder: str = "conv"
+    enc_hidden: int = 128  # per direction, "gru" encoder only
     # decoder: dense(latent_dim) + ReLU repeated over steps, GRU stack, linear to rules
     dec_hidden: int = 501
     dec_layers: int = 3
     decoder_feed_rules: bool = False  # teacher forcing: the GRU also reads the previous rule
     rule_embedding: int = 16  # size of the previous-rule embedding when feeding rules
+    # training only: the previous rule is hidden (read as "none") with this probability, so
+    # the decoder cannot predict from its own history alone and must read z
+    rule_dropout: float = 0.0
+    # the GRU's initial hidden state is a function of z as well (not only its input)
+    dec_init: bool = False
     # objective knobs (each objective reads its own; see molshape.latent.objectives.KNOBS)
     n_components: int = 10
     std: float = 1.0
@@ -107,9 +116,14 @@ def _presets() -> dict[str, dict[str, ModelConfig]]:
     expr_cpu = dataclasses.replace(expr_paper, decoder_feed_rules=True)
     # Kekule SMILES under semantic constraints: GVAE's sizes for the paper preset; the cpu
     # model feeds back the previous rule, as the shipped grammar-only model does.
-    kek_paper = dataclasses.replace(smiles_paper, grammar="smiles_kekule", n_rules=40, constraints="semantic")
-    kek_cpu = dataclasses.replace(smiles_cpu, grammar="smiles_kekule", n_rules=40, constraints="semantic",
-                                  decoder_feed_rules=True)
+    # Kekule SMILES under semantic constraints, the design that holds molecules best per
+    # training step (docs/latent-space.md, "Training ablation"): a bidirectional GRU encoder,
+    # the previous rule fed back with dropout, z also as the GRU's initial state. The two
+    # presets differ in sizes only.
+    kek = dict(grammar="smiles_kekule", n_rules=40, constraints="semantic", decoder_feed_rules=True,
+               encoder="gru", dec_init=True, rule_dropout=0.25)
+    kek_paper = dataclasses.replace(smiles_paper, enc_hidden=256, **kek)
+    kek_cpu = dataclasses.replace(smiles_cpu, **kek)
     return {"smiles": {"paper": smiles_paper, "cpu": smiles_cpu},
             "smiles_kekule": {"paper": kek_paper, "cpu": kek_cpu},
             "expr": {"paper": expr_paper, "cpu": expr_cpu}}
@@ -168,6 +182,29 @@ class Encoder(nn.Module):
         return self.dense(self.conv(onehot))
 
 
+class RuleGRUEncoder(nn.Module):
+    """Padded rules ``B x T`` -> features ``B x enc_dense``: a bidirectional GRU over rule
+    embeddings, packed to each sequence's length (the padding production ends a sequence)."""
+
+    def __init__(self, cfg: ModelConfig, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+        self.embed = nn.Embedding(cfg.n_rules, cfg.rule_embedding * 2)
+        self.gru = nn.GRU(cfg.rule_embedding * 2, cfg.enc_hidden, batch_first=True, bidirectional=True)
+        self.dense = nn.Sequential(nn.Linear(2 * cfg.enc_hidden, cfg.enc_dense), nn.ReLU())
+
+    def forward(self, rules: Tensor) -> Tensor:
+        lengths = (rules != self.pad).sum(dim=1).clamp(min=1)
+        steps = int(lengths.max())
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(rules[:, :steps]), lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        _, h = self.gru(packed)  # (2, B, H): last forward state, first backward state
+        return self.dense(torch.cat([h[0], h[1]], dim=-1))
+
+
+ENCODERS = ("conv", "gru")
+
+
 class GrammarAutoencoder(nn.Module):
     """GVAE-shaped autoencoder over production sequences with a pluggable latent objective.
 
@@ -179,7 +216,11 @@ class GrammarAutoencoder(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = Encoder(c)
+        if c.encoder not in ENCODERS:
+            raise ValueError(f"ModelConfig: encoder {c.encoder!r} is not one of {ENCODERS}")
+        # the "gru" encoder needs the padding rule, which set_grammar provides; until then
+        # the grammars' convention (padding is the last production) stands in
+        self.encoder = Encoder(c) if c.encoder == "conv" else RuleGRUEncoder(c, pad=c.n_rules - 1)
         self.objective = build_objective(
             c.objective, c.latent_dim, feature_dim=c.enc_dense, batch_size=c.reg_batch_size,
             n_components=c.n_components, std=c.std, layout=c.layout, epsilon_std=c.epsilon_std,
@@ -191,6 +232,8 @@ class GrammarAutoencoder(nn.Module):
             self.rule_embed = nn.Embedding(c.n_rules + 1, c.rule_embedding)
             gru_in += c.rule_embedding
         self.gru = nn.GRU(gru_in, c.dec_hidden, num_layers=c.dec_layers, batch_first=True)
+        if c.dec_init:
+            self.init_hidden = nn.Linear(c.latent_dim, c.dec_layers * c.dec_hidden)
         self.out = nn.Linear(c.dec_hidden, c.n_rules)
         self.register_buffer("lambda_rec", torch.tensor(1.0 if c.lambda_rec is None else float(c.lambda_rec)))
         # rule -> left-hand symbol, and symbol -> allowed rules: the GVAE loss mask
@@ -208,6 +251,8 @@ class GrammarAutoencoder(nn.Module):
         dev = self.out.weight.device
         self._lhs = grammar.lhs_tensor().to(dev)
         self._masks = grammar.masks.to(dev)
+        if isinstance(self.encoder, RuleGRUEncoder):
+            self.encoder.pad = grammar.pad
         self._semantics = None
         if self.config.constraints == "semantic":
             self._semantics = semantics_for(grammar)
@@ -231,10 +276,14 @@ class GrammarAutoencoder(nn.Module):
         mods = [self.dec_input, self.gru, self.out]
         if self.config.decoder_feed_rules:
             mods.append(self.rule_embed)
+        if self.config.dec_init:
+            mods.append(self.init_hidden)
         return mods
 
     # -- encoder ----------------------------------------------------------------------
     def _features(self, rules: Tensor) -> Tensor:
+        if isinstance(self.encoder, RuleGRUEncoder):
+            return self.encoder(rules)
         onehot = F.one_hot(rules, self.config.n_rules).transpose(1, 2)  # (B, R, T)
         return self.encoder(onehot.to(self.out.weight.dtype))
 
@@ -252,16 +301,27 @@ class GrammarAutoencoder(nn.Module):
         return x
 
     def _shifted(self, rules: Tensor) -> Tensor:
-        """``B x T`` -> the previous rule at each step (``n_rules`` = none at step 0)."""
-        start = torch.full_like(rules[:, :1], self.config.n_rules)
-        return torch.cat([start, rules[:, :-1]], dim=1)
+        """``B x T`` -> the previous rule at each step (``n_rules`` = none at step 0; in training
+        also where rule dropout hides it)."""
+        none = self.config.n_rules
+        prev = torch.cat([torch.full_like(rules[:, :1], none), rules[:, :-1]], dim=1)
+        if self.training and self.config.rule_dropout > 0:
+            prev = prev.masked_fill(torch.rand(prev.shape, device=prev.device) < self.config.rule_dropout, none)
+        return prev
+
+    def _initial_hidden(self, x: Tensor) -> Tensor | None:
+        """GRU state before the first step, ``layers x B x hidden`` (None: zeros, as GVAE)."""
+        if not self.config.dec_init:
+            return None
+        c = self.config
+        return torch.tanh(self.init_hidden(x)).view(-1, c.dec_layers, c.dec_hidden).transpose(0, 1).contiguous()
 
     def decode_logits(self, z: Tensor, steps: int | None = None) -> Tensor:
         """Teacher-free logits ``B x steps x R`` (GVAE decoders only; unmasked)."""
         if self.config.decoder_feed_rules:
             raise ValueError("decode_logits: this decoder feeds back rules; use decoder_step with a stack decoder")
         steps = steps or self.config.max_length
-        h, _ = self.gru(self._gru_inputs(z, steps, None))
+        h, _ = self.gru(self._gru_inputs(z, steps, None), self._initial_hidden(self.dec_input(z)))
         return self.out(h)
 
     def decoder_init(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -285,6 +345,8 @@ class GrammarAutoencoder(nn.Module):
             if hidden is None:
                 prev_rule = torch.full_like(prev_rule, self.config.n_rules)
             inp = torch.cat([x, self.rule_embed(prev_rule)], dim=-1)
+        if hidden is None:  # the first step
+            hidden = self._initial_hidden(x)
         out, hidden = self.gru(inp.unsqueeze(1), hidden)
         return self.out(out[:, 0]), (x, hidden)
 
@@ -292,7 +354,8 @@ class GrammarAutoencoder(nn.Module):
         """Training-time logits ``B x T' x R`` for the first ``T'`` steps of ``rules [B x T']``."""
         steps = rules.shape[1]
         prev = self._shifted(rules) if self.config.decoder_feed_rules else None
-        h, _ = self.gru(self._gru_inputs(z, steps, prev))
+        x = self._gru_inputs(z, steps, prev)
+        h, _ = self.gru(x, self._initial_hidden(x[:, 0, :self.config.latent_dim]))
         return self.out(h)
 
     # -- loss ---------------------------------------------------------------------------

@@ -122,6 +122,27 @@ def kekule_smiles(smiles: str | None) -> str | None:
         return Chem.MolToSmiles(mol, isomericSmiles=False, kekuleSmiles=True)
 
 
+def dropped_features(smiles: str) -> list[str]:
+    """What :func:`kekule_smiles` drops from ``smiles`` (isotopes, stereo centres, double-bond
+    stereo), one short phrase each; empty when nothing is lost."""
+    if not any(c in smiles for c in "[@/\\"):  # each of these needs a bracket atom or a bond mark
+        return []
+    mol, _ = to_mol(smiles)
+    if mol is None:
+        return []
+    found: list[str] = []
+    isotopes = sorted({f"{a.GetIsotope()}{a.GetSymbol()}" for a in mol.GetAtoms() if a.GetIsotope()})
+    if isotopes:
+        found.append(f"isotope{'s' if len(isotopes) > 1 else ''} {', '.join(isotopes)}")
+    centres = sum(a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED for a in mol.GetAtoms())
+    if centres:
+        found.append(f"{centres} stereo centre{'s' if centres > 1 else ''}")
+    marks = (Chem.BondDir.ENDUPRIGHT, Chem.BondDir.ENDDOWNRIGHT)
+    if any(b.GetStereo() != Chem.BondStereo.STEREONONE or b.GetBondDir() in marks for b in mol.GetBonds()):
+        found.append("double-bond stereo (E/Z)")
+    return found
+
+
 def _kekule_chunk(args: tuple[list[str | None]]) -> list[str | None]:
     return [kekule_smiles(s) for s in args[0]]
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from molshape.core.errors import InputError
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.representation import is_molecular
 from molshape.scoring.expr_score import WORST, score_with_reason
@@ -52,7 +53,7 @@ OPTIMIZE_TARGETS = tuple(name for name, t in TARGETS.items() if t.optimisable)
 
 def get_target(name: str) -> Target:
     if name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; choose from {sorted(TARGETS)}")
+        raise InputError(f"unknown target {name!r}; choose from {sorted(TARGETS)}")
     return TARGETS[name]
 
 

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from molshape.data.batching import shard
 from molshape.core.atomic import save_figure, write_csv
 from molshape.core.checkpoint import FORMAT_KEY, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from molshape.core.errors import TrainingDiverged
 from molshape.core.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ class TrainConfig:
     plateau_factor: float = 0.2
     plateau_patience: int = 3
     min_lr: float = 1e-4
+    # "plateau": ReduceLROnPlateau on the validation loss each epoch (GVAE); "exp": the rate
+    # halves every ``lr_half_life`` optimizer steps down to ``min_lr``, whatever the
+    # validation noise (a schedule that does decay within a short CPU budget)
+    schedule: str = "plateau"
+    lr_half_life: int = 2000
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision; only takes effect on CUDA
@@ -171,7 +177,10 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         run.raw.eval()
         with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
             valid = validate(run.raw)
-        run.scheduler.step(valid["valid_loss"])
+        if not math.isfinite(valid["valid_loss"]):
+            raise diverged(valid["valid_loss"], epoch, run.step, cfg, "validation loss")
+        if not run.per_step:
+            run.scheduler.step(valid["valid_loss"])
         record = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / max(n_items, 1) for k, v in sums.items()}, **valid,
                   "train_s": train_s, "items_per_s": rates[-1], "partial": float(partial)}
@@ -208,6 +217,8 @@ class _Run:
     use_amp: bool
     step: int = 0
 
+    per_step: bool = False  # the schedule steps after every optimizer step, not every epoch
+
     @classmethod
     def start(cls, model: nn.Module, cfg: TrainConfig) -> "_Run":
         rank, world, device = _distributed(resolve_device(cfg.device))
@@ -216,10 +227,10 @@ class _Run:
         groups = model.parameter_groups(cfg.weight_decay) if hasattr(model, "parameter_groups") else \
             [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
         optimizer = torch.optim.Adam(groups, lr=cfg.lr)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        scheduler = _scheduler(optimizer, cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        return cls(model, model, optimizer, scheduler, scaler, device, rank, world, use_amp)
+        return cls(model, model, optimizer, scheduler, scaler, device, rank, world, use_amp,
+                   per_step=cfg.schedule == "exp")
 
     def restore(self, last_path: Path) -> tuple[int, float, list[dict[str, Any]]]:
         """Load ``last.pt`` (weights, optimizer, schedule, scaler, RNG); ``(epoch, best, history)``."""
@@ -253,6 +264,8 @@ class _Run:
                    leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
             b = self._step(_to_device(batch, self.device), cfg, sums)
+            if not math.isfinite(sums["loss"]):  # stop at once: the weights are now garbage, never saved
+                raise diverged(sums["loss"], epoch, self.step, cfg, "training loss")
             n_items += b
             bar.set_postfix(loss=f"{sums['loss'] / n_items:.4g}",
                             items_s=f"{n_items * self.world / (time.perf_counter() - t0):.0f}")
@@ -275,6 +288,8 @@ class _Run:
             nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.per_step:
+            self.scheduler.step()
         b = _batch_len(batch)
         for k, v in out.items():
             sums[k] += float(v.detach()) * b
@@ -293,6 +308,30 @@ class _Run:
         save_checkpoint(ckpt, out_dir / "last.pt")
         write_metrics(extra["history"], out_dir / "metrics.csv")
         plot_curves(extra["history"], out_dir / "curves.png")
+
+
+SCHEDULES = ("plateau", "exp")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """The learning-rate schedule named by ``cfg.schedule`` (see :class:`TrainConfig`)."""
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+    if cfg.schedule == "exp":
+        floor = min(1.0, cfg.min_lr / cfg.lr)
+        half_life = max(1, cfg.lr_half_life)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(floor, 0.5 ** (step / half_life)))
+    raise ValueError(f"TrainConfig: schedule {cfg.schedule!r} is not one of {SCHEDULES}")
+
+
+def diverged(loss: float, epoch: int, step: int, cfg: TrainConfig, what: str) -> TrainingDiverged:
+    """The one-line error for a loss that became NaN or infinite (``epoch`` 0-based)."""
+    kept = (f"the checkpoints of epoch {epoch} are kept" if epoch > 0
+            else "no checkpoint was written (it diverged in the first epoch)")
+    clip = f"a smaller --grad-clip than {cfg.grad_clip:g}" if cfg.grad_clip else "set --grad-clip (e.g. 1.0)"
+    return TrainingDiverged(f"training diverged: the {what} is {loss} at epoch {epoch + 1}, step {step}; lower --lr "
+                            f"(now {cfg.lr:g}) or {clip}, and check the loss weights; {kept}")
 
 
 def _past(deadline: float, world: int, device: torch.device) -> bool:
