@@ -44,8 +44,8 @@ from molshape.gvae.evaluation import evaluate_model
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
-from molshape.screen.run import ScreenResult
-from molshape.screen.run import screen as run_screen
+from molshape.screening.run import ScreenResult
+from molshape.screening.run import screen as run_screen
 
 #: short names accepted by :func:`load` -> the grammar whose shipped default model they mean
 ALIASES = {"zinc": "smiles", "smiles": "smiles", "smiles_kekule": "smiles_kekule", "expr": "expr"}
@@ -326,13 +326,13 @@ def screen(model: Model | str | Path = "zinc", out: str | Path = "runs/screen", 
     Args:
         model: a loaded :class:`Model`, a shipped name or a checkpoint path (loaded on CPU).
         out: the run folder (``library/part-*.parquet``, ``top.csv``, ``summary.json``, ...).
-        options: see :func:`molshape.screen.run.screen`: ``seed``, ``keep=["qed>=0.6", "sa<=3"]``,
+        options: see :func:`molshape.screening.run.screen`: ``seed``, ``keep=["qed>=0.6", "sa<=3"]``,
             ``targets``, ``top``, ``by``, ``chunk_size``, ``partitions``, ``source``, ``component``,
             ``mode``, ``attempts``, ``constraints``, ``scheduler="tcp://host:8786"`` or ``workers=N``
             (Dask; the rows are the same as in-process), ``resume``, ``force``, ``progress``.
 
     Returns:
-        :class:`~molshape.screen.run.ScreenResult` (``.summary``, ``.top()``, ``.library()``).
+        :class:`~molshape.screening.run.ScreenResult` (``.summary``, ``.top()``, ``.library()``).
 
     Example:
         >>> r = molshape.screen("zinc", "runs/lib", n=2000, keep=["qed>=0.6"], by="qed", top=10)

@@ -64,8 +64,8 @@ def command(checkpoint: Path | None, grammar: str, n: int, out: Path, source: st
     """Generate N molecules, keep the unique ones passing --keep, score and rank them, in chunks."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.api import Model
-    from molshape.screen.engine import EngineError
-    from molshape.screen.run import ScreenError, screen
+    from molshape.screening.engine import EngineError
+    from molshape.screening.run import ScreenError, screen
 
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")

@@ -10,7 +10,7 @@ Folder layout (``out``)::
     summary.json             counts, throughput, the engine, the best molecules
 
 Stage one runs every chunk not yet finished; stage two deduplicates and filters each
-partition (:mod:`molshape.screen.dedup`). Filters and top-k act in stage two only, so
+partition (:mod:`molshape.screening.dedup`). Filters and top-k act in stage two only, so
 ``--resume`` with other filters re-filters without decoding again.
 """
 
@@ -33,12 +33,12 @@ from molshape.core.hashing import file_hash
 from molshape.core.rundir import RunLock, leftovers
 from molshape.core.runtime import json_safe
 from molshape.scoring.targets import default_target, fits, get_target
-from molshape.screen import chunks as chunking
-from molshape.screen import filters
-from molshape.screen.columns import SCORE_COLUMN, columns_of, targets_for
-from molshape.screen.dedup import library_path, merge_partition, top_rows
-from molshape.screen.engine import EXTRA, open_engine
-from molshape.screen.pipeline import SOURCES, ModelRef, ScreenSpec, probe_seconds, read_marker, remember, run_chunk
+from molshape.screening import chunks as chunking
+from molshape.screening import filters
+from molshape.screening.columns import SCORE_COLUMN, columns_of, targets_for
+from molshape.screening.dedup import library_path, merge_partition, top_rows
+from molshape.screening.engine import EXTRA, open_engine
+from molshape.screening.pipeline import SOURCES, ModelRef, ScreenSpec, probe_seconds, read_marker, remember, run_chunk
 
 MANIFEST = "screen.json"
 #: what a run writes in its folder (``--force`` removes exactly these)
@@ -162,7 +162,7 @@ def screen(model: Any, out: str | Path, n: int, *, seed: int = 0, keep: Sequence
     Args:
         model: a loaded :class:`molshape.api.Model` (its ``net``, ``grammar`` and ``path`` are used).
         out: the run folder (see the module docstring); a folder holding this run resumes with ``resume``.
-        keep: filters such as ``"qed>=0.6"`` (:mod:`molshape.screen.filters`).
+        keep: filters such as ``"qed>=0.6"`` (:mod:`molshape.screening.filters`).
         targets: targets to score (default: the model's default target); filters and ``by``
             add those they need.
         top / by: how many of the best kept molecules go to ``top.csv``, ranked by target ``by``.
@@ -171,7 +171,7 @@ def screen(model: Any, out: str | Path, n: int, *, seed: int = 0, keep: Sequence
             processes; neither: in this process. The rows do not depend on it.
         threads: torch threads per task (1 keeps in-process and cluster results identical).
         announce: called with one line (the expected time) before the work starts.
-        task: the chunk task (:func:`~molshape.screen.pipeline.run_chunk`; a wrapper can inject faults).
+        task: the chunk task (:func:`~molshape.screening.pipeline.run_chunk`; a wrapper can inject faults).
 
     Raises:
         ScreenError: bad options or folder (nothing written). EngineError: Dask missing or the

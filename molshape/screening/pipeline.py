@@ -1,7 +1,7 @@
 """One chunk of a screen: latents -> decode -> canonical strings -> scores -> hash-partition shards.
 
 :func:`run_chunk` is the task every engine runs (in-process or on a Dask worker). It is a
-pure function of the run's :class:`ScreenSpec` and the :class:`~molshape.screen.chunks.Chunk`:
+pure function of the run's :class:`ScreenSpec` and the :class:`~molshape.screening.chunks.Chunk`:
 the same chunk gives the same rows on any machine. Its rows (valid, first occurrence of each
 canonical string within the chunk) go to one Parquet shard per hash partition,
 ``shards/p<P>/c<chunk>.parquet``, each written atomically; the chunk's marker
@@ -31,8 +31,8 @@ from molshape.core.hashing import file_hash
 from molshape.grammar.representation import is_kekule
 from molshape.gvae import generation as gen
 from molshape.gvae.model import load_model
-from molshape.screen.chunks import Chunk, partition_of
-from molshape.screen.columns import columns_of, score_columns
+from molshape.screening.chunks import Chunk, partition_of
+from molshape.screening.columns import columns_of, score_columns
 
 #: latent sources a screen draws from
 SOURCES = ("prior", "component")

@@ -1,6 +1,6 @@
 """Second stage of a screen: deduplicate one hash partition at a time, filter, keep its best rows.
 
-Every copy of a canonical string lands in the same partition (:func:`~molshape.screen.chunks.partition_of`),
+Every copy of a canonical string lands in the same partition (:func:`~molshape.screening.chunks.partition_of`),
 so deduplicating each partition on its own deduplicates the whole library while no process
 holds more than one partition. Shards are read in chunk order and rows are in draw order
 within a chunk, so the copy kept is the first drawn: the result does not depend on which
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from molshape.core.atomic import write_bytes
-from molshape.screen import filters
-from molshape.screen.pipeline import empty_rows, parquet_bytes, shard_path
+from molshape.screening import filters
+from molshape.screening.pipeline import empty_rows, parquet_bytes, shard_path
 
 
 def library_path(out_dir: str | Path, partition: int) -> Path:
