@@ -62,6 +62,8 @@ def command(checkpoint: Path | None, grammar: str, n: int, out: Path, source: st
             workers: int | None, resume: bool, force: bool, constraints: str, seed: int, threads: int | None,
             as_json: bool) -> None:
     """Generate N molecules, keep the unique ones passing --keep, score and rank them, in chunks."""
+    import logging
+
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.api import Model
     from molshape.screening.engine import EngineError
@@ -74,6 +76,8 @@ def command(checkpoint: Path | None, grammar: str, n: int, out: Path, source: st
     mode = mode or ("sample" if attempts > 1 else "argmax")
     if attempts > 1 and mode != "sample":
         raise click.BadParameter("--attempts > 1 needs --mode sample", param_hint="--mode")
+    if logging.getLogger().level > logging.DEBUG:  # Dask's per-worker INFO lines only with -vv
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     path, _, net, g, ckpt = load_run_model(checkpoint, grammar, "cpu", threads or 1)
     check_constraints(g, constraints)
     try:
