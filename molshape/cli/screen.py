@@ -47,7 +47,8 @@ from molshape.scoring.targets import TARGETS
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Sequences decoded per model call.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Dask scheduler to run on (tcp://host:8786); needs molshape[dask].")
+              help="Dask scheduler to run on: tcp://host:8786, or the file of `dask scheduler --scheduler-file F.json`; "
+                   "needs molshape[dask].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Start a local Dask cluster of N single-threaded worker processes; needs molshape[dask].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (finished chunks are skipped).")

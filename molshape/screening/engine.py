@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -50,7 +51,8 @@ class InProcess:
 
 
 class DaskEngine:
-    """Runs tasks on a Dask distributed cluster (connect to ``scheduler`` or start ``workers`` local processes).
+    """Runs tasks on a Dask distributed cluster (connect to ``scheduler``, an address or a scheduler
+    file ``*.json``, or start ``workers`` local processes).
 
     Raises:
         EngineError: Dask is not installed, or the scheduler cannot be reached.
@@ -65,7 +67,11 @@ class DaskEngine:
         self.cluster = None
         self._where = scheduler
         try:
-            if scheduler:
+            if scheduler and scheduler.endswith(".json"):  # `dask scheduler --scheduler-file F` (SLURM recipes)
+                if not Path(scheduler).is_file():
+                    raise EngineError(f"no such scheduler file: {scheduler}", option)
+                self.client = Client(scheduler_file=scheduler, timeout=connect_timeout)
+            elif scheduler:
                 self.client = Client(scheduler, timeout=connect_timeout)
             else:
                 has_bokeh = importlib.util.find_spec("bokeh") is not None
