@@ -31,7 +31,7 @@ from molshape import pretrained
 from molshape.core.atomic import write_csv, write_json
 from molshape.core.hashing import file_hash
 from molshape.core.rundir import RunLock, leftovers
-from molshape.core.runtime import json_safe
+from molshape.core.runtime import human_duration, json_safe
 from molshape.scoring.targets import default_target, fits, get_target
 from molshape.screening import chunks as chunking
 from molshape.screening import filters
@@ -225,7 +225,7 @@ def _run(spec: ScreenSpec, plan: list[chunking.Chunk], manifest: dict[str, Any],
     if todo and announce is not None:
         expected = probe_seconds(spec) * n_todo / engine.cores
         announce(f"{n_todo:,} latents in {len(todo):,} chunk(s) of {manifest['chunk_size']:,} on {engine.describe()}"
-                 f": expected time {_duration(expected)} (measured on 64 latents here); results go to {out}"
+                 f": expected time {human_duration(expected)} (measured on 64 latents here); results go to {out}"
                  + (f"; dashboard {engine.dashboard}" if engine.dashboard else ""))
     start = time.perf_counter()
     task_seconds = 0.0
@@ -289,11 +289,3 @@ def _summary(spec: ScreenSpec, plan: list[chunking.Chunk], manifest: dict[str, A
         "overhead_per_chunk_s": (round(max(0.0, stage1 * engine.cores - task_seconds) / n_run, 3)
                                  if n_run else None),
     }
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
