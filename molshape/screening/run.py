@@ -16,7 +16,9 @@ partition (:mod:`molshape.screening.dedup`). Filters and top-k act in stage two 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 from molshape import pretrained
 from molshape.core.atomic import write_csv, write_json
 from molshape.core.hashing import file_hash
-from molshape.core.rundir import RunLock, leftovers
+from molshape.core.rundir import RunLock, RunLocked, leftovers
 from molshape.core.runtime import human_duration, json_safe
 from molshape.scoring.targets import default_target, fits, get_target
 from molshape.screening import chunks as chunking
@@ -123,8 +125,6 @@ def check_folder(out: Path, manifest: dict[str, Any], resume: bool, force: bool)
         ScreenError: ``out`` is a file, holds other files, or holds a screen run that is not
             to be resumed (no ``resume``) or is another run (other settings).
     """
-    import json
-
     if out.exists() and not out.is_dir():
         raise ScreenError(f"{out} is a file, not a folder", "--out")
     found = leftovers(out)
@@ -195,7 +195,11 @@ def screen(model: Any, out: str | Path, n: int, *, seed: int = 0, keep: Sequence
     resuming = check_folder(out, manifest, resume, force)
     engine = open_engine(scheduler, workers)  # an unreachable scheduler fails here, before any file
     try:
-        with RunLock(out):
+        try:
+            lock = RunLock(out).acquire()
+        except RunLocked as e:
+            raise ScreenError(str(e), "--out") from None
+        with lock:
             if force:
                 _remove_outputs(out)
             if not resuming:
@@ -231,9 +235,10 @@ def _run(spec: ScreenSpec, plan: list[chunking.Chunk], manifest: dict[str, Any],
     task_seconds = 0.0
     bar = tqdm(total=manifest["n"], initial=manifest["n"] - n_todo, desc="screen", unit="mol",
                disable=not progress, smoothing=0.1)
-    token = spec.model.sha256[:8]
+    # task names unique to this run and folder: two runs on one cluster never share a result
+    token = hashlib.blake2b(f"{out}:{sorted(manifest.items())}".encode(), digest_size=5).hexdigest()
     for counts in engine.map(task, ((spec, c) for c in todo),
-                             (f"screen-{token}-{manifest['seed']}-chunk-{c.index}" for c in todo)):
+                             (f"screen-{token}-chunk-{c.index}" for c in todo)):
         task_seconds += counts["seconds"]
         bar.update(counts["n"])
     bar.close()
@@ -245,7 +250,7 @@ def _run(spec: ScreenSpec, plan: list[chunking.Chunk], manifest: dict[str, Any],
     merged = {"unique": 0, "kept": 0}
     best: list[dict[str, Any]] = []
     tasks = ((spec.out_dir, p, len(plan), spec.targets, keeps, top, column, higher) for p in range(spec.partitions))
-    for part in tqdm(engine.map(merge_partition, tasks, (f"screen-{token}-{manifest['seed']}-dedup-{p}"
+    for part in tqdm(engine.map(merge_partition, tasks, (f"screen-{token}-dedup-{p}"
                                                          for p in range(spec.partitions))),
                      total=spec.partitions, desc="dedup", unit="part", disable=not progress):
         merged["unique"] += part["unique"]
