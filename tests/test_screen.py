@@ -111,6 +111,8 @@ def test_resume_skips_written_chunks_and_refilters(model, reference, tmp_path) -
     assert looser.summary["unique"] == reference.summary["unique"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a hung cluster fails the test instead of the suite
 def test_two_worker_local_cluster_writes_the_same_parquet_as_in_process(model, reference, tmp_path) -> None:
     pytest.importorskip("distributed")
     out = tmp_path / "cluster"
@@ -119,6 +121,8 @@ def test_two_worker_local_cluster_writes_the_same_parquet_as_in_process(model, r
     assert_same_rows(out, reference.out_dir)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_killed_worker_has_its_chunk_rerun_and_nothing_twice(model, reference, tmp_path) -> None:
     distributed = pytest.importorskip("distributed")
     flag = tmp_path / "killed-once"
@@ -201,3 +205,13 @@ def test_cli_and_api_give_the_same_library(reference, tmp_path) -> None:
     summary = json.loads(text[text.index("{"):])
     assert summary["kept"] == reference.summary["kept"]
     assert_same_rows(out, reference.out_dir)
+
+
+def test_a_folder_in_use_by_another_run_is_refused(model, tmp_path) -> None:
+    from molshape.core.rundir import RunLock
+    from molshape.screening.run import ScreenError
+
+    with RunLock(tmp_path / "busy"):
+        with pytest.raises(ScreenError, match="another run is writing to"):
+            molshape.screen(model, tmp_path / "busy", n=10)
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == [".lock"]

@@ -199,13 +199,15 @@ def screen(model: Any, out: str | Path, n: int, *, seed: int = 0, keep: Sequence
             lock = RunLock(out).acquire()
         except RunLocked as e:
             raise ScreenError(str(e), "--out") from None
-        with lock:
+        try:
             if force:
                 _remove_outputs(out)
             if not resuming:
                 write_json(out / MANIFEST, manifest)
             remember(spec.model, (model.net, model.grammar))
             return _run(spec, plan, manifest, keeps, top, by, engine, progress, announce, task)
+        finally:
+            lock.release()
     finally:
         engine.close()
 
