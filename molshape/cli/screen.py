@@ -89,6 +89,12 @@ def command(checkpoint: Path | None, grammar: str, n: int, out: Path, source: st
                         progress=True, announce=lambda line: click.echo(line, err=True))
     except (ScreenError, EngineError) as e:
         raise (click.BadParameter(str(e), param_hint=e.option) if e.option else click.UsageError(str(e))) from None
+    except Exception as e:
+        if type(e).__name__ != "KilledWorker":  # Dask's: a task killed every worker that ran it
+            raise
+        raise click.ClickException(f"Dask workers died running a chunk too often ({' '.join(str(e).split())}); "
+                                   f"the finished chunks are kept in {out}: fix the cause and run again with "
+                                   "--resume") from None
     emit_summary(result.summary, as_json, _human)
 
 
