@@ -14,13 +14,14 @@ Python API (:mod:`molshape.api`)::
     m.evaluate("runs/eval", n=1000)           # summary dict (validity, reconstruction, KS, ...)
     molshape.score(["CCO"], target="logp")    # pandas DataFrame
     molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)  # .top(k), .to_frame()
+    molshape.screen(m, "runs/lib", n=100_000, keep=["qed>=0.6"], workers=2)  # .top(), .library()
 """
 
 __version__ = "0.1.0"
 
 #: names served lazily from :mod:`molshape.api`
-API = ("load", "score", "optimize", "evaluate", "Model", "OptimizeResult", "resolve_model", "open_model",
-       "MolshapeError", "InputError", "LatentError")
+API = ("load", "score", "optimize", "evaluate", "screen", "Model", "OptimizeResult", "ScreenResult", "resolve_model",
+       "open_model", "MolshapeError", "InputError", "LatentError")
 __all__ = ["__version__", *API]
 
 

@@ -16,6 +16,8 @@ Example::
     molshape.score(["CCO"], target="logp")       # pandas DataFrame: input, valid, score, ...
     r = molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)
     r.top(5)                                     # best distinct proposals (DataFrame)
+    s = molshape.screen("zinc", "runs/lib", n=20_000, keep=["qed>=0.6"], targets=["logp", "qed"], workers=2)
+    s.top(), s.library()                         # best kept molecules; every kept molecule
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from molshape.gvae.latent_quality import LATENT_N, SIGMAS, LatentOptions, latent
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
+from molshape.screening.run import ScreenResult
+from molshape.screening.run import screen as run_screen
 
 #: short names accepted by :func:`load` -> the grammar whose shipped default model they mean
 ALIASES = {"zinc": "smiles", "smiles": "smiles", "smiles_kekule": "smiles_kekule", "expr": "expr"}
@@ -429,3 +433,27 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
                            device=device, progress=progress, workers=workers, worker_threads=worker_threads,
                            constraints=constraints)
     return OptimizeResult(summary, out, get_target(target).higher_is_better)
+
+
+def screen(model: Model | str | Path = "zinc", out: str | Path = "runs/screen", n: int = 10_000,
+           **options: Any) -> ScreenResult:
+    """What ``molshape screen`` does: ``n`` prior (or component) samples decoded, deduplicated
+    by canonical SMILES, scored, filtered and ranked, in chunks, written as partitioned Parquet.
+
+    Args:
+        model: a loaded :class:`Model`, a shipped name or a checkpoint path (loaded on CPU).
+        out: the run folder (``library/part-*.parquet``, ``top.csv``, ``summary.json``, ...).
+        options: see :func:`molshape.screening.run.screen`: ``seed``, ``keep=["qed>=0.6", "sa<=3"]``,
+            ``targets``, ``top``, ``by``, ``chunk_size``, ``partitions``, ``source``, ``component``,
+            ``mode``, ``attempts``, ``constraints``, ``scheduler="tcp://host:8786"`` or ``workers=N``
+            (Dask; the rows are the same as in-process), ``resume``, ``force``, ``progress``.
+
+    Returns:
+        :class:`~molshape.screening.run.ScreenResult` (``.summary``, ``.top()``, ``.library()``).
+
+    Example:
+        >>> r = molshape.screen("zinc", "runs/lib", n=2000, keep=["qed>=0.6"], by="qed", top=10)
+        >>> r.summary["kept"], r.top().smiles[0]
+    """
+    m = model if isinstance(model, Model) else load(model, "cpu")
+    return run_screen(m, out, n, **options)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("molshape.cli.evaluate", "Reconstruction and generation metrics of a checkpoint."),
     "score": ("molshape.cli.score", "Score molecules (penalized logP, QED) or expressions."),
     "optimize": ("molshape.cli.optimize", "Bayesian optimisation in the latent space."),
+    "screen": ("molshape.cli.screen", "Generate, deduplicate, score and filter a library (in-process or Dask)."),
     "images": ("molshape.cli.images", "Image benchmarks (MNIST, Fashion-MNIST, SVHN, CelebA)."),
 }
 

@@ -17,7 +17,8 @@ from molshape.core.atomic import append_csv_row
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       emit_summary, inference_options, load_run_model, write_run_config)
-from molshape.cli.streaming import duration, announce, timed
+from molshape.cli.streaming import announce, timed
+from molshape.core.runtime import human_duration
 
 
 @click.command("evaluate", epilog="Outputs: <out>/samples.txt (streamed to samples.txt.partial, renamed when "
@@ -91,7 +92,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
                  "teacher-forced NLL x 3", f"{len(latent.sigmas)} noise levels"]
         noun = "molecules" if is_molecular(g) else "strings"
         click.echo(f"latent metrics on {rows:,} {split} {noun} ({', '.join(p for p in parts if p)}): expected "
-                   f"time {duration(seconds)} (timed on a few molecules; --no-latent-metrics skips them)", err=True)
+                   f"time {human_duration(seconds)} (timed on a few molecules; --no-latent-metrics skips them)", err=True)
 
     def estimate(probe) -> None:
         announce(model, g, n, 1, batch_size, mode, str(out_dir / "samples.txt.partial"),

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from molshape.core.runtime import human_duration
 from molshape.gvae import tally
 
 #: runs at least this big get a cost estimate on stderr before they start
@@ -36,7 +37,7 @@ def announce(model: Any, grammar: Any, n: int, attempts: int, batch_size: int, m
     per = probe(PROBE) / PROBE if probe is not None else float("nan")
     seconds = per * n * attempts
     memory_mb = _memory_mb(model, grammar, min(n, tally.CHUNK), attempts, batch_size, n)
-    took = duration(seconds) if seconds == seconds else "unknown"
+    took = human_duration(seconds) if seconds == seconds else "unknown"
     click.echo(f"{n:,} latents ({mode}, {attempts} attempt(s) each) in chunks of {min(n, tally.CHUNK):,}: "
                f"expected time {took} (measured on {PROBE} latents), memory about {memory_mb:,.0f} MB; "
                f"results go to {where} chunk by chunk", err=True)
@@ -52,14 +53,6 @@ def _memory_mb(model: Any, grammar: Any, chunk: int, attempts: int, batch_size: 
     hashes = n * 9
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return (latents + strings + batch + hashes + params) / 2**20
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def timed(fn: Callable[[], Any]) -> float:

@@ -94,6 +94,15 @@ def json_safe(x: Any) -> Any:
     return x
 
 
+def human_duration(seconds: float) -> str:
+    """``42 s``, ``17 min`` or ``3.2 h``: an expected run time as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # -- seed mixing: how one --seed becomes the seeds of a run's random streams ----------------
 #: batch order of epoch ``e`` of a training run: ``seed * EPOCH_STRIDE + e`` (a prime stride)
 EPOCH_STRIDE = 1_000_003
