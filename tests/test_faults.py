@@ -1,4 +1,4 @@
-"""Issue 15, "Nothing lost, no tracebacks": every case as a test.
+"""Nothing lost, no tracebacks: every failure case as a test.
 
 Each failing case asserts the exit status, exactly one ``Error:`` line (no traceback) and
 that no file that existed before the command changed. Read-only folders and full disks

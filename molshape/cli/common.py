@@ -1,6 +1,6 @@
 """Options and output conventions shared by every subcommand.
 
-Conventions (see README, "Failure behaviour"): with ``--json`` a command prints exactly one
+Conventions (see docs/failure-behaviour.md): with ``--json`` a command prints exactly one
 JSON document on stdout; every file is written atomically (:mod:`molshape.core.atomic`); an
 output equal to an input is refused; inputs are UTF-8 text.
 """
