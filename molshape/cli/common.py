@@ -46,10 +46,11 @@ seed_option = click.option("--seed", default=0, show_default=True, type=int, hel
 
 def checkpoint_option(f):
     """``--checkpoint`` plus ``--grammar``, which picks a shipped model when none is given."""
-    f = click.option("--grammar", type=click.Choice(GRAMMARS), default="smiles", show_default=True,
-                     help="Grammar of the shipped model used when --checkpoint is not given (smiles: the "
-                          "Kekulé-SMILES model with semantic decoding); with --checkpoint, the checkpoint's "
-                          "grammar must match it when given (smiles matches both SMILES grammars).")(f)
+    f = click.option("--grammar", type=click.Choice(GRAMMARS), default="smiles_kekule", show_default=True,
+                     help="Grammar of the shipped model used when --checkpoint is not given: smiles_kekule "
+                          "(Kekulé SMILES with semantic decoding: zinc-kekule-gmm-cpu), smiles (GVAE's SMILES "
+                          "grammar: zinc-gmm-cpu) or expr; with --checkpoint, the checkpoint's grammar must be "
+                          "this one when given.")(f)
     return click.option("--checkpoint", "checkpoint", type=click.Path(path_type=Path), default=None,
                         help="Trained model (best.pt / last.pt) or the name of a shipped model "
                              "(zinc-kekule-gmm-cpu, zinc-gmm-cpu, expr-gmm-cpu). Default: the shipped model "

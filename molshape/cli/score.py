@@ -13,16 +13,21 @@ import click
 
 from molshape.core.atomic import write_text
 from molshape.scoring.targets import TARGETS, score_rows
-from molshape.cli.common import (EXIT_ROWS_FAILED, emit_summary, guard_output, json_option,
-                                      read_text, write_run_config)
+from molshape.cli.common import EXIT_ROWS_FAILED, emit_summary, guard_output, json_option, read_text
 
 
-def read_lines(path: Path) -> list[str]:
-    """First field of each line of FILE (``-`` = stdin; ``.gz`` ok); empty lines kept (reported)."""
+def read_lines(path: Path, target: str = "logp") -> tuple[list[str], list[str | None]]:
+    """Inputs and their names (the rest of the line, as ``molshape parse`` reads it: after the
+    first whitespace for SMILES, after a tab for expressions) of FILE (``-`` = stdin; ``.gz``
+    ok); empty lines kept (reported)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.cli.parse import split_line
+
     lines = read_text(path, "--input").splitlines()
-    if lines and lines[0].strip().lower() in ("smiles", "expression", "string"):
+    if lines and lines[0].strip().lower().split(None, 1)[:1] in (["smiles"], ["expression"], ["string"]):
         lines = lines[1:]  # a header line
-    return [line.split()[0] if line.split() else "" for line in lines]
+    pairs = [split_line(line, "expr" if target == "expr" else "smiles") for line in lines]
+    return [s for s, _ in pairs], [name for _, name in pairs]
 
 
 def _fmt(v: Any) -> Any:
@@ -31,7 +36,9 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-@click.command("score", epilog="Output: CSV with input, valid, score (logp: also logp, sa, cycle), reason; "
+@click.command("score", epilog="Output: CSV with input, [name,] [smiles,] valid, score (logp: also logp, sa, cycle), "
+               "reason; name is the rest of each --input line (as molshape parse reads it), smiles the neutralised "
+               "molecule scored with --neutralise; "
                "to -o (written atomically) or stdout. With --json, stdout holds one JSON document (the rows "
                "inside it as \"rows\" when there is no -o). Invalid rows get an empty score (expr: the worst "
                "score, log(1001)) and a reason; inputs longer than 1,000 characters (expr: 10,000) are not scored. "
@@ -42,31 +49,38 @@ def _fmt(v: Any) -> Any:
 @click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True),
               default=None, help="File of inputs, one a line (first field; .gz ok; - = stdin).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="CSV file (default: stdout). Its config is written beside it.")
+              help="CSV file (default: stdout); the command's settings go in the --json summary.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes for large molecule batches [default: all cores].")
+@click.option("--neutralise", is_flag=True,
+              help="Score molecules with charges neutralised where a neutral form exists (RDKit's uncharger: "
+                   "[NH+] -> N, [O-] -> O); the smiles column shows what was scored.")
 @json_option
 def command(strings: tuple[str, ...], target: str, input_path: Path | None, output: Path | None,
-            workers: int | None, as_json: bool) -> None:
+            workers: int | None, neutralise: bool, as_json: bool) -> None:
     """Score molecules (SMILES) or expressions given as arguments or in a file."""
     if bool(strings) == (input_path is not None):
         raise click.UsageError("give inputs either as arguments or with --input FILE (one of the two)")
     guard_output(output, [input_path])
-    inputs = list(strings) if strings else read_lines(input_path)
+    if neutralise and target == "expr":
+        click.echo("note: --neutralise is ignored for expressions", err=True)
+    inputs, names = (list(strings), []) if strings else read_lines(input_path, target)
     if not inputs:
         raise click.UsageError(f"{input_path}: no inputs")
     start = time.perf_counter()
-    rows = score_rows(target, inputs, workers, progress=len(inputs) > 1000)
+    rows = score_rows(target, inputs, workers, progress=len(inputs) > 1000, neutralise=neutralise)
+    if any(names):
+        rows = [{"input": r["input"], "name": name or "", **r} for r, name in zip(rows, names)]
     wall = time.perf_counter() - start
 
     text = _csv(rows)
     if output is not None:
         write_text(output, text)
-        write_run_config(output.parent, {"target": target, "input": input_path, "n": len(inputs), "workers": workers},
-                         name=f"{output.name}.config.json")
     elif not as_json:
         click.echo(text, nl=False)
     summary = _summary(target, rows, wall, output)
+    summary["config"] = {"argv": sys.argv, "target": target, "input": str(input_path) if input_path else None,
+                         "neutralise": neutralise, "workers": workers}
     if as_json and output is None:
         summary["rows"] = rows
     emit_summary(summary, as_json, _human)

@@ -122,6 +122,24 @@ def kekule_smiles(smiles: str | None) -> str | None:
         return Chem.MolToSmiles(mol, isomericSmiles=False, kekuleSmiles=True)
 
 
+def neutralise(smiles: str | None) -> str | None:
+    """Canonical SMILES with charges neutralised where a neutral form exists (RDKit's
+    ``rdMolStandardize.Uncharger``: ``[NH3+]`` -> ``N``, ``C(=O)[O-]`` -> ``C(=O)O``; quaternary
+    and nitro nitrogens keep their charges); None if invalid.
+
+    Example:
+        >>> neutralise("C[NH+](C)CC(=O)[O-]")
+        'CN(C)CC(=O)O'
+    """
+    mol, _ = to_mol(smiles)
+    if mol is None:
+        return None
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    with rdBase.BlockLogs():
+        return Chem.MolToSmiles(rdMolStandardize.Uncharger().uncharge(mol))
+
+
 def _kekule_chunk(args: tuple[list[str | None]]) -> list[str | None]:
     return [kekule_smiles(s) for s in args[0]]
 
@@ -284,9 +302,10 @@ def score_many(smiles: Sequence[str | None], target: str = "logp", workers: int 
 
 
 def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: str | Path,
-              per_row: int = 5, size: int = 250) -> Path:
+              per_row: int = 4, size: int = 320) -> Path:
     """Draw the valid ``smiles`` as a PNG grid with ``labels`` under each; returns the path.
 
+    Atom labels are drawn at least 14 px high and legends at 16 px, so a grid reads at 100 %.
     Invalid entries are skipped. Raises ``ValueError`` when none is valid.
     """
     from rdkit.Chem import Draw
@@ -299,8 +318,12 @@ def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: 
             legends.append(labels[i] if labels is not None else s[:40])
     if not mols:
         raise ValueError(f"draw_grid({path}): no valid molecule to draw")
+    options = Draw.MolDrawOptions()
+    options.minFontSize = 14
+    options.legendFontSize = 16
+    options.legendFraction = 0.12
     image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(size, size),
-                                 legends=legends)
+                                 legends=legends, drawOptions=options)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(str(path))
