@@ -215,10 +215,11 @@ def _pictures(grammar: Grammar, samples: Samples, z: Tensor, prior: GMMPrior, ou
         files["properties"] = str(out_dir / "properties.png")
     if is_molecular(grammar) and samples.grid:
         # RDKit is heavy: loaded only when molecules are involved
-        from molshape.scoring.chem import draw_grid
+        from molshape.scoring.chem import draw_grid, qed
 
+        labels = [f"prior sample {i + 1}  QED {qed(s):.2f}" for i, s in enumerate(samples.grid)]
         with atomic_path(out_dir / "samples.png") as tmp:
-            draw_grid(samples.grid, [f"prior sample {i + 1}" for i in range(len(samples.grid))], tmp, per_row=6)
+            draw_grid(samples.grid, labels, tmp, per_row=6)
         files["grid"] = str(out_dir / "samples.png")
     with atomic_path(out_dir / "latents.png") as tmp:
         metrics.plot_latents(z, prior.assign(z.to(prior.centers.device)).cpu(), tmp,
