@@ -11,10 +11,12 @@ Python API (:mod:`molshape.api`)::
     z = m.encode(["CCO", "c1ccccc1"])         # [2 x d]
     m.decode(z)                               # list of SMILES (None where invalid; .reasons)
     m.sample(1000)                            # decoded prior samples; m.sample(100, component=3)
-    m.evaluate("runs/eval", n=1000)           # summary dict (validity, reconstruction, KS, ...)
-    molshape.score(["CCO"], target="logp")    # pandas DataFrame
+    m.evaluate(n=1000)                        # summary dict (validity, reconstruction, FCD, MOSES, KS, ...)
+    molshape.score(["CCO"], target="logp")    # Table (a pandas DataFrame printing complete SMILES)
     molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)  # .top(k), .to_frame()
     molshape.screen(m, "runs/lib", n=100_000, keep=["qed>=0.6"], workers=2)  # .top(), .library()
+
+Nothing writes a file unless given a folder (``out_dir=``); long calls take ``progress=True``.
 """
 
 __version__ = "0.1.0"

@@ -4,18 +4,26 @@ Everything here is also reachable as ``molshape.<name>`` (``molshape.load``,
 ``molshape.score``, ``molshape.evaluate``, ``molshape.optimize``); the CLI commands call
 these same functions.
 
+Nothing here writes a file unless given a folder (``out_dir=``); long calls take ``progress=True``.
+
+Stereochemistry: the default SMILES model (Kekulé grammar) strips it on ``encode`` (``@``, ``/``
+and ``\\`` are dropped, aromatic rings written with alternating bonds), so stereoisomers share a
+latent point and decodes carry none. Decodes keep ZINC's protonation states unless
+``neutralise=True`` (RDKit's uncharger).
+
 Example::
 
     import molshape
     m = molshape.load("zinc")                    # shipped name or checkpoint path
+    print(m)                                     # Model(zinc-kekule-gmm-cpu, grammar smiles_kekule, latent 56, ...)
     z = m.encode(["CCO", "c1ccccc1"])            # tensor [2 x d]
     m.decode(z)                                  # 2 SMILES (None where invalid; .reasons says why)
-    m.sample(100, seed=0)                        # decoded prior samples
+    m.sample(100, seed=0, neutralise=True)       # decoded prior samples, charges neutralised
     m.reconstruct(["CCO"], mode="beam")          # encode, then decode back (argmax, beam or gvae)
-    m.evaluate("runs/eval", n=1000)              # summary dict; samples.txt, summary.json, ... there
-    molshape.score(["CCO"], target="logp")       # pandas DataFrame: input, valid, score, ...
-    r = molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)
-    r.top(5)                                     # best distinct proposals (DataFrame)
+    m.evaluate(n=1000)                           # summary dict (m.evaluate("runs/eval", ...) also writes files)
+    molshape.score(["CCO"], target="logp")       # Table (a pandas DataFrame that prints in full)
+    r = molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20, progress=True)
+    r.top(5)                                     # best distinct proposals, complete SMILES and scores
     s = molshape.screen("zinc", "runs/lib", n=20_000, keep=["qed>=0.6"], targets=["logp", "qed"], workers=2)
     s.top(), s.library()                         # best kept molecules; every kept molecule
 """
@@ -24,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-import time
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -37,23 +45,41 @@ from molshape import pretrained
 from molshape.bo.loop import OptimizeConfig
 from molshape.bo.optimize import optimize as run_optimize
 from molshape.bo.surrogate import SurrogateConfig
+from molshape.core.atomic import write_json
 from molshape.core.errors import InputError, LatentError, MolshapeError
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
 from molshape.core.runtime import resolve_device, seed_everything
-from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
-from molshape.gvae.evaluation import evaluate_model
-from molshape.gvae.latent_quality import LATENT_N, SIGMAS, LatentOptions, latent_quality
+from molshape.gvae.evaluation import evaluate_model, evaluation_data, held_out
+from molshape.gvae.latent_quality import (LATENT_N, SIGMAS, LatentOptions, gvae_samples_for, latent_limit,
+                                          latent_quality)
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import default_target, get_target, score_rows
+from molshape.core.rundir import RunLock
 from molshape.screening.run import ScreenResult
 from molshape.screening.run import screen as run_screen
 
 #: short names accepted by :func:`load` -> the grammar whose shipped default model they mean
-ALIASES = {"zinc": "smiles", "smiles": "smiles", "smiles_kekule": "smiles_kekule", "expr": "expr"}
+#: (``zinc``: the default SMILES model, Kekulé grammar; ``smiles``: GVAE's grammar)
+ALIASES = {"zinc": "smiles_kekule", "smiles_kekule": "smiles_kekule", "smiles": "smiles", "expr": "expr"}
+
+
+class Table(pd.DataFrame):
+    """A pandas DataFrame that prints every column and complete strings (SMILES are never cut)."""
+
+    @property
+    def _constructor(self) -> type:
+        return Table
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_colwidth", None, "display.max_columns", None,
+                               "display.expand_frame_repr", False, "display.max_rows", 200):
+            return super().__repr__()
+
+    __str__ = __repr__
 
 
 class GrammarMismatch(MolshapeError):
@@ -111,8 +137,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 def same_grammar(trained: str, asked: str) -> bool:
-    """Whether a model of grammar ``trained`` serves ``asked`` (``smiles`` matches both SMILES grammars)."""
-    return trained == asked or (asked == "smiles" and trained == "smiles_kekule")
+    """Whether a model of grammar ``trained`` serves ``asked``: the same grammar name (``smiles`` is
+    GVAE's grammar everywhere, ``smiles_kekule`` the Kekulé grammar)."""
+    return trained == asked
 
 
 def open_model(path: str | Path, device: str | torch.device = "cpu",
@@ -163,6 +190,16 @@ class Model:
         return int(self.net.config.latent_dim)
 
     @property
+    def name(self) -> str:
+        """The shipped model's name, or the checkpoint path."""
+        return self.path.stem if self.path.parent == pretrained.pretrained_dir() else str(self.path)
+
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.net.parameters())
+        return (f"Model({self.name}, grammar {self.grammar.name}, latent {self.latent_dim}, "
+                f"{params:,} parameters, {self.net.config.objective})")
+
+    @property
     def device(self) -> torch.device:
         return gen.model_device(self.net)
 
@@ -183,18 +220,21 @@ class Model:
         return gen.encode_inputs(self.net, self.grammar, list(strings), batch_size, progress)
 
     def decode(self, z: Tensor, mode: str = "argmax", attempts: int = 1, seed: int | None = None,
-               constraints: str = "auto", batch_size: int = 2000) -> gen.Decoded:
+               constraints: str = "auto", batch_size: int = 2000, neutralise: bool = False,
+               progress: bool = False) -> gen.Decoded:
         """Strings of latents ``z [N x d]``: a list of N strings, ``None`` where invalid or
         incomplete, with ``.reasons`` (why each failed) and ``.raw`` (the decoded form).
 
-        ``mode="sample"`` with ``attempts=k`` keeps the most frequent valid of k sampled decodes.
+        ``mode="sample"`` with ``attempts=k`` keeps the most frequent valid of k sampled decodes;
+        ``neutralise=True`` neutralises charged molecules (RDKit's uncharger).
 
         Raises:
             LatentError: ``z`` is not ``N x d`` floating point, or holds NaN or infinity.
         """
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        return gen.decode_latents(self.net, self.grammar, z, mode=mode, attempts=attempts, generator=generator,
-                                  batch_size=batch_size, constraints=constraints)
+        decoded = gen.decode_latents(self.net, self.grammar, z, mode=mode, attempts=attempts, generator=generator,
+                                     batch_size=batch_size, constraints=constraints, progress=progress)
+        return neutralised(decoded) if neutralise else decoded
 
     def reconstruct(self, strings: Sequence[str], mode: str = "argmax", beam_width: int = 5, samples: int = 10,
                     seed: int = 0, constraints: str = "auto", batch_size: int = 1000) -> gen.Decoded:
@@ -243,7 +283,7 @@ class Model:
                       between: tuple[str, str] | None = None, steps: int = 10, inputs: Sequence[str] | None = None,
                       data: str | Path | None = None, mode: str = "argmax", attempts: int = 1,
                       batch_size: int = 1000, constraints: str = "auto", generator: torch.Generator | None = None,
-                      progress: bool = False) -> Iterator[SourceChunk]:
+                      neutralise: bool = False, progress: bool = False) -> Iterator[SourceChunk]:
         """Decoded latents of ``source``, chunk by chunk (what ``molshape decode`` writes).
 
         Args:
@@ -252,6 +292,7 @@ class Model:
                 decoded 50,000 at a time; ``interpolate`` decodes ``steps`` latents on the line
                 ``between`` two strings; ``input`` reconstructs ``inputs``.
             generator: seeds both the latents drawn and the sampling noise.
+            neutralise: neutralise charged molecules (RDKit's uncharger).
 
         Returns:
             an iterator of :class:`~molshape.gvae.latent_sources.SourceChunk` (``lines``: the string
@@ -269,27 +310,29 @@ class Model:
             between = tuple(as_strings(between, "between"))
             if len(between) != 2:
                 raise InputError(f"between: expected two strings, got {len(between)}")
-        return decode_source(self.net, self.grammar, self.checkpoint, self.path, source, n, component=component,
-                             ends=between, steps=steps, inputs=None if inputs is None else as_strings(inputs, "inputs"),
-                             data=data,
-                             mode=mode, attempts=attempts, batch_size=batch_size, generator=generator,
-                             constraints=constraints, progress=progress)
+        chunks = decode_source(self.net, self.grammar, self.checkpoint, self.path, source, n, component=component,
+                               ends=between, steps=steps,
+                               inputs=None if inputs is None else as_strings(inputs, "inputs"), data=data,
+                               mode=mode, attempts=attempts, batch_size=batch_size, generator=generator,
+                               constraints=constraints, progress=progress)
+        return (_neutralised_chunk(c) for c in chunks) if neutralise else chunks
 
     def latent_metrics(self, out_dir: str | Path | None = None, *, split: str = "test", limit: int = LATENT_N,
                        data: str | Path | None = None, beam_width: int = 5, gvae_samples: int = 10,
                        sigmas: Sequence[float] = SIGMAS, nll: bool = True, constraints: str = "auto", seed: int = 0,
                        batch_size: int = 1000, progress: bool = False) -> dict[str, Any]:
         """The latent metrics alone (``summary["latent"]`` of :func:`evaluate`) on the first ``limit``
-        molecules of the checkpoint's ``split``; the PNGs go to ``out_dir`` when given.
+        molecules of the checkpoint's ``split`` (without the data set, of a shipped model's shipped
+        test slice); the PNGs go to ``out_dir`` when given.
 
         Example:
             >>> molshape.load("expr").latent_metrics(limit=200)["recon"]["argmax"]
         """
-        prepared = checkpoint_data(self.checkpoint, self.grammar, data)
-        held = self.checkpoint["split"][split][:limit]
+        prepared = evaluation_data(self.checkpoint, self.grammar, data)
+        rules, lengths, _ = held_out(self.checkpoint, self.grammar, prepared, split, limit)
         options = LatentOptions(limit=limit, beam_width=beam_width, gvae_samples=gvae_samples, nll=nll,
                                 sigmas=tuple(sigmas), pictures=out_dir is not None, seed=seed)
-        return latent_quality(self.net, self.grammar, prepared.rules[held], prepared.lengths[held], options,
+        return latent_quality(self.net, self.grammar, rules, lengths, options,
                               out_dir=None if out_dir is None else Path(out_dir), batch_size=batch_size,
                               constraints=constraints, progress=progress)
 
@@ -297,18 +340,34 @@ class Model:
         """Reconstruction, prior-sample quality and latent shape of this model (``options``: see :func:`evaluate`).
 
         Example:
-            >>> molshape.load("expr").evaluate("runs/eval-expr", n=500)["samples"]["validity"]
+            >>> molshape.load("zinc").evaluate(n=200)["samples"]["moses"]["intdiv1"]
         """
         return evaluate(self, out_dir, **options)
+
+
+def neutralised(decoded: gen.Decoded) -> gen.Decoded:
+    """``decoded`` with each molecule's charges neutralised (RDKit's uncharger; see
+    :func:`molshape.scoring.chem.neutralise`); ``reasons`` and ``raw`` kept."""
+    # RDKit is heavy: loaded only when molecules are involved
+    from molshape.scoring.chem import neutralise
+
+    return gen.Decoded([None if s is None else neutralise(s) or s for s in decoded], decoded.reasons, decoded.raw)
+
+
+def _neutralised_chunk(chunk: SourceChunk) -> SourceChunk:
+    decoded = neutralised(chunk.decoded)
+    fixed = iter(s for s in decoded if s is not None)
+    lines = [line if why is not None else next(fixed) for line, why in zip(chunk.lines, chunk.reasons)]
+    return SourceChunk(lines, chunk.reasons, decoded)
 
 
 def load(name_or_path: str | Path = "zinc", device: str = "cpu") -> Model:
     """Load a shipped model or a checkpoint.
 
     Args:
-        name_or_path: ``zinc`` (the default SMILES model: ``zinc-kekule-gmm-cpu`` when
-            shipped, else ``zinc-gmm-cpu``), ``expr``, a shipped name (``zinc-gmm-cpu``,
-            ``expr-gmm-cpu``, ...) or a ``best.pt`` / ``last.pt`` path.
+        name_or_path: ``zinc`` (the default SMILES model, ``zinc-kekule-gmm-cpu``), ``expr``, a
+            grammar name (``smiles_kekule``, ``smiles``: GVAE's grammar, ``zinc-gmm-cpu``), a shipped
+            name (``zinc-gmm-cpu``, ``expr-gmm-cpu``, ...) or a ``best.pt`` / ``last.pt`` path.
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
 
     Example:
@@ -321,41 +380,52 @@ def load(name_or_path: str | Path = "zinc", device: str = "cpu") -> Model:
     return Model(net, grammar, ckpt, path)
 
 
-def score(strings: Sequence[str], target: str = "logp", workers: int | None = None) -> pd.DataFrame:
+def score(strings: Sequence[str], target: str = "logp", workers: int | None = None, neutralise: bool = False,
+          progress: bool = False) -> Table:
     """Scores of molecules (``logp``: GVAE penalized logP with its logp / sa / cycle terms;
     ``qed``) or expressions (``expr``: GVAE expression score, lower is better).
 
+    Args:
+        neutralise: neutralise charged molecules first (RDKit's uncharger); ``input`` keeps
+            the string given, ``smiles`` the neutralised one that was scored.
+
     Returns:
-        One row per input (one string is one input): ``input, valid, score, [logp, sa, cycle,] reason``.
+        One row per input (one string is one input): ``input, [smiles,] valid, score, [logp, sa,
+        cycle,] reason``, as a :class:`Table` (prints complete SMILES).
 
     Raises:
         InputError: ``strings`` is not a string or a list of strings. ValueError: an unknown target.
     """
     get_target(target)
-    return pd.DataFrame(score_rows(target, as_strings(strings), workers, progress=False))
+    return Table(score_rows(target, as_strings(strings), workers, progress=progress, neutralise=neutralise))
 
 
 def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "test", n: int = 10_000,
              limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True, batch_size: int = 1000,
              mode: str = "argmax", constraints: str = "auto", seed: int = 0, progress: bool = False,
-             latent: bool = True, beam_width: int = 5, gvae_samples: int = 10,
+             latent: bool = True, beam_width: int = 5, gvae_samples: int | None = None,
              sigmas: Sequence[float] = SIGMAS) -> dict[str, Any]:
     """What ``molshape evaluate`` measures: reconstruction of the held-out ``split`` (its first
     ``limit`` rows), the latent metrics (``summary["latent"]``, see
     :mod:`molshape.gvae.latent_quality`), validity / uniqueness / novelty of ``n`` decoded prior
     samples, the latents' KS statistics against the prior and, for molecules, failure
-    categories, realism and FCD.
+    categories, realism, FCD and the MOSES metrics (IntDiv1/2, SNN, Frag, Scaf).
+
+    Without the data set, a shipped model is evaluated on the statistics shipped with molshape
+    and a shipped slice of its test split (``summary["reconstruction"]["held_out"]`` says so).
 
     Args:
         out_dir: where ``samples.txt``, ``latents.png``, ``summary.json`` (and for molecules
-            ``properties.png``, ``samples.png``) go (default ``runs/evaluate-<checkpoint>-<time>``).
-        data: the checkpoint's training data file (default: the standard data set), also the
-            ZINC file for the molecule reference.
+            ``properties.png``, ``samples.png``) go; default: nothing is written.
+        data: the checkpoint's training data file (default: the standard data set, when found),
+            also the ZINC file for the molecule reference.
         with_fcd: compute the Frechet ChemNet Distance (molecules).
         seed: seeds python, numpy and torch, and the samples.
-        latent: compute the latent metrics, on the first ``limit`` held-out rows (default 2,000):
+        latent: compute the latent metrics, on the first ``limit`` held-out rows (default: as many
+            as prior samples ``n``, at most 2,000, so that a small ``n`` stays quick):
             exact reconstruction by argmax, by a beam of ``beam_width`` (0 skips it) and by the
-            GVAE protocol with ``gvae_samples`` sampled decodes (0 skips it), round-trip
+            GVAE protocol with ``gvae_samples`` sampled decodes (0 skips it; default 10, or 0
+            when ``n`` is under 2,000), round-trip
             similarity, teacher-forced NLL with own / shuffled / zero latents, and the
             neighbourhood curve at latent noise ``sigmas``.
 
@@ -366,44 +436,73 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
         ValueError: the data found is not the data the checkpoint was trained on.
 
     Example:
-        >>> s = molshape.load("expr").evaluate("runs/eval-expr", n=500, data="equation2_15_dataset.txt.gz")
-        >>> s["samples"]["validity"], s["reconstruction"]["recon_sequence"], s["latents"]["ks_mean"]
+        >>> s = molshape.load("zinc").evaluate(n=200)
+        >>> s["samples"]["validity"], s["reconstruction"]["recon_sequence"], s["samples"]["moses"]["snn"]
     """
-    out = (Path(out_dir) if out_dir is not None
-           else Path("runs") / f"evaluate-{model.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     generator = seed_everything(seed)
-    prepared = checkpoint_data(model.checkpoint, model.grammar, data)
-    return evaluate_model(model.net, model.grammar, model.checkpoint, prepared, out, checkpoint_path=model.path,
-                          device=str(model.device), split=split, n=n, limit=limit, data=data, with_fcd=with_fcd,
-                          batch_size=batch_size, mode=mode, constraints=constraints, seed=seed, generator=generator,
-                          progress=progress, latent=LatentOptions(beam_width=beam_width, gvae_samples=gvae_samples,
-                                                                  sigmas=tuple(sigmas), seed=seed) if latent else None)
+    prepared = evaluation_data(model.checkpoint, model.grammar, data)
+    options = (LatentOptions(limit=latent_limit(n, limit), beam_width=beam_width,
+                             gvae_samples=gvae_samples_for(n, gvae_samples), sigmas=tuple(sigmas), seed=seed)
+               if latent else None)
+
+    def run(out: Path) -> dict[str, Any]:
+        return evaluate_model(model.net, model.grammar, model.checkpoint, prepared, out, checkpoint_path=model.path,
+                              device=str(model.device), split=split, n=n, limit=limit, data=data, with_fcd=with_fcd,
+                              batch_size=batch_size, mode=mode, constraints=constraints, seed=seed,
+                              generator=generator, progress=progress, latent=options)
+
+    if out_dir is not None:
+        return run(Path(out_dir))
+    with tempfile.TemporaryDirectory(prefix="molshape-evaluate-") as tmp:
+        summary = run(Path(tmp))
+    summary.pop("files", None)
+    return summary
 
 
 @dataclass
 class OptimizeResult:
-    """What :func:`optimize` returns: the summary and the run folder with its files."""
+    """What :func:`optimize` returns: the summary, every proposal, and the run folder (None
+    when nothing was written)."""
 
     summary: dict[str, Any]
-    out_dir: Path
+    proposals: pd.DataFrame
+    out_dir: Path | None = None
     higher_is_better: bool = field(default=True)
 
-    def to_frame(self) -> pd.DataFrame:
-        """Every proposal (``proposals.csv``): seed, iteration, index, valid, string, score, ..."""
-        return pd.read_csv(self.out_dir / "proposals.csv")
+    def __repr__(self) -> str:
+        s = self.summary
+        where = f", in {self.out_dir}" if self.out_dir is not None else ""
+        return (f"OptimizeResult(target {s.get('target')}, {len(self.proposals)} proposals, best "
+                f"{s['top'][0]['score']:.3f} {s['top'][0]['string']}{where})" if s.get("top")
+                else f"OptimizeResult(target {s.get('target')}, {len(self.proposals)} proposals, none valid{where})")
 
-    def top(self, k: int = 10) -> pd.DataFrame:
-        """The ``k`` best distinct valid proposals."""
-        df = self.to_frame()
+    def to_frame(self) -> Table:
+        """Every proposal (``proposals.csv``): seed, iteration, index, valid, string, score, ..."""
+        return Table(self.proposals)
+
+    def top(self, k: int = 10) -> Table:
+        """The ``k`` best distinct valid proposals: rank, string (complete SMILES), score, QED
+        for molecules, seed and iteration."""
+        df = self.proposals
         df = df[df["valid"].astype(bool)].sort_values("score", ascending=not self.higher_is_better, kind="stable")
-        return df.drop_duplicates("string").head(k).reset_index(drop=True)
+        df = df.drop_duplicates("string").head(k).reset_index(drop=True)
+        cols = ["string", "score"] + [c for c in ("qed",) if c in df.columns] + ["seed", "iteration"]
+        if "qed" not in df.columns and self.summary.get("target") in ("logp", "qed") and len(df):
+            # RDKit is heavy: loaded only when molecules are involved
+            from molshape.scoring.chem import qed
+
+            df = df.assign(qed=[round(qed(s), 3) for s in df["string"]])
+            cols.insert(2, "qed")
+        out = Table(df[cols])
+        out.insert(0, "rank", range(1, len(out) + 1))
+        return out
 
 
 def optimize(model: Model, target: str | None = None, out_dir: str | Path | None = None, *,
              config: OptimizeConfig | None = None, init: str = "auto", n_init: int | None = None,
              data: str | Path | None = None, attempts: int = 1, constraints: str = "auto",
              device: str | torch.device = "cpu", workers: int = 1, worker_threads: int = 1,
-             progress: bool = False, **options: Any) -> OptimizeResult:
+             progress: bool = False, manage_folder: bool = True, **options: Any) -> OptimizeResult:
     """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
     ``expr`` for expressions) with a loaded model.
 
@@ -411,12 +510,18 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
         config: the protocol (:class:`~molshape.bo.loop.OptimizeConfig`); or give its fields
             as keyword ``options`` (``seeds=1, iterations=3, batch=20``, ``surrogate=
             SurrogateConfig(...)`` or a dict).
-        out_dir: run folder (default ``runs/optimize-<target>-<time>``); a folder holding
-            the same run resumes it.
+        out_dir: run folder, written as ``molshape optimize --out`` writes it (``config.json``,
+            ``proposals.csv``, ``summary.json``, pictures, resume state); a folder holding the same
+            run resumes it. Default: nothing is written (a temporary folder, removed after).
         init / n_init / data / attempts / constraints: see :func:`molshape.bo.problem.build_problem`.
+        manage_folder: lock ``out_dir`` for the run and record ``config.json``; False when the
+            caller does both (``molshape optimize``).
 
     Returns:
         :class:`OptimizeResult` (``.summary``, ``.top(k)``, ``.to_frame()``).
+
+    Raises:
+        RunLocked: another run is writing to ``out_dir``.
     """
     target = target or default_target(model.grammar)
     if target is None:
@@ -427,12 +532,33 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
         config = OptimizeConfig(**options)
     elif options:
         config = dataclasses.replace(config, **options)
-    out = Path(out_dir) if out_dir is not None else Path("runs") / f"optimize-{target}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
-                           checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
-                           device=device, progress=progress, workers=workers, worker_threads=worker_threads,
-                           constraints=constraints)
-    return OptimizeResult(summary, out, get_target(target).higher_is_better)
+    higher = get_target(target).higher_is_better
+
+    def run(out: Path) -> dict[str, Any]:
+        return run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
+                            checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
+                            device=device, progress=progress, workers=workers, worker_threads=worker_threads,
+                            constraints=constraints)
+
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="molshape-optimize-") as tmp:
+            summary = run(Path(tmp))
+            proposals = pd.read_csv(Path(tmp) / "proposals.csv")
+        for key in [k for k, v in summary.items() if isinstance(v, str) and v.startswith(tmp)]:
+            summary.pop(key)  # files of the temporary folder, gone now
+        return OptimizeResult(summary, proposals, None, higher)
+    out = Path(out_dir)
+    config_record = {"checkpoint": str(model.path), "target": target, "init": init, "n_init": n_init,
+                     "data": None if data is None else str(data), "attempts": attempts, "constraints": constraints,
+                     "device": str(device), "workers": workers, "optimize": config.to_dict()}
+    if not manage_folder:
+        summary = run(out)
+    else:
+        with RunLock(out):
+            if not (out / "config.json").is_file():
+                write_json(out / "config.json", {"api": "molshape.optimize", **config_record}, default=str)
+            summary = run(out)
+    return OptimizeResult(summary, pd.read_csv(out / "proposals.csv"), out, higher)
 
 
 def screen(model: Model | str | Path = "zinc", out: str | Path = "runs/screen", n: int = 10_000,

@@ -10,7 +10,7 @@
 # K = 10, lr 2e-3; CelebA 64x64, latent 64, K = 20, lr 2e-3. The public code decays the
 # SVHN / CelebA lr in steps; molshape's shared trainer reduces it on plateau instead
 # (factor 0.2, patience 3).
-# Prior and reconstruction weight (issue 16): MNIST / Fashion-MNIST use the one-hot
+# Prior and reconstruction weight: MNIST / Fashion-MNIST use the one-hot
 # clustering prior, centres at 5 e_k with std 1 (--layout onehot --center-scale 5; the
 # authors' later Robust_GMM_DAE code uses 10 e_k, CENTER_SCALE=10 reproduces it), and
 # lambda_REC = 500 on the pixel MSE (Robust_GMM_DAE's MNIST config); SVHN / CelebA
@@ -33,7 +33,7 @@ MOLSHAPE=${MOLSHAPE:-molshape}
 LR=${LR:-}                      # empty: the paper's lr per data set
 WIDTH=${WIDTH:-1}
 
-prior_args() {  # the prior / loss settings of one data set (issue 16)
+prior_args() {  # the prior / loss settings of one data set
   local dataset=$1 layout scale rec
   case $dataset in
     mnist|fashion-mnist) layout=onehot; scale=5; rec=500 ;;

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,30 @@ SMALL_DATA = ROOT / "tests" / "data"
 ZINC_SMALL = SMALL_DATA / "zinc_2k.smi"            # the first 2,000 lines of zinc250k.smi
 EXPR_SMALL = SMALL_DATA / "expr_3k.txt.gz"         # the first 3,000 lines of equation2_15_dataset.txt.gz
 MNIST_SMALL = SMALL_DATA / "mnist"                 # the first 500 MNIST test images and labels (idx, gzip)
+
+
+#: every test run gets its own cache and runs folders, set before any fixture (session-scoped
+#: ones included) can reach the user's cache or ./runs
+_SANDBOX: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SANDBOX
+    _SANDBOX = Path(tempfile.mkdtemp(prefix="molshape-tests-"))
+    os.environ["MOLSHAPE_CACHE_DIR"] = str(_SANDBOX / "cache")
+    os.environ["MOLSHAPE_RUNS_DIR"] = str(_SANDBOX / "runs")
+    try:  # property tests keep no example database in the working folder
+        from hypothesis import settings
+
+        settings.register_profile("molshape", database=None)
+        settings.load_profile("molshape")
+    except ImportError:
+        pass
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SANDBOX is not None:
+        shutil.rmtree(_SANDBOX, ignore_errors=True)
 
 
 def has_full_data() -> bool:
@@ -111,5 +137,6 @@ def expr_sample() -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets a private cache folder, never the user's."""
+    """Every test gets a private cache and runs folder, never the user's."""
     monkeypatch.setenv("MOLSHAPE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("MOLSHAPE_RUNS_DIR", str(tmp_path_factory.getbasetemp() / "runs"))

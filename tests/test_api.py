@@ -1,9 +1,6 @@
-"""The Python API (molshape.load / encode / decode / sample / score / optimize) and the README example."""
+"""The Python API (molshape.load / encode / decode / sample / score / optimize)."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,26 +8,6 @@ import torch
 
 import molshape
 from molshape.grammar.cfg import GrammarError
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def readme_example() -> str:
-    section = README.read_text().split("## Python API", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
-def test_the_readme_example_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # its run folder goes under runs/ here
-    scope: dict = {}
-    exec(compile(readme_example(), "README.md", "exec"), scope)
-    assert scope["z"].shape == (2, scope["m"].latent_dim)
-    assert len(scope["decoded"]) == 2 and len(scope["decoded"].reasons) == 2
-    assert len(scope["samples"]) == 20
-    assert list(scope["table"]["valid"]) == [True, True]
-    top = scope["result"].top(3)
-    assert 1 <= len(top) <= 3 and top["score"].is_monotonic_decreasing
-    assert len(scope["result"].to_frame()) == 5  # one seed x one iteration x 5 proposals
 
 
 def test_load_names_and_paths():

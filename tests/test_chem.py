@@ -136,7 +136,8 @@ def test_score_cli_csv_json_and_bad_rows(tmp_path):
     assert [r["input"] for r in rows] == ["CCCCCCCCCCCC", "C1CC", "", "CCCCCc1cccc(c1)"]
     assert round(float(rows[0]["score"]), 2) == 4.15 and rows[1]["score"] == "" and "syntax" in rows[1]["reason"]
     assert set(rows[0]) >= {"logp", "sa", "cycle", "valid", "reason"}
-    assert (tmp_path / "scores.csv.config.json").is_file()
+    assert [r["name"] for r in rows] == ["id1", "", "", ""]  # names kept, as parse keeps them
+    assert not (tmp_path / "scores.csv.config.json").exists() and summary["config"]["target"] == "logp"
     res = CliRunner().invoke(main, ["score", "--target", "qed", "CCO"], catch_exceptions=False)
     assert res.exit_code == 0 and "CCO,True,0.40" in res.stdout
     res = CliRunner().invoke(main, ["score"])

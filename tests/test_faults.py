@@ -1,4 +1,4 @@
-"""Issue 15, "Nothing lost, no tracebacks": every case as a test.
+"""Nothing lost, no tracebacks: every failure case as a test.
 
 Each failing case asserts the exit status, exactly one ``Error:`` line (no traceback) and
 that no file that existed before the command changed. Read-only folders and full disks
@@ -511,6 +511,7 @@ def test_empty_training_data(tmp_path: Path) -> None:
 @pytest.mark.full_data
 def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOLSHAPE_RUNS_DIR")  # the default: ./runs
     res = cli("evaluate", "--grammar", "expr", "--data", expr_path, "--out", "DIR", "--n", "20", "--limit", "10",
               "--threads", "1", "--json")
     assert res.exit_code == 0, res.output
@@ -521,6 +522,7 @@ def test_evaluate_out_with_a_shipped_model(expr_path: Path, tmp_path: Path, monk
 def test_evaluate_a_shipped_model_without_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # no GVAE file anywhere: the generated expressions are not what the model was trained on
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOLSHAPE_RUNS_DIR")  # the default: ./runs
     monkeypatch.setenv("MOLSHAPE_DATA_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("MOLSHAPE_CACHE_DIR", str(tmp_path / "cache"))
     res = cli("evaluate", "--grammar", "expr", "--n", "5", "--threads", "1")
@@ -533,6 +535,7 @@ def test_evaluate_a_shipped_model_without_its_data(tmp_path: Path, monkeypatch: 
 def test_evaluate_checkpoint_in_a_read_only_folder(read_only_dir: Path, expr_path: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOLSHAPE_RUNS_DIR")  # the default: ./runs
     before = snapshot(read_only_dir)
     res = cli("evaluate", "--checkpoint", read_only_dir / "model.pt", "--data", expr_path, "--n", "10", "--limit", "10",
               "--threads", "1")

@@ -78,10 +78,10 @@ def test_1_non_regular_output_is_refused(command: str, kind: str, tmp_path: Path
 def test_1_non_regular_side_file_is_refused(kind: str, tmp_path: Path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("x+1\n")
-    config = _node(kind, tmp_path / "out.jsonl.config.json")
-    res = cli("parse", "--grammar", "expr", src, "-o", tmp_path / "out.jsonl")
-    assert res.exit_code == 2 and "out.jsonl.config.json" in error_line(res)
-    assert _kind(config) in (stat.S_IFIFO, stat.S_IFSOCK) and not (tmp_path / "out.jsonl").exists()
+    partial = _node(kind, tmp_path / "out.txt.partial")  # decode streams -o through <-o>.partial
+    res = cli("decode", "--grammar", "expr", "--input", src, "-o", tmp_path / "out.txt", "--threads", "1")
+    assert res.exit_code == 2 and "out.txt.partial" in error_line(res)
+    assert _kind(partial) in (stat.S_IFIFO, stat.S_IFSOCK) and not (tmp_path / "out.txt").exists()
 
 
 def test_1_library_writes_refuse_devices_and_links_to_them(tmp_path: Path) -> None:
@@ -146,32 +146,30 @@ def test_2_evaluate_folder_rules(tmp_path: Path) -> None:
 
 
 # -- 3. side files follow the output rules --------------------------------------------------
-def test_3_the_config_beside_an_output_never_replaces_its_input(tmp_path: Path) -> None:
-    src = tmp_path / "out.config.json"  # the config `parse -o out` would write
+def test_3_nothing_is_written_beside_an_output(tmp_path: Path) -> None:
+    src = tmp_path / "out.config.json"  # the name a config beside `parse -o out` would have had
     src.write_text("x+1\nsin(x)\n")
     before = snapshot(tmp_path)
-    res = cli("parse", "--grammar", "expr", src, "-o", tmp_path / "out")
-    assert res.exit_code == 2 and "is also an input" in error_line(res)
-    assert_unchanged(before)
-    assert not (tmp_path / "out").exists()
+    res = cli("parse", "--grammar", "expr", src, "-o", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    assert_unchanged(before)  # the input is kept as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.config.json"]
+    assert json.loads(res.stdout)["config"]["grammar"] == "expr"
 
 
 @pytest.mark.parametrize("command", ["parse", "score", "decode"])
-def test_3_a_users_file_with_the_config_name_is_kept(command: str, tmp_path: Path) -> None:
+def test_3_a_users_file_with_a_config_name_is_kept(command: str, tmp_path: Path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("x+1\n")
     out = tmp_path / "res.jsonl"
     mine = tmp_path / "res.jsonl.config.json"
     mine.write_text("my notes, not a molshape config\n")
     args = _writing(command, src, out, decode_input=True)
-    before = snapshot(tmp_path)
-    res = cli(*args)
-    assert res.exit_code == 2 and "not a config molshape wrote" in error_line(res)
-    assert_unchanged(before)
-    assert not out.exists()
-    mine.unlink()  # a config molshape wrote for that output is replaced by the next run
-    assert cli(*args).exit_code == 0 and cli(*args).exit_code == 0
-    assert json.loads(mine.read_text())["command"] == command
+    res = cli(*args, "--json")
+    assert res.exit_code == 0, res.output
+    assert mine.read_text() == "my notes, not a molshape config\n" and out.is_file()
+    assert json.loads(res.stdout)["config"]["argv"]  # the settings go in the summary instead
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "res.jsonl", "res.jsonl.config.json"]
 
 
 def test_3_the_partial_file_is_never_an_input(tmp_path: Path) -> None:
@@ -485,7 +483,7 @@ def test_output_in_a_missing_folder_is_created_by_every_command(command: str, tm
     args = _writing(command, src, out)
     res = cli(*args)
     assert res.exit_code == 0, res.output
-    assert out.is_file() and (out.parent / "out.txt.config.json").is_file()
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["out.txt"]
 
 
 # -- caches -----------------------------------------------------------------------------------

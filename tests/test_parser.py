@@ -170,7 +170,7 @@ def test_cli_parse(tmp_path: Path, smiles) -> None:
     assert records[3]["id"] == "benzene 2" and smiles.expand(records[3]["rules"]) == "c1ccccc1"
     summary = json.loads(res.stdout)
     assert (summary["lines"], summary["parsed"], summary["failed"]) == (4, 2, 2)
-    assert (tmp_path / "out.jsonl.config.json").is_file()
+    assert not (tmp_path / "out.jsonl.config.json").exists() and summary["config"]["grammar"] == "smiles"
 
 
 def test_cli_expr_stdin_and_exit_codes(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class Problem:
         source: where the initial data came from (e.g. ``data:zinc250k``, ``prior``).
         key: identifies the problem in state files (checkpoint + data hashes).
         kind: ``smiles`` or ``expr`` (``smiles`` adds a molecule grid to the report).
+        target: the score's name (``logp``, ``qed``, ``expr``), named in the report's pictures.
     """
 
     z: Tensor
@@ -72,6 +73,7 @@ class Problem:
     source: str = "custom"
     key: str = ""
     kind: str = ""
+    target: str = ""
 
     def objective(self, scores: np.ndarray) -> np.ndarray:
         """Scores -> values to maximise (``nan`` stays ``nan``)."""

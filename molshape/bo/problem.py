@@ -74,7 +74,7 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
         try:
             z, scores, source, key = _data_init(model, grammar, target, checkpoint, ckpt_sha, data, n_init, seed,
                                                 progress)
-            return Problem(z, scores, evaluate, higher, source, key, grammar.name)
+            return Problem(z, scores, evaluate, higher, source, key, grammar.name, target)
         except FileNotFoundError as e:
             if init == "data":
                 raise
@@ -86,7 +86,7 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     valid = sum(r["string"] is not None for r in records)
     log.info("prior initial design: %d of %d decodes valid", valid, n)
     return Problem(z.double(), scores, evaluate, higher, f"prior ({valid}/{n} valid)",
-                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}"), grammar.name)
+                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}"), grammar.name, target)
 
 
 def _prior_latents(model, n: int, seed: int) -> Tensor:

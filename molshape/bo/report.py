@@ -127,7 +127,7 @@ def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
         from molshape.scoring.chem import draw_grid  # RDKit is heavy: loaded only when molecules are involved
 
         with atomic_path(out_dir / "top_molecules.png") as tmp:
-            draw_grid([t["string"] for t in top], [f"{t['score']:.2f} (seed {t['seed']})" for t in top], tmp)
+            draw_grid([t["string"] for t in top], top_legends(top, problem.target), tmp)
         summary["top_molecules_png"] = str(out_dir / "top_molecules.png")
         write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
     return summary
@@ -160,20 +160,51 @@ def best_so_far(state: dict, higher_is_better: bool) -> np.ndarray:
     return np.array(out)
 
 
+#: how the pictures name each target
+TARGET_NAMES = {"logp": "penalized logP", "qed": "QED", "expr": "expression score"}
+
+
+def target_name(target: str) -> str:
+    return TARGET_NAMES.get(target, target or "score")
+
+
+def top_legends(top: list[dict], target: str) -> list[str]:
+    """Grid legends of the best molecules: rank, target and score, QED."""
+    # RDKit is heavy: loaded only when molecules are involved
+    from molshape.scoring.chem import qed
+
+    return [f"#{i + 1}  {target_name(target)} {t['score']:.2f}  QED {qed(t['string']):.2f}" for i, t in enumerate(top)]
+
+
 def plot_best(states: list[dict], problem, path: Path) -> None:
-    """Best score vs number of evaluations, one line per seed."""
+    """Best score vs number of evaluations, one line per seed, over the best of the initial data.
+
+    The y-axis spans the initial data's upper range (from its 75th percentile, lower-is-better
+    mirrored) to the best found, so a small gain is not drawn as a leap.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for s in states:
-        curve = best_so_far(s, problem.higher_is_better)
-        ax.plot(np.arange(len(curve)), curve, label=f"seed {s['seed']}", lw=1)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    curves = [best_so_far(s, problem.higher_is_better) for s in states]
+    for s, curve in zip(states, curves):
+        ax.plot(np.arange(len(curve)), curve, label=f"seed {s['seed']}", lw=1.5, drawstyle="steps-post")
+    starts = sorted({float(c[0]) for c in curves})
+    for i, y in enumerate(starts):
+        ax.axhline(y, color="0.35", ls="--", lw=1, label=f"best of the initial data ({y:.2f})" if i == 0 else None)
+    initial = problem.scores[np.isfinite(problem.scores)] if len(problem.scores) else np.zeros(0)
+    ends = [float(c[-1]) for c in curves] + starts
+    if len(initial) and ends:
+        q = np.percentile(initial, 75 if problem.higher_is_better else 25)
+        lo, hi = (min(q, *ends), max(ends)) if problem.higher_is_better else (min(ends), max(q, *ends))
+        pad = 0.08 * (hi - lo or 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
+    name = target_name(problem.target)
     ax.set_xlabel("evaluations (invalid decodes included)")
-    ax.set_ylabel("best score" + ("" if problem.higher_is_better else " (lower is better)"))
-    ax.set_title(f"latent BO ({problem.source})")
+    ax.set_ylabel(f"best {name}" + ("" if problem.higher_is_better else " (lower is better)"))
+    ax.set_title(f"latent BO of {name}: best so far\ninitial data: {problem.source}", fontsize=10)
     if len(states) <= 10:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right" if problem.higher_is_better else "upper right")
     save_figure(fig, path, close=True, dpi=120)

@@ -1,6 +1,6 @@
 """Options and output conventions shared by every subcommand.
 
-Conventions (see README, "Failure behaviour"): with ``--json`` a command prints exactly one
+Conventions (see docs/failure-behaviour.md): with ``--json`` a command prints exactly one
 JSON document on stdout; every file is written atomically (:mod:`molshape.core.atomic`); an
 output equal to an input is refused; inputs are UTF-8 text.
 """
@@ -85,10 +85,11 @@ seed_option = click.option("--seed", default=0, show_default=True, type=int, hel
 
 def checkpoint_option(f):
     """``--checkpoint`` plus ``--grammar``, which picks a shipped model when none is given."""
-    f = click.option("--grammar", type=click.Choice(GRAMMARS), default="smiles", show_default=True,
-                     help="Grammar of the shipped model used when --checkpoint is not given (smiles: the "
-                          "Kekulé-SMILES model with semantic decoding); with --checkpoint, the checkpoint's "
-                          "grammar must match it when given (smiles matches both SMILES grammars).")(f)
+    f = click.option("--grammar", type=click.Choice(GRAMMARS), default="smiles_kekule", show_default=True,
+                     help="Grammar of the shipped model used when --checkpoint is not given: smiles_kekule "
+                          "(Kekulé SMILES with semantic decoding: zinc-kekule-gmm-cpu), smiles (GVAE's SMILES "
+                          "grammar: zinc-gmm-cpu) or expr; with --checkpoint, the checkpoint's grammar must be "
+                          "this one when given.")(f)
     return click.option("--checkpoint", "checkpoint", type=click.Path(path_type=Path), default=None,
                         help="Trained model (best.pt / last.pt) or the name of a shipped model "
                              "(zinc-kekule-gmm-cpu, zinc-gmm-cpu, expr-gmm-cpu). Default: the shipped model "
@@ -268,14 +269,14 @@ def zlib_error() -> type[Exception]:
 
 
 def guard_output(output: Path | None, inputs: list[Path | str | None], option: str = "-o",
-                 side: tuple[str, ...] = (".config.json",)) -> None:
+                 side: tuple[str, ...] = ()) -> None:
     """Before any work: refuse (exit 2) an output that is one of the inputs or not a regular
     file (a device, FIFO, socket or folder), and fail early (exit 1, naming the file) when it
     cannot be written.
 
-    The files written beside it (``<output><suffix>`` for each of ``side``: its config, and
-    ``.partial`` for streamed outputs) obey the same rules, and a config there is replaced only
-    when molshape wrote it (a JSON object with ``argv``), never a file of the user's.
+    The files written beside it (``<output><suffix>`` for each of ``side``, e.g. ``.partial``
+    for streamed outputs) obey the same rules. Settings are not written beside an output; they
+    go in the command's ``--json`` summary.
     """
     if output is None:
         return
@@ -296,19 +297,7 @@ def guard_output(output: Path | None, inputs: list[Path | str | None], option: s
                 what = "" if path == output else f" (written beside {output})"
                 raise click.BadParameter(f"{path}{what} is also an input; write the output to another file",
                                          param_hint=option)
-        if path.name.endswith(".config.json") and path.is_file() and not _molshape_config(path):
-            raise click.BadParameter(f"{path} exists and is not a config molshape wrote; it would be replaced by "
-                                     f"the config of {output}: move it or choose another {option}", param_hint=option)
     check_writable(output)
-
-
-def _molshape_config(path: Path) -> bool:
-    """Whether ``path`` is a run config molshape wrote (a JSON object holding ``argv``)."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(obj, dict) and "argv" in obj
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -178,7 +178,8 @@ def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
 
 
 @command.command("prepare")
-@click.option("--grammar", default="smiles", show_default=True, help="smiles, expr, or a .cfg file.")
+@click.option("--grammar", default="smiles_kekule", show_default=True,
+              help="smiles_kekule (the default SMILES grammar), smiles (GVAE's grammar), expr, or a .cfg file.")
 @_data_option
 @seed_option
 @click.option("--limit", type=int, help="Smoke run: first N training records of the split (not cached).")

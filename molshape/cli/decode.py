@@ -14,8 +14,7 @@ import torch
 from molshape.core.atomic import PartialFile
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint_option, constraints_option,
-                                      emit_summary, guard_output, inference_options, load_run_model, read_lines,
-                                      write_run_config)
+                                      emit_summary, guard_output, inference_options, load_run_model, read_lines)
 
 from molshape.cli.streaming import announce, timed
 from molshape.core.runtime import PROBE_SEED_OFFSET
@@ -88,14 +87,20 @@ class _Sink:
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Sequences decoded per model call.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Results file (default: stdout). Its config is written beside it.")
+              help="Results file (default: stdout); the command's settings go in the --json summary.")
+@click.option("--neutralise", is_flag=True,
+              help="Neutralise charged molecules where a neutral form exists (RDKit's uncharger: [NH+] -> N, "
+                   "[O-] -> O). The shipped models write ZINC's protonation states otherwise.")
 @constraints_option
 @inference_options
-def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, component: int | None,
-            ends: tuple[str, str] | None, steps: int, input_path: Path | None, mode: str | None, attempts: int,
-            data: Path | None, batch_size: int, output: Path | None, constraints: str, seed: int, device: str,
-            threads: int | None, as_json: bool) -> None:
-    """Sample latents and decode them to SMILES or expressions with the masked grammar decoder."""
+@click.pass_context
+def command(ctx: click.Context, checkpoint: Path | None, grammar: str, n: int, source: str | None,
+            component: int | None, ends: tuple[str, str] | None, steps: int, input_path: Path | None,
+            mode: str | None, attempts: int, data: Path | None, batch_size: int, output: Path | None,
+            neutralise: bool, constraints: str, seed: int, device: str, threads: int | None, as_json: bool) -> None:
+    """Sample latents and decode them to SMILES or expressions with the masked grammar decoder.
+
+    Molecules come back as canonical SMILES without stereochemistry (the Kekulé grammar has none)."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.api import Model
     from molshape.core.runtime import seed_everything
@@ -109,7 +114,8 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     if as_json and output is None and source in DRAWN and n > tally.CHUNK:
         raise click.UsageError("--json without -o holds every result in memory; pass -o FILE for --n above "
                                f"{tally.CHUNK:,}")
-    guard_output(output, [input_path, data, checkpoint], side=(".config.json", ".partial"))
+    _say_ignored(ctx, source)
+    guard_output(output, [input_path, data, checkpoint], side=(".partial",))
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     check_constraints(g, constraints)
     generator = seed_everything(seed)
@@ -126,26 +132,39 @@ def command(checkpoint: Path | None, grammar: str, n: int, source: str | None, c
     sink = _Sink(output, keep=as_json)
     counts = _stream(m.decode_source(source, n, component=component, between=ends, steps=steps, inputs=inputs,
                                      data=data, mode=mode, attempts=attempts, batch_size=batch_size,
-                                     constraints=constraints, generator=generator, progress=True), sink, results)
+                                     constraints=constraints, generator=generator, neutralise=neutralise,
+                                     progress=True), sink, results)
     wall = time.perf_counter() - start
-    if output is not None:
-        write_run_config(output.parent, {"checkpoint": checkpoint, "source": source, "n": n, "component": component,
-                                         "between": ends, "steps": steps, "input": input_path, "mode": mode,
-                                         "attempts": attempts, "constraints": constraints, "seed": seed,
-                                         "device": str(dev)},
-                         name=f"{output.name}.config.json")
     n_out = results.n + counts["unparseable"]
     summary = {
         "checkpoint": str(checkpoint), "grammar": g.name, "source": source, "mode": mode, "attempts": attempts,
         "constraints": constraints, "n": n_out, "valid": results.n_valid, "unique": results.metrics()["n_unique"],
         **counts, "wall_s": round(wall, 3), "s_per_1000": round(1000 * wall / max(n_out, 1), 3),
         "device": str(dev), "output": str(output) if output else None,
+        "config": {"argv": sys.argv, "checkpoint": str(checkpoint), "source": source, "n": n, "component": component,
+                   "between": ends, "steps": steps, "input": str(input_path) if input_path else None, "mode": mode,
+                   "attempts": attempts, "constraints": constraints, "neutralise": neutralise, "seed": seed},
     }
     if sink.kept is not None:
         summary["results"] = sink.kept
     emit_summary(summary, as_json, _human)
     if counts["unparseable"]:
         sys.exit(EXIT_ROWS_FAILED)
+
+
+#: options that only some sources read: option name -> (parameter, the sources that use it)
+_SOURCE_OPTIONS = {"--n": ("n", DRAWN), "--component": ("component", ("component",)),
+                   "--steps": ("steps", ("interpolate",)), "--data": ("data", ("expost",))}
+
+
+def _say_ignored(ctx: click.Context, source: str) -> None:
+    """One note on stderr for each option given that ``source`` does not read."""
+    for flag, (param, users) in _SOURCE_OPTIONS.items():
+        given = ctx.get_parameter_source(param) not in (None, click.core.ParameterSource.DEFAULT)
+        if given and source not in users:
+            what = {"input": "one result per input line", "interpolate": "--steps results"}.get(source, "")
+            click.echo(f"note: {flag} is ignored with --source {source}" + (f" ({what})" if what and flag == "--n"
+                                                                              else ""), err=True)
 
 
 def _stream(chunks: Iterable[SourceChunk], sink: _Sink, results: tally.Tally) -> dict[str, int]:

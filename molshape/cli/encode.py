@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from molshape.cli.common import (EXIT_ROWS_FAILED, checkpoint_option, clip, device_option, emit_summary, guard_output,
-                                 json_option, load_run_model, read_text, threads_option, write_run_config)
+                                 json_option, load_run_model, read_text, threads_option)
 
 #: header words of a plain-text input's first line (skipped); CSV columns read as the input and its name
 INPUT_COLUMNS = ("smiles", "expression", "string", "input")
@@ -65,8 +65,8 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, str, str | None]]:
 
 
 @click.command("encode", epilog="Output by suffix: .npy (the N x d float32 latents alone, in input order), .csv "
-               "or .parquet (line, name when the input has names, input, z0 .. z{d-1}); written atomically, with "
-               "its config beside it. Rows that do not parse are skipped, counted and listed (summary, with "
+               "or .parquet (line, name when the input has names, input, z0 .. z{d-1}); written atomically (the "
+               "settings go in the --json summary). Rows that do not parse are skipped, counted and listed (summary, with "
                "--json on stdout). Exit status: 0 all rows encoded, 3 some skipped, 2 usage error, 1 error.")
 @click.argument("input_path", metavar="FILE", type=click.Path(path_type=Path, allow_dash=True))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
@@ -106,15 +106,14 @@ def command(input_path: Path, output: Path, force: bool, batch_size: int, checkp
     names = [name for _, _, name in kept] if any(name is not None for _, _, name in rows) else None
     write_latents(output, encoded.z, [s for _, s, _ in kept], [n for n, _, _ in kept], names)
     wall = time.perf_counter() - start
-    write_run_config(output.parent, {"command": "encode", "checkpoint": path, "input": input_path,
-                                     "batch_size": batch_size, "device": str(dev)},
-                     name=f"{output.name}.config.json")
     failed = [{"line": rows[i][0], "input": clip(s), "reason": why} for i, s, why in encoded.failed]
     summary: dict[str, Any] = {
         "checkpoint": str(path), "grammar": g.name, "input": str(input_path), "output": str(output),
         "format": output.suffix.lower().lstrip("."), "rows": len(rows), "encoded": len(encoded.index),
         "skipped": len(failed), "skipped_rows": failed[:LISTED], "latent_dim": int(encoded.z.shape[1]),
         "names": names is not None, "wall_s": round(wall, 3), "device": str(dev),
+        "config": {"argv": sys.argv, "checkpoint": str(path), "input": str(input_path), "batch_size": batch_size,
+                   "force": force},
     }
     emit_summary(summary, as_json, _human)
     if failed:

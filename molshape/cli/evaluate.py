@@ -17,25 +17,31 @@ from molshape.core.atomic import append_csv_row
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (check_constraints, check_out_dir, checkpoint_option, constraints_option,
                                       emit_summary, inference_options, load_run_model, write_run_config)
-from molshape.cli.streaming import announce, timed
+from molshape.cli.streaming import announce, plan, timed
+from molshape.core.rundir import runs_dir
 from molshape.core.runtime import human_duration
 
 
-@click.command("evaluate", epilog="Outputs: <out>/samples.txt (streamed to samples.txt.partial, renamed when "
+@click.command("evaluate", epilog="Without the data set, a shipped model is evaluated on the statistics shipped "
+               "with molshape and a 200-molecule slice of its test split (said in the output); the run first prints "
+               "what it will do and about how long it takes. Outputs: <out>/samples.txt (streamed to samples.txt.partial, renamed when "
                "complete), samples.png (SMILES), latents.png, config.json, summary.json; one row per run appended "
                "to evaluate.csv beside the checkpoint (runs/ for shipped models or a read-only checkpoint folder). "
                "Every file is written atomically. Runs of --n 20,000 and more print their expected time and "
                "memory on stderr first; FCD uses at most the first 50,000 valid samples. The latent metrics "
                "(summary.json 'latent'; latent_interpolation.png and latent_neighbourhood.png for molecules) use "
-               "the first --limit molecules of the split (default 2,000) and print their expected time first.")
+               "the first --limit molecules of the split (default: as many as --n, at most 2,000) and print their "
+               "expected time first.")
 @checkpoint_option
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Held-out split for reconstruction, FCD reference and KS statistics.")
 @click.option("--n", "n", default=10_000, show_default=True, type=click.IntRange(min=2),
-              help="Prior samples for validity / uniqueness / novelty / FCD (MOSES, GuacaMol: 10,000).")
+              help="Prior samples for validity, uniqueness, novelty, FCD and the MOSES metrics (MOSES, GuacaMol: "
+                   "10,000; 200 takes about a minute on 2 cores, latent metrics included).")
 @click.option("--limit", "limit", default=None, type=click.IntRange(min=2),
-              help="Use only the first N molecules of the split (smoke runs) [default: the whole split for "
-                   "reconstruction, its first 2,000 for the latent metrics].")
+              help="Reconstruct only the first N held-out molecules, and run the latent metrics on them "
+                   "[default: the whole split (the shipped 200 without the data set) for reconstruction; for the "
+                   "latent metrics as many as --n, at most 2,000].")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The checkpoint's training data file (default: the standard data set).")
 @click.option("--no-fcd", "no_fcd", is_flag=True, help="Skip the Frechet ChemNet Distance.")
@@ -50,22 +56,23 @@ from molshape.core.runtime import human_duration
                    "similarity, nats the latent carries, neighbourhood curve, latent PNGs).")
 @click.option("--beam-width", default=5, show_default=True, type=click.IntRange(min=0),
               help="Beam width of the beam-search reconstruction (0 skips it; cost about 0.75 x width argmax decodes).")
-@click.option("--gvae-samples", default=10, show_default=True, type=click.IntRange(min=0),
+@click.option("--gvae-samples", default=None, type=click.IntRange(min=0),
               help="Sampled decodes per molecule of the GVAE-protocol reconstruction (GVAE: 10 encodes x 100; the "
-                   "encoder is deterministic, so 1 encode x N here; 0 skips it; cost N argmax decodes).")
+                   "encoder is deterministic, so 1 encode x N here; 0 skips it; cost N argmax decodes) [default: 10; "
+                   "0 when --n is under 2,000, so that a quick evaluation stays quick].")
 @constraints_option
 @inference_options
 def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: int | None, data: Path | None,
             no_fcd: bool, batch_size: int, out_dir: Path | None, mode: str, no_latent: bool, beam_width: int,
-            gvae_samples: int, constraints: str, seed: int, device: str, threads: int | None, as_json: bool) -> None:
+            gvae_samples: int | None, constraints: str, seed: int, device: str, threads: int | None, as_json: bool) -> None:
     """Reconstruction accuracy and latent metrics on a held-out split, and validity, uniqueness,
-    novelty, FCD and latent KS statistics of prior samples of a trained grammar autoencoder."""
+    novelty, FCD, MOSES metrics (IntDiv1/2, SNN, Frag, Scaf) and latent KS statistics of prior
+    samples of a trained grammar autoencoder."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.core.runtime import seed_everything
-    from molshape.data.trained import checkpoint_data
-    from molshape.gvae.evaluation import evaluate_model
+    from molshape.gvae.evaluation import DataMissing, evaluate_model, evaluation_data
     from molshape.grammar.representation import is_molecular
-    from molshape.gvae.latent_quality import LatentOptions
+    from molshape.gvae.latent_quality import LATENT_N, LatentOptions, gvae_samples_for, latent_limit
     from molshape.gvae.metrics import flat_numbers
 
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
@@ -77,24 +84,32 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
     _check_evaluate_folder(out_dir, [checkpoint, data])
     generator = seed_everything(seed)
     try:
-        prepared = checkpoint_data(ckpt, g, data)
+        prepared = evaluation_data(ckpt, g, data)
+    except DataMissing as e:
+        raise click.ClickException(f"{e} (only shipped models evaluate without their data set)") from None
     except ValueError as e:
         raise click.UsageError(f"{checkpoint}: {e}") from e
+    quick_skip = gvae_samples is None and gvae_samples_for(n, None) == 0  # said in the latent metrics' line
+    gvae_samples = gvae_samples_for(n, gvae_samples)
     write_run_config(out_dir, {"checkpoint": checkpoint, "split": split, "n": n, "limit": limit, "data": data,
                                "fcd": not no_fcd, "mode": mode, "constraints": constraints, "seed": seed,
-                               "device": str(dev), "latent_metrics": not no_latent, "beam_width": beam_width,
-                               "gvae_samples": gvae_samples})
-    latent = None if no_latent else LatentOptions(beam_width=beam_width, gvae_samples=gvae_samples, seed=seed)
+                               "device": str(dev), "latent_metrics": not no_latent, "latent_limit": latent_limit(n, limit),
+                               "beam_width": beam_width, "gvae_samples": gvae_samples})
+    latent = None if no_latent else LatentOptions(limit=latent_limit(n, limit), beam_width=beam_width,
+                                                  gvae_samples=gvae_samples, seed=seed)
 
     def latent_estimate(seconds: float, rows: int) -> None:
         parts = ["argmax", f"beam {beam_width}" if beam_width else None,
-                 f"GVAE protocol 1 x {gvae_samples} samples" if gvae_samples else None,
+                 f"GVAE protocol 1 x {gvae_samples} samples" if gvae_samples else
+                 f"GVAE protocol skipped (--n under {LATENT_N:,}; --gvae-samples 10 runs it)" if quick_skip else None,
                  "teacher-forced NLL x 3", f"{len(latent.sigmas)} noise levels"]
         noun = "molecules" if is_molecular(g) else "strings"
-        click.echo(f"latent metrics on {rows:,} {split} {noun} ({', '.join(p for p in parts if p)}): expected "
+        chosen = "" if limit is not None else f" (as many as --n, at most {LATENT_N:,}; --limit sets it)"
+        click.echo(f"latent metrics on {rows:,} {split} {noun}{chosen}: {', '.join(p for p in parts if p)}; expected "
                    f"time {human_duration(seconds)} (timed on a few molecules; --no-latent-metrics skips them)", err=True)
 
-    def estimate(probe) -> None:
+    def estimate(probe, n_held: int) -> None:
+        plan(n, n_held, prepared is None, not no_fcd, mode, is_molecular(g), probe=lambda m: timed(lambda: probe(m)))
         announce(model, g, n, 1, batch_size, mode, str(out_dir / "samples.txt.partial"),
                  probe=lambda m: timed(lambda: probe(m)))
 
@@ -110,7 +125,7 @@ def command(checkpoint: Path | None, grammar: str, split: str, n: int, limit: in
 
 #: what evaluate writes in its folder (an earlier evaluation there is replaced)
 EVALUATE_FILES = frozenset({"samples.txt", "samples.txt.partial", "samples.png", "latents.png", "properties.png",
-                            "config.json", "summary.json"})
+                            "latent_interpolation.png", "latent_neighbourhood.png", "config.json", "summary.json"})
 
 
 def _check_evaluate_folder(out_dir: Path, inputs: list[Path | None]) -> None:
@@ -156,7 +171,7 @@ def _home(checkpoint: Path) -> Path:
 
     folder = checkpoint.resolve().parent
     if folder == pretrained_dir().resolve() or not os.access(folder, os.W_OK):
-        return Path("runs")
+        return runs_dir()
     return checkpoint.parent
 
 
@@ -175,8 +190,12 @@ def _molecule_lines(m: dict[str, Any]) -> list[str]:
              f"{r.get('rings_per_molecule', float('nan')):.2f} (data {r.get('ref_rings_per_molecule', float('nan')):.2f})",
              f"Wasserstein-1 to the test split: {w1}"]
     if m.get("fcd") is not None:
-        lines.append(f"FCD {m['fcd']:.2f} to {m.get('fcd_reference')}; floor {m.get('fcd_floor', float('nan')):.2f} "
-                     f"({m.get('fcd_n')} real training molecules)")
+        lines.append(f"FCD {m['fcd']:.2f} ({m.get('fcd_n')} valid samples) to {m.get('fcd_reference')}; floor "
+                     f"{m.get('fcd_floor', float('nan')):.2f} ({m.get('fcd_floor_n')} real training molecules)")
+    if m.get("moses"):
+        x = m["moses"]
+        lines.append(f"MOSES: IntDiv1 {x['intdiv1']:.3f}, IntDiv2 {x['intdiv2']:.3f}, SNN {x['snn']:.3f}, "
+                     f"Frag {x['frag']:.3f}, Scaf {x['scaf']:.3f} (against the standard test split)")
     return lines
 
 
@@ -208,9 +227,10 @@ def _human(s: dict[str, Any]) -> str:
     r, m, lat, t = s["reconstruction"], s["samples"], s["latents"], s["timing"]
     lines = [
         f"{s['checkpoint']} ({s['grammar']}, {s['objective']})",
-        f"reconstruction ({s['split']}, {r['n_recon']} molecules, argmax): whole sequence {r['recon_sequence']:.1%}, "
-        f"same canonical string {r['recon_canonical']:.1%}; per-rule accuracy {r['recon_per_rule']:.1%} "
-        "(per rule, NOT per molecule)",
+        f"reconstruction of {r.get('held_out', s['split'])}, argmax: whole molecule {r['recon_sequence']:.1%} "
+        f"(same canonical SMILES {r['recon_canonical']:.1%}); free-running per-rule accuracy "
+        f"{r['recon_per_rule']:.1%} (each rule decoded from the model's own previous rules; per rule, NOT per "
+        "molecule; training's valid_acc_rule is teacher-forced)",
         f"prior samples ({m['n_samples']}): validity {m['validity']:.1%}, uniqueness {m['uniqueness']:.1%}, "
         f"novelty {m.get('novelty', float('nan')):.1%}, incomplete {m['n_incomplete']}"
         + f" ({s.get('mode', 'argmax')}, {s.get('constraints', 'auto')} constraints)",

@@ -11,6 +11,7 @@ import click
 
 from molshape.images.presets import DATASETS, PAPER, PRESETS
 from molshape.latent.objectives import OBJECTIVES
+from molshape.core.rundir import runs_dir
 from molshape.cli.common import (
     device_option,
     emit_summary,
@@ -115,7 +116,7 @@ def train(dataset: str, data: Path | None, objective: str, preset: str, width: f
         raise click.BadParameter(str(e), param_hint="--layout/--center-scale/--components/--latent") from e
     train_config = TrainConfig(epochs=epochs or settings["epochs"], batch_size=batch_size, lr=lr or settings["lr"],
                                min_lr=min(1e-4, (lr or settings["lr"]) / 10), seed=seed, device=device, limit=None)
-    out = out or Path("runs") / "images" / f"{dataset}-{objective}"
+    out = out or runs_dir() / "images" / f"{dataset}-{objective}"
     try:
         images = load_images(dataset, data, limit=limit, test_fraction=test_fraction, seed=seed)
     except (FileNotFoundError, ValueError) as e:

@@ -16,7 +16,7 @@ from molshape.cli.common import (FiniteFloat, cap_workers, check_constraints, ch
                                       device_option, emit_summary, json_option, load_run_model, threads_option,
                                       write_run_config)
 from molshape.bo.config import INITS, KINDS, PROTOCOL_SURROGATE, STRATEGIES, OptimizeConfig, SurrogateConfig
-from molshape.core.rundir import RunLock, RunLocked, leftovers
+from molshape.core.rundir import RunLock, RunLocked, leftovers, runs_dir
 from molshape.scoring.targets import OPTIMIZE_TARGETS, TARGETS, default_target
 
 _OPT, _SUR = OptimizeConfig(), SurrogateConfig()  # the library's defaults are the options' defaults
@@ -99,7 +99,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
     if target is None:
         raise click.UsageError(f"model grammar {g.name!r} has no default target; pass --target")
     if out is None:  # a fresh folder: resuming is always an explicit choice
-        out = Path("runs") / f"optimize-{target}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = runs_dir() / f"optimize-{target}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = OptimizeConfig(
         iterations=params["iterations"], batch=params["batch"], seeds=params["seeds"], seed=seed, strategy=strategy,
         num_restarts=params["num_restarts"], raw_samples=params["raw_samples"], mc_samples=mc_samples, maxiter=maxiter,
@@ -116,7 +116,8 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         try:
             summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, config=cfg, init=init,
                                    n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
-                                   workers=workers, worker_threads=threads or 1, constraints=constraints).summary
+                                   workers=workers, worker_threads=threads or 1, constraints=constraints,
+                                   manage_folder=False).summary
         except (ValueError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from e
         if resuming:

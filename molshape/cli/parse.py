@@ -13,7 +13,7 @@ import click
 from molshape.core.atomic import atomic_write
 from molshape.grammar.cfg import GRAMMARS
 from molshape.cli.common import (EXIT_ROWS_FAILED, cap_workers, emit_summary, guard_output, json_option,
-                                      read_lines, write_run_config)
+                                      read_lines)
 
 #: Files at least this long get a progress bar.
 PROGRESS_LINES = 10_000
@@ -96,8 +96,7 @@ def command(grammar: str, input_path: str, output: Path | None, workers: int | N
             sys.stdout.write(line)
     summary = {"grammar": grammar, "input": input_path, "output": str(output) if output else "-",
                "lines": len(lines), **counts, "seconds": round(time.perf_counter() - start, 3)}
-    if output:
-        write_run_config(output.parent, {"command": "parse", **summary}, name=f"{output.name}.config.json")
+    summary["config"] = {"argv": sys.argv, "grammar": grammar, "input": input_path, "workers": workers}
     if as_json:
         emit_summary({**summary, "records": kept} if output is None else summary, as_json=True)
     else:

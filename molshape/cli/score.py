@@ -14,20 +14,22 @@ import click
 from molshape.core.atomic import write_text
 from molshape.scoring.targets import TARGETS, score_rows
 from molshape.cli.common import (EXIT_ROWS_FAILED, cap_workers, clip, emit_summary, guard_output, json_option,
-                                      read_lines, write_run_config)
+                                      read_lines)
 
 
-def read_inputs(path: Path, target: str) -> list[str]:
-    """The inputs of FILE (``-`` = stdin; ``.gz`` ok), one a line, empty lines kept (reported).
+def read_inputs(path: Path, target: str) -> tuple[list[str], list[str | None]]:
+    """The inputs of FILE (``-`` = stdin; ``.gz`` ok), one a line, empty lines kept (reported),
+    and their names (the rest of the line), as ``molshape parse`` reads them.
 
-    Molecules: the first field of a line (an id may follow). Expressions: the whole line, in
-    the data set's format (tokens separated by spaces; a tab starts an id), as ``parse`` reads it.
+    Molecules: the first field of a line (a name may follow after whitespace). Expressions: the
+    whole line, in the data set's format (tokens separated by spaces; a tab starts a name).
     """
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.cli.parse import split_line
 
     lines, _ = read_lines(path, "--input")
-    return [split_line(line, "smiles" if TARGETS[target].molecular else "expr")[0] for line in lines]
+    pairs = [split_line(line, "smiles" if TARGETS[target].molecular else "expr") for line in lines]
+    return [s for s, _ in pairs], [name for _, name in pairs]
 
 
 def _fmt(v: Any) -> Any:
@@ -36,7 +38,9 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-@click.command("score", epilog="Output: CSV with input, valid, score (logp: also logp, sa, cycle), reason; "
+@click.command("score", epilog="Output: CSV with input, [name,] [smiles,] valid, score (logp: also logp, sa, cycle), "
+               "reason; name is the rest of each --input line (as molshape parse reads it), smiles the neutralised "
+               "molecule scored with --neutralise; "
                "to -o (written atomically) or stdout. With --json, stdout holds one JSON document (the rows "
                "inside it as \"rows\" when there is no -o). Invalid rows get an empty score (expr: the worst "
                "score, log(1001)) and a reason; inputs longer than 1,000 characters (expr: 10,000) are not scored. "
@@ -48,31 +52,38 @@ def _fmt(v: Any) -> Any:
               default=None, help="File of inputs, one a line (.gz ok; - = stdin): molecules: the first field; "
                    "expressions: the whole line (spaces between tokens allowed; a tab starts an id).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="CSV file (default: stdout). Its config is written beside it.")
+              help="CSV file (default: stdout); the command's settings go in the --json summary.")
 @click.option("--workers", type=int, default=None, callback=cap_workers,
               help="Processes for large molecule batches [default: all cores].")
+@click.option("--neutralise", is_flag=True,
+              help="Score molecules with charges neutralised where a neutral form exists (RDKit's uncharger: "
+                   "[NH+] -> N, [O-] -> O); the smiles column shows what was scored.")
 @json_option
 def command(strings: tuple[str, ...], target: str, input_path: Path | None, output: Path | None,
-            workers: int | None, as_json: bool) -> None:
+            workers: int | None, neutralise: bool, as_json: bool) -> None:
     """Score molecules (SMILES) or expressions given as arguments or in a file."""
     if bool(strings) == (input_path is not None):
         raise click.UsageError("give inputs either as arguments or with --input FILE (one of the two)")
     guard_output(output, [input_path])
-    inputs = list(strings) if strings else read_inputs(input_path, target)
+    if neutralise and not TARGETS[target].molecular:
+        click.echo("note: --neutralise is ignored for expressions", err=True)
+    inputs, names = (list(strings), []) if strings else read_inputs(input_path, target)
     if not inputs:
         raise click.UsageError(f"{input_path}: no inputs")
     start = time.perf_counter()
-    rows = score_rows(target, inputs, workers, progress=len(inputs) > 1000)
+    rows = score_rows(target, inputs, workers, progress=len(inputs) > 1000, neutralise=neutralise)
+    if any(names):
+        rows = [{"input": r["input"], "name": name or "", **r} for r, name in zip(rows, names)]
     wall = time.perf_counter() - start
 
     text = _csv(rows)
     if output is not None:
         write_text(output, text)
-        write_run_config(output.parent, {"target": target, "input": input_path, "n": len(inputs), "workers": workers},
-                         name=f"{output.name}.config.json")
     elif not as_json:
         click.echo(text, nl=False)
     summary = _summary(target, rows, wall, output)
+    summary["config"] = {"argv": sys.argv, "target": target, "input": str(input_path) if input_path else None,
+                         "neutralise": neutralise, "workers": workers}
     if as_json and output is None:
         summary["rows"] = rows
     emit_summary(summary, as_json, _human)

@@ -17,14 +17,14 @@ from molshape.gvae.model import PRESET_NAMES
 from molshape.latent.objectives import OBJECTIVES
 from molshape.cli.common import (FiniteFloat, device_option, emit_summary, json_option, resolve_preset, seed_option,
                                       set_threads, threads_option, write_run_config)
-from molshape.core.rundir import RunLock, RunLocked, leftovers
+from molshape.core.rundir import RunLock, RunLocked, leftovers, runs_dir
 
 
 @click.command(name="train", epilog="Run folders are never overwritten: a fresh run refuses a folder that holds "
                "files (use --resume to continue it or --force to start over), a second run into a folder in use "
                "refuses (lock file OUT/.lock), and config.json is written only once the checks pass. "
                "Checkpoints, metrics.csv and curves.png are replaced atomically after every epoch.")
-@click.option("--grammar", "grammar_name", type=click.Choice(GRAMMARS), default="smiles",
+@click.option("--grammar", "grammar_name", type=click.Choice(GRAMMARS), default="smiles_kekule",
               show_default=True, help="smiles (GVAE's grammar), smiles_kekule (Kekulé SMILES with semantic "
                                       "constraints: every complete decode is a valid molecule) or expr.")
 @click.option("--model", "objective", type=click.Choice(OBJECTIVES), default="gmm", show_default=True,
@@ -117,7 +117,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
         min_lr=min_lr or TrainConfig.min_lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
         valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
         max_minutes=max_minutes, grad_clip=grad_clip)
-    out = out or Path("runs") / f"{grammar_name}-{objective}-{preset}"
+    out = out or runs_dir() / f"{grammar_name}-{objective}-{preset}"
     if out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 owns the folder
@@ -293,7 +293,9 @@ def _human(s: dict[str, Any]) -> str:
     last = s.get("last", {})
     stop = " (stopped by --max-minutes)" if s.get("stopped_by_time_limit") else ""
     lines = [f"trained {s['epochs']} epochs{stop} in {s['wall_s']:.0f} s ({s['items_per_s'] or 0:.0f} items/s) -> {s['out']}",
-             f"best valid loss {s['best_valid_loss']:.4g}; last valid recon acc {last.get('valid_recon_acc', float('nan')):.3f}"]
+             f"best valid loss {s['best_valid_loss']:.4g}; last valid: whole-molecule reconstruction (free-running "
+             f"argmax) {last.get('valid_recon_acc', float('nan')):.3f}, per-rule accuracy (teacher-forced) "
+             f"{last.get('valid_acc_rule', float('nan')):.3f}"]
     if "test_recon_acc" in s:
-        lines.append(f"test reconstruction accuracy (best.pt): {s['test_recon_acc']:.3f}")
+        lines.append(f"test whole-molecule reconstruction (free-running argmax, best.pt): {s['test_recon_acc']:.3f}")
     return "\n".join(lines)

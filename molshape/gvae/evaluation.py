@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Container
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from molshape.core.atomic import PartialFile, atomic_path, write_json
 from molshape.core.runtime import PROBE_SEED_OFFSET
 from molshape.data.datasets import PreparedData
+from molshape.data.reference import shipped_reference
+from molshape.data.trained import checkpoint_data
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.representation import is_molecular
 from molshape.gvae import generation as gen
@@ -52,18 +54,53 @@ class Samples:
     raw: list[str | None] = field(default_factory=list)  # the first FCD_MAX decoded strings, valid or not
 
 
-def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepared: PreparedData, out_dir: Path, *,
+class DataMissing(FileNotFoundError):
+    """The checkpoint's data set is absent and no shipped slice stands in for it."""
+
+
+def evaluation_data(checkpoint: dict, grammar: Grammar, data: str | Path | None = None) -> PreparedData | None:
+    """The checkpoint's data, or None when it is absent but the shipped reference covers this model
+    (a shipped model: reconstruction then uses the shipped slice of its test split).
+
+    Raises:
+        DataMissing: absent and not covered. ValueError: see :func:`checkpoint_data`.
+    """
+    try:
+        return checkpoint_data(checkpoint, grammar, data)
+    except FileNotFoundError as e:
+        ref = shipped_reference()
+        if data is None and ref is not None and ref.test_slice(checkpoint) is not None:
+            return None
+        raise DataMissing(str(e)) from None
+
+
+def held_out(checkpoint: dict, grammar: Grammar, prepared: PreparedData | None, split: str,
+             limit: int | None) -> tuple[Tensor, Tensor, str]:
+    """Rules ``[N x T]``, lengths ``[N]`` and a description of the held-out molecules reconstructed."""
+    if prepared is not None:
+        held = checkpoint["split"][split][:limit]
+        return prepared.rules[held], prepared.lengths[held], f"{split} split ({len(held)} molecules)"
+    strings = shipped_reference().test_slice(checkpoint)[:limit]
+    parsed = gen.parse_inputs(grammar, strings)
+    lengths = (parsed.rules != grammar.pad).sum(dim=1)
+    return parsed.rules, lengths, (f"shipped slice of the test split ({len(parsed.index)} molecules; "
+                                   "the data set was not found)")
+
+
+def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepared: PreparedData | None,
+                   out_dir: Path, *,
                    checkpoint_path: str | Path, device: str | None = None, split: str = "test", n: int = 10_000,
                    limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True,
                    batch_size: int = 1000, mode: str = "argmax", constraints: str = "auto", seed: int = 0,
                    generator: torch.Generator | None = None, progress: bool = True,
-                   on_estimate: Callable[[Callable[[int], Any]], Any] | None = None,
+                   on_estimate: Callable[[Callable[[int], Any], int], Any] | None = None,
                    latent: LatentOptions | None = None,
                    on_latent_estimate: Callable[[float, int], Any] | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on its checkpoint's data and write the results into ``out_dir``.
 
     Args:
-        prepared: the checkpoint's data (:func:`molshape.data.trained.checkpoint_data`).
+        prepared: the checkpoint's data (:func:`evaluation_data`); None: a shipped model without
+            its data set, evaluated on the shipped reference (a slice of its test split).
         checkpoint_path: named in the summary. device: named in the summary and where
             ChemNet runs (default: the model's device).
         split / limit: the held-out rows reconstructed (the first ``limit`` of them).
@@ -71,12 +108,13 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
         data: the ZINC file the molecule realism and FCD compare against (default: found).
         seed: seeds the latents of the cost probe. generator: draws the samples (default:
             seeded with ``seed``).
-        on_estimate: called before the samples with ``probe(m)``, which decodes ``m``
-            probe latents (to time them and announce the cost of the run).
+        on_estimate: called before any work with ``probe(m)``, which decodes ``m`` probe
+            latents, and the number of held-out molecules (to time them and announce the run).
         latent: the latent metrics to compute (:mod:`molshape.gvae.latent_quality`) on the
             first ``limit`` held-out rows (``latent.limit`` when ``limit`` is None); None skips
             them (``summary["latent"]`` is then None).
-        on_latent_estimate: called with ``(expected seconds, molecules)`` before the latent metrics.
+        on_latent_estimate: called before any work with ``(expected seconds, molecules)`` of the
+            latent metrics (after ``on_estimate``).
 
     Returns:
         the summary (``reconstruction``, ``latents``, ``samples``, ``timing``, ``files``, ...),
@@ -86,18 +124,26 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     """
     device = device if device is not None else str(gen.model_device(model))
     generator = generator if generator is not None else torch.Generator().manual_seed(seed)
-    held = checkpoint["split"][split][:limit]
+    rules, lengths, held_name = held_out(checkpoint, grammar, prepared, split, limit)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint_path), "grammar": grammar.name,
                                "objective": model.config.objective, "split": split, "device": device,
                                "mode": mode, "constraints": constraints}
+    if on_estimate is not None:
+        on_estimate(lambda m: gen.decode_latents(
+            model, grammar, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)),
+            batch_size=batch_size, mode=mode, constraints=constraints), len(rules))
+    opts = None if latent is None else dataclasses.replace(latent, limit=limit if limit is not None else latent.limit)
+    if opts is not None and on_latent_estimate is not None:
+        rows = min(opts.limit, len(rules))
+        on_latent_estimate(estimate_seconds(model, grammar, rules[:rows], lengths[:rows], opts, rows, constraints), rows)
 
     # reconstruction of held-out molecules, and the shape of their latents
     t0 = time.perf_counter()
-    recon, z = metrics.reconstruction(model, grammar, prepared.rules[held], prepared.lengths[held], batch_size,
+    recon, z = metrics.reconstruction(model, grammar, rules, lengths, batch_size,
                                       progress=progress, constraints=constraints)
     t_recon = time.perf_counter() - t0
     prior = model.objective.prior
-    summary["reconstruction"] = recon
+    summary["reconstruction"] = {**recon, "held_out": held_name}
     summary["latents"] = {**metrics.ks_statistics(z, prior), "n_components": prior.n_components,
                           **latent_diagnostics(z.to(prior.centers.device, prior.centers.dtype), prior)}
 
@@ -106,24 +152,17 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     summary["latent"] = None
     files: dict[str, str] = {}
     latent_timing: dict[str, float] = {}
-    if latent is not None:
-        opts = dataclasses.replace(latent, limit=limit if limit is not None else latent.limit)
-        rows, lens = prepared.rules[held][:opts.limit], prepared.lengths[held][:opts.limit]
-        if on_latent_estimate is not None:
-            on_latent_estimate(estimate_seconds(model, grammar, rows, lens, opts, len(rows), constraints), len(rows))
-        summary["latent"] = latent_quality(model, grammar, rows, lens, opts, out_dir=out_dir, batch_size=batch_size,
-                                           constraints=constraints, progress=progress)
+    if opts is not None:
+        summary["latent"] = latent_quality(model, grammar, rules[:opts.limit], lengths[:opts.limit], opts,
+                                           out_dir=out_dir, batch_size=batch_size, constraints=constraints,
+                                           progress=progress)
         # times and paths differ from run to run; they join the summary's own "timing" and "files"
         files = summary["latent"].pop("files")
         latent_timing = summary["latent"].pop("timing")
     t_latent = time.perf_counter() - t0
 
     # prior samples, decoded and counted chunk by chunk
-    reference = _reference(grammar, prepared, checkpoint["split"]["train"], progress)
-    if on_estimate is not None:
-        on_estimate(lambda m: gen.decode_latents(
-            model, grammar, gen.prior_latents(model, m, torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)),
-            batch_size=batch_size, mode=mode, constraints=constraints))
+    reference = _reference(grammar, prepared, checkpoint, progress)
     t0 = time.perf_counter()
     samples = sample_prior(model, grammar, n, out_dir / "samples.txt", reference, generator=generator,
                            batch_size=batch_size, mode=mode, constraints=constraints, progress=progress)
@@ -131,7 +170,7 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     summary["samples"] = {**samples.tally.metrics(), "n_incomplete": samples.tally.n_incomplete}
     if is_molecular(grammar):  # failure categories, realism and FCD against the standard ZINC test split
         summary["samples"].update(_molecule_quality(samples, out_dir, data, grammar, device, with_fcd))
-    summary["timing"] = {"reconstruct_s_per_1000": round(1000 * t_recon / max(len(held), 1), 3),
+    summary["timing"] = {"reconstruct_s_per_1000": round(1000 * t_recon / max(len(rules), 1), 3),
                          "sample_s_per_1000": round(1000 * t_sample / n, 3), "latent_s": round(t_latent, 1),
                          **{f"latent_{k}": v for k, v in latent_timing.items()}}
     summary["files"] = {**_pictures(grammar, samples, z, prior, out_dir, split), **files}
@@ -139,15 +178,20 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     return summary
 
 
-def _reference(grammar: Grammar, prepared: PreparedData, train: Tensor, progress: bool) -> set[str]:
-    """Canonical forms of the training strings (for novelty), cached by data and split."""
+def _reference(grammar: Grammar, prepared: PreparedData | None, checkpoint: dict,
+               progress: bool) -> Container[str] | None:
+    """Canonical forms of the training strings (for novelty), cached by data and split; without
+    the data, the shipped hashes of a shipped model's training molecules (None for another model)."""
+    if prepared is None:
+        return shipped_reference().novelty_set(checkpoint)
+    train = checkpoint["split"]["train"]
     strings = [prepared.strings[i] for i in train.tolist()]
     split_key = hashlib.sha256(train.numpy().tobytes()).hexdigest()[:16]
     key = hashlib.sha256(f"{prepared.source_sha256}|{split_key}".encode()).hexdigest()[:24]
     return metrics.reference_set(grammar, strings, key=key, progress=progress)
 
 
-def sample_prior(model: nn.Module, grammar: Grammar, n: int, path: Path, reference: set[str] | None = None, *,
+def sample_prior(model: nn.Module, grammar: Grammar, n: int, path: Path, reference: Container[str] | None = None, *,
                  generator: torch.Generator | None = None, batch_size: int = 1000, mode: str = "argmax",
                  constraints: str = "auto", progress: bool = False) -> Samples:
     """Decode ``n`` prior samples chunk by chunk into ``path`` (via ``path.partial``), counting as it goes.
@@ -186,8 +230,8 @@ def _molecule_quality(samples: Samples, out_dir: Path, data: str | Path | None, 
     with atomic_path(out_dir / "properties.png") as plot:
         report = molecule_report(samples.raw, samples.for_fcd, data=data, grammar_name=grammar.name, device=device,
                                  with_fcd=with_fcd, plot=plot)
-    out = {"failures": report["failures"], "realism": report["realism"]}
-    out.update({k: report[k] for k in ("fcd", "fcd_floor", "fcd_n") if k in report})
+    out = {"failures": report["failures"], "realism": report["realism"], "moses": report["moses"]}
+    out.update({k: report[k] for k in ("fcd", "fcd_floor", "fcd_floor_n", "fcd_n") if k in report})
     out["fcd_reference"] = report["reference"]
     return out
 
@@ -200,10 +244,11 @@ def _pictures(grammar: Grammar, samples: Samples, z: Tensor, prior: GMMPrior, ou
         files["properties"] = str(out_dir / "properties.png")
     if is_molecular(grammar) and samples.grid:
         # RDKit is heavy: loaded only when molecules are involved
-        from molshape.scoring.chem import draw_grid
+        from molshape.scoring.chem import draw_grid, qed
 
+        labels = [f"prior sample {i + 1}  QED {qed(s):.2f}" for i, s in enumerate(samples.grid)]
         with atomic_path(out_dir / "samples.png") as tmp:
-            draw_grid(samples.grid, None, tmp)
+            draw_grid(samples.grid, labels, tmp, per_row=6)
         files["grid"] = str(out_dir / "samples.png")
     with atomic_path(out_dir / "latents.png") as tmp:
         metrics.plot_latents(z, prior.assign(z.to(prior.centers.device)).cpu(), tmp,

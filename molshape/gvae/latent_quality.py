@@ -58,6 +58,26 @@ from molshape.gvae.beam_decoding import decode_beam
 
 #: held-out molecules the latent metrics use by default
 LATENT_N = 2000
+
+
+#: sampled decodes per molecule of the GVAE-protocol reconstruction in a full evaluation
+GVAE_SAMPLES = 10
+
+
+def latent_limit(n: int, limit: int | None) -> int:
+    """Held-out rows the latent metrics of an evaluation with ``n`` prior samples use: ``limit``
+    when given, else as many as the samples, at most :data:`LATENT_N` (a quick evaluation stays quick)."""
+    return limit if limit is not None else min(n, LATENT_N)
+
+
+def gvae_samples_for(n: int, gvae_samples: int | None) -> int:
+    """GVAE-protocol samples of an evaluation with ``n`` prior samples: ``gvae_samples`` when
+    given, else :data:`GVAE_SAMPLES`, or 0 (skipped) when ``n`` is under :data:`LATENT_N`: the
+    protocol is the costliest latent metric (``GVAE_SAMPLES`` decodes per molecule) and a quick
+    evaluation stays quick."""
+    if gvae_samples is not None:
+        return gvae_samples
+    return GVAE_SAMPLES if n >= LATENT_N else 0
 #: latent noise levels of the neighbourhood curve
 SIGMAS = (0.1, 0.3, 1.0)
 #: a "minus infinity" for rules the teacher-forced loss masks (finite, as the training loss's)

@@ -12,9 +12,12 @@ Conventions (MOSES / GuacaMol, GVAE):
   test latents) to the prior's marginal CDF, mean and max over dimensions;
 - reconstruction: ``encode`` then argmax ``decode`` of held-out molecules. *Sequence*
   accuracy = the whole production sequence exact; *canonical* accuracy = same
-  canonical SMILES; *per-rule* accuracy = the fraction of steps (of the true length)
-  whose decoded rule equals the true rule, a much more forgiving number that GVAE
-  users often mistook for the first.
+  canonical SMILES; *free-running per-rule* accuracy = the fraction of steps (of the true
+  length) whose decoded rule, chosen after the model's own previous rules, equals the true
+  rule, a much more forgiving number that GVAE users often mistook for the first. Training's
+  ``acc_rule`` is the *teacher-forced* per-rule accuracy (each rule predicted after the
+  true previous rules), higher still.
+- MOSES metrics (IntDiv1/2, SNN, Frag, Scaf): :mod:`molshape.scoring.moses`.
 """
 
 from __future__ import annotations
@@ -103,20 +106,21 @@ def reference_set(grammar: Grammar, strings: Sequence[str], key: str | None = No
 
 
 def fcd(generated: Sequence[str], reference: Sequence[str], device: str | torch.device = "cpu",
-        reference_key: str | None = None) -> float:
+        reference_key: str | None = None, reference_stats: dict[str, np.ndarray] | None = None) -> float:
     """Frechet ChemNet Distance between valid ``generated`` and ``reference`` SMILES.
 
     The reference statistics (mean and covariance of ChemNet activations) are cached
-    under ``cache_dir()/fcd`` by ``reference_key`` when given.
+    under ``cache_dir()/fcd`` by ``reference_key`` when given; ``reference_stats``
+    (``{"mu", "sigma"}``, e.g. the shipped ones) stand in for ``reference``.
 
     Raises:
         ValueError: fewer than 2 molecules on either side.
     """
-    if len(generated) < 2 or len(reference) < 2:
+    if len(generated) < 2 or (reference_stats is None and len(reference) < 2):
         raise ValueError(f"FCD needs >= 2 molecules on each side (got {len(generated)} and {len(reference)})")
     scorer = _fcd_scorer(str(device))
-    pref = None
-    if reference_key is not None:
+    pref = reference_stats
+    if pref is None and reference_key is not None:
         path = cache_dir() / "fcd" / f"{reference_key}.pt"
         cached = load_entry(path, ("mu", "sigma"))
         if cached is not None:
@@ -160,8 +164,8 @@ def reconstruction(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
     Returns:
         ``(metrics, z [N x d])``: ``recon_sequence`` (whole sequence exact),
         ``recon_canonical`` (same canonical string; equals sequence accuracy for
-        expressions up to ambiguity), ``recon_per_rule`` (per-step accuracy over the
-        true length), ``recon_complete`` (decodes that finished).
+        expressions up to ambiguity), ``recon_per_rule`` (free-running per-step accuracy over
+        the true length), ``recon_complete`` (decodes that finished).
     """
     from tqdm.auto import tqdm
 

@@ -104,7 +104,7 @@ class ModelConfig:
 
 def _presets() -> dict[str, dict[str, ModelConfig]]:
     smiles_paper = ModelConfig()
-    # cpu: sized so a useful ZINC model trains in ~1 h on 2 cores (see README "Training").
+    # cpu: sized so a useful ZINC model trains in ~1 h on 2 cores (see docs/training.md).
     # The decoder GRU dominates the cost (quadratic in its width, linear in the steps);
     # 2 x 256 costs ~6x less per step than 3 x 501, and bucketing halves the steps.
     smiles_cpu = dataclasses.replace(smiles_paper, dec_hidden=256, dec_layers=2, enc_dense=256)

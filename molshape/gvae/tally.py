@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ def chunk_sizes(n: int, chunk: int | None = None) -> list[int]:
 class Tally:
     """Counts of decoded results, fed chunk by chunk: valid, incomplete, unique and novel."""
 
-    def __init__(self, key: Callable[[str], str], reference: set[str] | None = None) -> None:
+    def __init__(self, key: Callable[[str], str], reference: Container[str] | None = None) -> None:
         self.key = key
         self.reference = reference
         self.n = 0

@@ -20,7 +20,7 @@ from molshape.gvae.model import ModelConfig, build_model, n_parameters, rec_heur
 from molshape.training.fit import TrainConfig, fit
 
 #: Training defaults per ``[grammar][preset]`` (``molshape train`` uses them unless overridden).
-#: paper: GVAE's (batch 500 / 100 epochs for ZINC, 600 / 50 for expressions). cpu: see README.
+#: paper: GVAE's (batch 500 / 100 epochs for ZINC, 600 / 50 for expressions). cpu: see docs/training.md.
 TRAIN_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "smiles": {"paper": {"epochs": 100, "batch_size": 500},
                # ~125 molecules/s per core (bucketed, scripts/bench_train.py): 60k x 6 epochs ~ 50 min

@@ -11,10 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: grammar -> the shipped model used when ``--checkpoint`` is not given. SMILES: the Kekulé
-#: model, whose semantic decoding makes every complete decode a valid molecule;
-#: ``zinc-gmm-cpu`` (GVAE's grammar) stays shipped for the paper protocol.
-DEFAULTS = {"smiles": "zinc-kekule-gmm-cpu", "smiles_kekule": "zinc-kekule-gmm-cpu", "expr": "expr-gmm-cpu"}
+#: grammar -> the shipped model used when ``--checkpoint`` is not given. ``smiles_kekule`` (the
+#: default SMILES grammar of every command): the Kekulé model, whose semantic decoding makes every
+#: complete decode a valid molecule; ``smiles`` (GVAE's grammar): the model kept for the paper protocol.
+DEFAULTS = {"smiles_kekule": "zinc-kekule-gmm-cpu", "smiles": "zinc-gmm-cpu", "expr": "expr-gmm-cpu"}
 
 
 def pretrained_dir() -> Path:
@@ -35,15 +35,10 @@ def checkpoint_path(name: str) -> Path:
 
 
 def default_checkpoint(grammar: str) -> Path:
-    """The shipped model for a grammar (``smiles`` or ``expr``)."""
+    """The shipped model for a grammar (``smiles_kekule``, ``smiles`` or ``expr``)."""
     if grammar not in DEFAULTS:
         raise ValueError(f"no shipped default model for grammar {grammar!r}; pass --checkpoint")
-    try:
-        return checkpoint_path(DEFAULTS[grammar])
-    except FileNotFoundError:
-        if grammar != "smiles":
-            raise
-        return checkpoint_path("zinc-gmm-cpu")  # a source tree without the Kekulé model
+    return checkpoint_path(DEFAULTS[grammar])
 
 
 def model_card(name: str) -> dict[str, Any]:

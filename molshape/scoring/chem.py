@@ -143,6 +143,24 @@ def dropped_features(smiles: str) -> list[str]:
     return found
 
 
+def neutralise(smiles: str | None) -> str | None:
+    """Canonical SMILES with charges neutralised where a neutral form exists (RDKit's
+    ``rdMolStandardize.Uncharger``: ``[NH3+]`` -> ``N``, ``C(=O)[O-]`` -> ``C(=O)O``; quaternary
+    and nitro nitrogens keep their charges); None if invalid.
+
+    Example:
+        >>> neutralise("C[NH+](C)CC(=O)[O-]")
+        'CN(C)CC(=O)O'
+    """
+    mol, _ = to_mol(smiles)
+    if mol is None:
+        return None
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    with rdBase.BlockLogs():
+        return Chem.MolToSmiles(rdMolStandardize.Uncharger().uncharge(mol))
+
+
 def _kekule_chunk(args: tuple[list[str | None]]) -> list[str | None]:
     return [kekule_smiles(s) for s in args[0]]
 
@@ -305,9 +323,10 @@ def score_many(smiles: Sequence[str | None], target: str = "logp", workers: int 
 
 
 def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: str | Path,
-              per_row: int = 5, size: int = 250, keep_invalid: bool = False) -> Path:
+              per_row: int = 4, size: int = 320, keep_invalid: bool = False) -> Path:
     """Draw the valid ``smiles`` as a PNG grid with ``labels`` under each; returns the path.
 
+    Atom labels are drawn at least 14 px high and legends at 16 px, so a grid reads at 100 %.
     Invalid entries are skipped, or with ``keep_invalid`` left as blank cells (RDKit draws
     no legend there), so that rows and columns keep their meaning. Raises ``ValueError`` when none is valid.
     """
@@ -321,8 +340,12 @@ def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: 
             legends.append(labels[i] if labels is not None else (s or "")[:40])
     if not any(m is not None for m in mols):
         raise ValueError(f"draw_grid({path}): no valid molecule to draw")
+    options = Draw.MolDrawOptions()
+    options.minFontSize = 14
+    options.legendFontSize = 16
+    options.legendFraction = 0.12
     image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(size, size),
-                                 legends=legends)
+                                 legends=legends, drawOptions=options)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(str(path))

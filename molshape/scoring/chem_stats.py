@@ -4,7 +4,7 @@ Validity can be bought with molecules no chemist would draw: giant rings, long C
 chains. This module measures that against real data:
 
 - :func:`failure_category` names why a decoded SMILES is not a molecule (the table the
-  README reports for grammar-only against semantic decoding);
+  docs/results.md reports for grammar-only against semantic decoding);
 - :func:`molecule_stats` computes per-molecule properties (logP, SA, QED, weight, rings,
   largest ring, longest CH2 run);
 - :func:`realism` compares samples with a reference set: macrocycle and long-chain

@@ -88,13 +88,23 @@ def score_values(target: str, strings: Sequence[str | None], progress: bool = Fa
     return expr_scores(strings)
 
 
-def score_rows(target: str, strings: list[str], workers: int | None, progress: bool) -> list[dict[str, Any]]:
+def score_rows(target: str, strings: list[str], workers: int | None, progress: bool,
+               neutralise: bool = False) -> list[dict[str, Any]]:
     """One row per input: input, valid, score (+ logP components for ``logp``), reason.
 
     Inputs longer than the target's ``max_chars`` are not scored; their row says why.
+    ``neutralise`` (molecule targets): score the neutralised molecule (RDKit's uncharger),
+    given in a ``smiles`` column after ``input``.
     """
     capped = {i: why for i, s in enumerate(strings) if (why := too_long(target, s)) is not None}
     kept = [s for i, s in enumerate(strings) if i not in capped]
+    if neutralise and get_target(target).molecular:
+        from molshape.scoring.chem import neutralise as uncharge  # RDKit is heavy: loaded only for molecules
+
+        scored = iter({"input": s, "smiles": r["input"], **{k: v for k, v in r.items() if k != "input"}}
+                      for s, r in zip(kept, _score(target, [uncharge(s) or s for s in kept], workers, progress)))
+        rows = [_invalid_row(target, s, capped[i]) if i in capped else next(scored) for i, s in enumerate(strings)]
+        return [{"input": r["input"], "smiles": r.get("smiles", ""), **r} for r in rows]
     scored = iter(_score(target, kept, workers, progress))
     return [_invalid_row(target, s, capped[i]) if i in capped else next(scored) for i, s in enumerate(strings)]
 
