@@ -292,7 +292,8 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
              device: str | torch.device = "cpu", workers: int = 1, worker_threads: int = 1,
              progress: bool = False, from_: str | Path | Sequence[str] | None = None,
              similarity: float | None = None, constraint: Sequence[str] | str | None = None,
-             search: SearchConfig | None = None, **options: Any) -> OptimizeResult:
+             search: SearchConfig | None = None, prior_quantile: float | None = None,
+             **options: Any) -> OptimizeResult:
     """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
     ``expr`` for expressions) with a loaded model.
 
@@ -314,7 +315,8 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
             SurrogateConfig(...)`` or a dict).
         out_dir: run folder (default ``runs/optimize-<target>-<time>``); a folder holding
             the same run resumes it.
-        init / n_init / data / attempts / constraints: see :func:`molshape.bo.problem.build_problem`.
+        init / n_init / data / attempts / constraints / prior_quantile: see
+            :func:`molshape.bo.problem.build_problem`.
 
     Returns:
         :class:`OptimizeResult` (``.summary``, ``.top(k)``, ``.to_frame()``).
@@ -338,7 +340,7 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
     summary = run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
                            checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
                            device=device, progress=progress, workers=workers, worker_threads=worker_threads,
-                           constraints=constraints)
+                           constraints=constraints, prior_quantile=prior_quantile)
     return OptimizeResult(summary, out, get_target(target).higher_is_better)
 
 

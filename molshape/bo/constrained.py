@@ -206,9 +206,11 @@ def fit_outcomes(X: Tensor, Y: Tensor):
     d, m = X.shape[1], Y.shape[1]
     kernel = RBFKernel(batch_shape=torch.Size([m]) if m > 1 else torch.Size([]),
                        lengthscale_prior=LogNormalPrior(math.sqrt(2) + 0.5 * math.log(d), math.sqrt(3)))
-    model = SingleTaskGP(X, Y, covar_module=kernel, outcome_transform=Standardize(m=m))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an ill-conditioned fit is retried by BoTorch; its warnings are noise here
+        # inputs pulled into the prior's ball may leave the unit cube a little, and an
+        # ill-conditioned fit is retried by BoTorch: both warnings are noise here
+        warnings.simplefilter("ignore")
+        model = SingleTaskGP(X, Y, covar_module=kernel, outcome_transform=Standardize(m=m))
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model.eval()
 

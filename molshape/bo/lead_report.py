@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from molshape.bo.pareto import hypervolume_curve, pareto_mask, plot_front, plot_hypervolume
-from molshape.core.atomic import atomic_path, atomic_write
+from molshape.core.atomic import atomic_write
 
 LEAD_COLUMNS = ("line", "lead", "status", "reason", "lead_score", "best", "best_score", "similarity", "improvement",
                 "success", "oracle_calls", "best_call", "feasible_share", "lead_decodes_to")
@@ -96,9 +96,7 @@ def _draw_leads(rows: list[dict], spec, path: Path, limit: int = 12) -> Path:
                       f"call {r['best_call']}/{r['oracle_calls']}" if r["best"] else
                       f"none feasible in {r['oracle_calls']} calls")
         labels.append((lead_label, best_label))
-    with atomic_path(path) as tmp:
-        draw_pairs(pairs, labels, tmp)
-    return path
+    return draw_pairs(pairs, labels, path)
 
 
 def _objective_matrix(records: list[dict], spec) -> np.ndarray:

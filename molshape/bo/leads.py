@@ -56,9 +56,10 @@ class SearchSpec:
 
 def read_leads(source: str | Path | Sequence[str]) -> list[tuple[int, str]]:
     """``(line, SMILES)`` pairs: a file (first field of each non-blank, non-``#`` line), one SMILES,
-    or a sequence of SMILES (numbered from 1)."""
+    a sequence of SMILES (numbered from 1) or of ``(line, SMILES)`` pairs."""
     if isinstance(source, (list, tuple)):
-        return [(i + 1, str(s).strip()) for i, s in enumerate(source)]
+        return [(int(s[0]), str(s[1]).strip()) if isinstance(s, tuple) else (i + 1, str(s).strip())
+                for i, s in enumerate(source)]
     path = Path(str(source))
     if path.is_file():
         out = []

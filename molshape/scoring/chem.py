@@ -325,20 +325,24 @@ def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: 
 
 def draw_pairs(pairs: Sequence[tuple[str | None, str | None]], labels: Sequence[tuple[str, str]], path: str | Path,
                size: int = 260) -> Path:
-    """One row per pair (e.g. a lead beside its best molecule), each with its label; an invalid
-    or missing molecule leaves its cell blank with its label."""
+    """One row per pair (e.g. a lead beside its best molecule), each cell titled with its label;
+    an invalid or missing molecule leaves its cell blank, with its label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from rdkit.Chem import Draw
 
-    mols, legends = [], []
-    for (a, b), (la, lb) in zip(pairs, labels):
-        for s, label in ((a, la), (b, lb)):
-            mol, _ = to_mol(s) if s else (None, None)
-            mols.append(mol if mol is not None else Chem.Mol())
-            legends.append(label)
-    if not mols:
+    from molshape.core.atomic import save_figure  # matplotlib is slow to import: only for figures
+
+    if not pairs:
         raise ValueError(f"draw_pairs({path}): nothing to draw")
-    image = Draw.MolsToGridImage(mols, molsPerRow=2, subImgSize=(size, size), legends=legends)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(str(path))
-    return path
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(2 * size / 80, len(pairs) * size / 80), squeeze=False)
+    for row, ((a, b), (la, lb)) in enumerate(zip(pairs, labels)):
+        for ax, s, label in ((axes[row, 0], a, la), (axes[row, 1], b, lb)):
+            mol, _ = to_mol(s) if s else (None, None)
+            if mol is not None:
+                ax.imshow(Draw.MolToImage(mol, size=(size, size)))
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    return save_figure(fig, path, close=True, dpi=100)
