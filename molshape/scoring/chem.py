@@ -44,7 +44,8 @@ STANDARDISATION: dict[str, tuple[float, float]] = {
 }
 
 #: Scoring targets understood by :func:`score_many` -> the :class:`MolScore` field holding each.
-FIELDS = {"logp": "penalized_logp", "qed": "qed", "sa": "sa", "clogp": "logp", "plogp": "plogp"}
+FIELDS = {"logp": "penalized_logp", "qed": "qed", "sa": "sa", "clogp": "logp", "plogp": "plogp",
+          "logp_sa": "logp_sa"}
 TARGETS = tuple(FIELDS)
 
 #: Below this many molecules, batch scoring stays in-process (a pool costs ~1 s to start).
@@ -69,6 +70,11 @@ class MolScore:
         """Unstandardised penalized logP, ``logP - SA - max(largest ring - 6, 0)``: the score of
         the lead-optimisation benchmark (JT-VAE, graph2graph)."""
         return self.logp - self.sa + self.cycle
+
+    @property
+    def logp_sa(self) -> float:
+        """``logP - SA``: the score of the lead-optimisation file (JT-VAE's ``opt.test.logP-SA``)."""
+        return self.logp - self.sa
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -279,7 +285,8 @@ def score_many(smiles: Sequence[str | None], target: str = "logp", workers: int 
 
     Args:
         target: one of :data:`TARGETS` (``logp``: GVAE standardised penalized logP; ``qed``;
-            ``sa``; ``clogp``: Crippen logP; ``plogp``: unstandardised penalized logP).
+            ``sa``; ``clogp``: Crippen logP; ``plogp``: unstandardised penalized logP; ``logp_sa``:
+            logP - SA).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown molecule target {target!r}; choose from {TARGETS}")

@@ -47,11 +47,13 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("sa", True, False, 1000, True, "synthetic accessibility, 1 easy .. 10 hard (lower is better)"),
     Target("clogp", True, True, 1000, True, "Crippen logP (higher is better)"),
     Target("plogp", True, True, 1000, True, "unstandardised penalized logP, logP - SA - ring penalty: the "
-           "lead-optimisation benchmark's score (higher is better)"),
+           "graph2graph's score (higher is better)"),
+    Target("logp_sa", True, True, 1000, True, "Crippen logP - SA: the score of the lead-optimisation file "
+           "(higher is better)"),
     Target("expr", False, False, 10_000, True, "GVAE expression score (lower is better)"),
 )}
 #: targets whose score rows also carry the logP / SA / ring-penalty terms
-_WITH_TERMS = ("logp", "plogp", "clogp", "sa")
+_WITH_TERMS = ("logp", "plogp", "logp_sa", "clogp", "sa")
 #: targets ``molshape optimize`` can optimise
 OPTIMIZE_TARGETS = tuple(name for name, t in TARGETS.items() if t.optimisable)
 
@@ -140,8 +142,9 @@ def _score(target: str, strings: list[str], workers: int | None, progress: bool)
 class Objective:
     """A score to optimise: a registered target (``fn`` None) or a user's function.
 
-    ``fn`` maps a list of strings (``None`` = invalid) to one float per string (``nan``
-    where it cannot score); it is called in-process, never through ``eval``.
+    ``fn`` maps a list of valid strings to one float per string (``nan`` where it cannot
+    score); invalid strings score ``nan`` without it. It is called in-process, never
+    through ``eval``.
     """
 
     name: str
@@ -153,10 +156,13 @@ class Objective:
         if self.fn is None:
             v = score_values(self.name, strings)
             return np.where([s is None for s in strings], np.nan, v)
-        out = np.asarray(self.fn([s for s in strings]), dtype=np.float64).reshape(-1)
-        if out.shape[0] != len(strings):
-            raise ValueError(f"target {self.name}: returned {out.shape[0]} scores for {len(strings)} strings")
-        return np.where([s is None for s in strings], np.nan, out)
+        keep = [i for i, s in enumerate(strings) if s is not None]  # the function sees valid strings only
+        got = np.asarray(self.fn([strings[i] for i in keep]) if keep else [], dtype=np.float64).reshape(-1)
+        if got.shape[0] != len(keep):
+            raise ValueError(f"target {self.name}: returned {got.shape[0]} scores for {len(keep)} strings")
+        out = np.full(len(strings), np.nan)
+        out[keep] = got
+        return out
 
 
 def load_callable(spec: str):
