@@ -166,7 +166,8 @@ def test_cli_pareto_front_and_hypervolume(tmp_path):
     (["--from", "CCO", "--similarity", "1.5"], "0<=x<=1"),
     (["--similarity", "0.4"], "needs --from"),
     (["--target", "banana"], "banana"),
-    (["--target", "os:system"], "os:system"),
+    (["--target", "math:pi"], "not callable"),
+    (["--target", "no_such_module_x:f"], "cannot import"),
     (["--constraint", "qed>0.5"], "NAME>=NUMBER"),
     (["--constraint", "weight<=500"], "unknown property"),
 ])
