@@ -232,9 +232,9 @@ def _read_leads(source: str) -> list[tuple[int, str]]:
 def _print_estimate(model, grammar, protocol: str, params: dict[str, Any], leads: int = 0,
                     budget: int = 0, batch: int = 1, n_init: int = 0) -> float:
     """Time a few decodes and print the expected wall time on stderr; returns it (seconds)."""
-    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     import torch
 
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.gvae.generation import decode_latents, prior_latents
 
     z = prior_latents(model, 8, torch.Generator().manual_seed(0))
@@ -262,9 +262,9 @@ def _duration(seconds: float) -> str:
 def _search(*, api_model, target: str, leads, similarity, outcome_constraints, budget, radius, params, typed,
             mo_method, seed, constraints, workers, threads, out, as_json) -> None:
     """The constrained search: from leads, with constraints, or over several objectives."""
-    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     import sys
 
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape import api
     from molshape.bo.constrained import SearchConfig
 
