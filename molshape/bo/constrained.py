@@ -2,8 +2,8 @@
 
 One search: an initial design (given latents, e.g. a lead's own, then a scrambled Sobol
 fill of the region), then batches proposed by an acquisition over one exact GP per
-outcome until ``budget`` oracle calls are spent. Outcomes are the objectives (to maximise) followed by constraint slacks (feasible when ``<= 0``), so the
-surrogate models each constraint and the acquisition weighs proposals by their
+outcome until ``budget`` oracle calls are spent. Outcomes are the objectives (to
+maximise) followed by constraint slacks (feasible when ``<= 0``), so the surrogate models each constraint and the acquisition weighs proposals by their
 probability of feasibility (BoTorch's outcome constraints), rather than filtering after
 the fact:
 
