@@ -31,7 +31,7 @@ PROTOCOLS = {
     "gvae": dict(seeds=_OPT.seeds, iterations=_OPT.iterations, batch=_OPT.batch, init="auto", n_init=None,
                  surrogate=PROTOCOL_SURROGATE, strategy=_OPT.strategy, floor_quantile=None, prior_quantile=None),
 }
-#: seconds per GP fit + acquisition of the quick protocol on a busy 2-core CPU (measured)
+#: rough seconds per GP fit + acquisition on a 2-core CPU (guesses to be calibrated; decoding is timed at run time)
 _ITERATION_S = {"quick": 8.0, "gvae": 60.0, "search": 4.0}
 
 
