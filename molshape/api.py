@@ -36,6 +36,10 @@ from torch import Tensor, nn
 from molshape import pretrained
 from molshape.bo.loop import OptimizeConfig
 from molshape.bo.optimize import optimize as run_optimize
+from molshape.bo.constrained import SearchConfig
+from molshape.bo.lead_optimize import optimize_search
+from molshape.bo.leads import SearchSpec, read_leads
+from molshape.bo.outcomes import parse_constraint
 from molshape.bo.surrogate import SurrogateConfig
 from molshape.core.errors import InputError, LatentError, MolshapeError
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
@@ -48,7 +52,7 @@ from molshape.gvae.evaluation import evaluate_model
 from molshape.gvae.latent_quality import LATENT_N, SIGMAS, LatentOptions, latent_quality
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
-from molshape.scoring.targets import default_target, get_target, score_rows
+from molshape.scoring.targets import TARGETS, Objective, default_target, get_target, resolve_objectives, score_rows
 from molshape.screening.run import ScreenResult
 from molshape.screening.run import screen as run_screen
 
@@ -392,6 +396,10 @@ class OptimizeResult:
         """Every proposal (``proposals.csv``): seed, iteration, index, valid, string, score, ..."""
         return pd.read_csv(self.out_dir / "proposals.csv")
 
+    def leads(self) -> pd.DataFrame:
+        """One row per lead (``leads.csv``) of a run ``from_`` leads."""
+        return pd.read_csv(self.out_dir / "leads.csv")
+
     def top(self, k: int = 10) -> pd.DataFrame:
         """The ``k`` best distinct valid proposals."""
         df = self.to_frame()
@@ -399,13 +407,28 @@ class OptimizeResult:
         return df.drop_duplicates("string").head(k).reset_index(drop=True)
 
 
-def optimize(model: Model, target: str | None = None, out_dir: str | Path | None = None, *,
+def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None, *,
              config: OptimizeConfig | None = None, init: str = "auto", n_init: int | None = None,
              data: str | Path | None = None, attempts: int = 1, constraints: str = "auto",
              device: str | torch.device = "cpu", workers: int = 1, worker_threads: int = 1,
-             progress: bool = False, **options: Any) -> OptimizeResult:
+             progress: bool = False, from_: str | Path | Sequence[str] | None = None,
+             similarity: float | None = None, constraint: Sequence[str] | str | None = None,
+             search: SearchConfig | None = None, prior_quantile: float | None = None,
+             **options: Any) -> OptimizeResult:
     """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
     ``expr`` for expressions) with a loaded model.
+
+    ``target`` is a name that :func:`score` knows, several joined by commas (``"logp,qed"``:
+    a Pareto front by qNEHVI), ``"module:function"`` or a Python callable (list of strings ->
+    scores, higher is better). With ``from_`` (a SMILES, a file of them, or a list),
+    ``similarity`` (Tanimoto to the lead ``>=`` it, modelled as a constraint), ``constraint``
+    (``"qed>=0.5"``, several allowed), several objectives or a callable, the search is the
+    constrained one of :mod:`molshape.bo.leads` sized by ``search``
+    (:class:`~molshape.bo.constrained.SearchConfig`: ``budget`` oracle calls per lead, ...).
+
+    Example:
+        >>> r = molshape.optimize(m, "plogp", from_="CCOc1ccccc1", similarity=0.4, search=SearchConfig(budget=40))
+        >>> r.leads()[["lead", "best", "similarity", "improvement"]]
 
     Args:
         config: the protocol (:class:`~molshape.bo.loop.OptimizeConfig`); or give its fields
@@ -413,7 +436,8 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
             SurrogateConfig(...)`` or a dict).
         out_dir: run folder (default ``runs/optimize-<target>-<time>``); a folder holding
             the same run resumes it.
-        init / n_init / data / attempts / constraints: see :func:`molshape.bo.problem.build_problem`.
+        init / n_init / data / attempts / constraints / prior_quantile: see
+            :func:`molshape.bo.problem.build_problem`.
 
     Returns:
         :class:`OptimizeResult` (``.summary``, ``.top(k)``, ``.to_frame()``).
@@ -421,6 +445,12 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
     target = target or default_target(model.grammar)
     if target is None:
         raise ValueError(f"model grammar {model.grammar.name!r} has no default target; pass target=")
+    objectives = resolve_objectives(target)
+    if (from_ is not None or similarity is not None or constraint or search is not None or len(objectives) > 1
+            or objectives[0].fn is not None):
+        return _optimize_search(model, objectives, out_dir, from_=from_, similarity=similarity, constraint=constraint,
+                                search=search, constraints=constraints, workers=workers, threads=worker_threads,
+                                progress=progress)
     if config is None:
         if isinstance(options.get("surrogate"), dict):
             options["surrogate"] = SurrogateConfig(**options["surrogate"])
@@ -431,7 +461,7 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
     summary = run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
                            checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
                            device=device, progress=progress, workers=workers, worker_threads=worker_threads,
-                           constraints=constraints)
+                           constraints=constraints, prior_quantile=prior_quantile)
     return OptimizeResult(summary, out, get_target(target).higher_is_better)
 
 
@@ -457,3 +487,36 @@ def screen(model: Model | str | Path = "zinc", out: str | Path = "runs/screen", 
     """
     m = model if isinstance(model, Model) else load(model, "cpu")
     return run_screen(m, out, n, **options)
+
+
+def search_spec(objectives: list[Objective], similarity: float | None, constraint: Sequence[str] | str | None,
+                search: SearchConfig | None, constraints: str = "auto", with_leads: bool = False) -> SearchSpec:
+    """Check a constrained search's settings (before anything is created) and bundle them.
+
+    Raises:
+        ValueError: similarity outside [0, 1] or without leads, a malformed constraint or an unknown property.
+    """
+    if similarity is not None:
+        if not 0.0 <= float(similarity) <= 1.0:
+            raise ValueError(f"similarity must be in [0, 1], got {similarity}")
+        if not with_leads:
+            raise ValueError("similarity needs leads to compare with (from_=...)")
+    texts = [constraint] if isinstance(constraint, str) else list(constraint or [])
+    known = tuple(n for n, t in TARGETS.items() if t.molecular)
+    parsed = [parse_constraint(c, known) for c in texts]
+    return SearchSpec(objectives, parsed, None if similarity is None else float(similarity),
+                      search or SearchConfig(), constraints)
+
+
+def _optimize_search(model: Model, objectives: list[Objective], out_dir: str | Path | None, *, from_, similarity,
+                     constraint, search, constraints: str, workers: int, threads: int,
+                     progress: bool) -> OptimizeResult:
+    spec = search_spec(objectives, similarity, constraint, search, constraints, with_leads=from_ is not None)
+    leads = None if from_ is None else read_leads(from_)
+    if leads is not None and not leads:
+        raise ValueError(f"no lead in {from_!r}")
+    name = "-".join(o.name.replace(":", ".") for o in objectives)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"optimize-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = optimize_search(model.net, model.grammar, spec, out, checkpoint_path=model.path, leads=leads,
+                              workers=workers, threads=threads, progress=progress)
+    return OptimizeResult(summary, out, objectives[0].higher_is_better)

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 from molshape.bo.config import OptimizeConfig
+from molshape.bo.constrained import Region
 from molshape.bo.surrogate import evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.bo.report import write_report
 from molshape.bo.trust_region import TrustRegion
@@ -63,6 +64,8 @@ class Problem:
         source: where the initial data came from (e.g. ``data:zinc250k``, ``prior``).
         key: identifies the problem in state files (checkpoint + data hashes).
         kind: ``smiles`` or ``expr`` (``smiles`` adds a molecule grid to the report).
+        region: where the prior has mass (:class:`~molshape.bo.constrained.Region`); when set,
+            the search box is intersected with its box and proposals are pulled into its ball.
     """
 
     z: Tensor
@@ -72,6 +75,7 @@ class Problem:
     source: str = "custom"
     key: str = ""
     kind: str = ""
+    region: Region | None = None
 
     def objective(self, scores: np.ndarray) -> np.ndarray:
         """Scores -> values to maximise (``nan`` stays ``nan``)."""
@@ -131,6 +135,8 @@ def run_seed(problem: Problem, cfg: OptimizeConfig, seed: int, state_path: Path,
         with linear_algebra():
             cand = propose(model, X.to(device), Y.to(device), cfg, trust).cpu()  # [q x d] unit cube
         t_acq = time.perf_counter() - t0
+        if problem.region is not None:  # keep to where the prior has mass; the GP sees the point evaluated
+            cand = (problem.region.project(lo + cand * (hi - lo)) - lo) / (hi - lo)
         t0 = time.perf_counter()
         records = problem.evaluate(lo + cand * (hi - lo))
         t_eval = time.perf_counter() - t0
@@ -173,6 +179,8 @@ def _initial_state(problem: Problem, cfg: OptimizeConfig, seed: int, fingerprint
         raise ValueError(f"optimize: {z.shape[0]} initial points leave too few for training")
     test, train = perm[:n_test], perm[n_test:]
     lo, hi = z[train].min(0).values, z[train].max(0).values
+    if problem.region is not None:
+        lo, hi = torch.maximum(lo, problem.region.lo), torch.minimum(hi, problem.region.hi)
     hi = torch.where(hi > lo, hi, lo + 1e-6)  # a constant dimension still gets a (tiny) box
 
     def unit(v: Tensor) -> Tensor:
