@@ -38,7 +38,7 @@ is a per-molecule version of the rules in plain Python, kept as the test oracle.
 # length, guidance) whose update rules read each other's bookkeeping; apart they do not read.
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
@@ -145,6 +145,12 @@ class SmilesSemantics:
                      ring_from=torch.zeros(batch, k, **z),
                      ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z),
                      digits=torch.zeros(batch, **z), multi=torch.zeros(batch, **z))
+
+    @staticmethod
+    def select(s: State, keep: Tensor) -> State:
+        """The bookkeeping of rows ``keep [b]`` only (every field has the batch on dim 0)."""
+        return State(**{f.name: None if getattr(s, f.name) is None else getattr(s, f.name).index_select(0, keep)
+                        for f in fields(s)})
 
     def update(self, s: State, rule: Tensor) -> None:
         """Apply the chosen ``rule [B]`` to the bookkeeping, in place."""
