@@ -263,8 +263,6 @@ class StackDecoder:
             else:
                 self._noise(batch, mode, generator, device)  # the generator moves on as before
             if t % 8 == 7:
-                if not len(rows):
-                    break
                 live = top != 0
                 if not bool(live.all()):  # a host sync; done sparingly
                     keep = live.nonzero().squeeze(1)
@@ -272,6 +270,8 @@ class StackDecoder:
                     state = select_state(model, state, keep)
                     if sem is not None:
                         sem = self.semantics.select(sem, keep)
+                if not len(rows):
+                    break
         complete[rows] = top == 0
         return DecodeResult(out, complete, (out != self.grammar.pad).sum(dim=1))
 
