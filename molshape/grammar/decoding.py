@@ -284,15 +284,15 @@ def select_state(model: StepDecoder, state: object, keep: Tensor) -> object:
     """Rows ``keep`` of a decoder state.
 
     A model may say how (``model.decoder_select(state, keep)``); otherwise the state is a
-    tensor or a (nested) tuple of tensors and None, with the batch on dim 0, except 3-d
-    tensors (RNN hidden states, ``layers x B x H``) that have it on dim 1.
+    tensor or a (nested) tuple of tensors, with the batch on dim 0, except 3-d tensors (RNN
+    hidden states, ``layers x B x H``) that have it on dim 1; anything else is kept as is.
     """
     if hasattr(model, "decoder_select"):
         return model.decoder_select(state, keep)
-    if state is None:
-        return None
     if isinstance(state, (tuple, list)):
         return type(state)(select_state(model, s, keep) for s in state)
+    if not isinstance(state, Tensor):  # None, step counters: not per row
+        return state
     return state.index_select(1 if state.dim() == 3 else 0, keep)
 
 
