@@ -44,6 +44,10 @@ from torch import Tensor, nn
 from molshape import pretrained
 from molshape.bo.loop import OptimizeConfig
 from molshape.bo.optimize import optimize as run_optimize
+from molshape.bo.constrained import SearchConfig
+from molshape.bo.lead_optimize import optimize_search
+from molshape.bo.leads import SearchSpec, read_leads
+from molshape.bo.outcomes import parse_constraint
 from molshape.bo.surrogate import SurrogateConfig
 from molshape.core.atomic import write_json
 from molshape.core.errors import InputError, LatentError, MolshapeError
@@ -57,7 +61,7 @@ from molshape.gvae.latent_quality import (LATENT_N, SIGMAS, LatentOptions, gvae_
                                           latent_quality)
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
-from molshape.scoring.targets import default_target, get_target, score_rows
+from molshape.scoring.targets import TARGETS, Objective, default_target, get_target, resolve_objectives, score_rows
 from molshape.core.rundir import RunLock
 from molshape.screening.run import ScreenResult
 from molshape.screening.run import screen as run_screen
@@ -476,6 +480,12 @@ class OptimizeResult:
                 f"{s['top'][0]['score']:.3f} {s['top'][0]['string']}{where})" if s.get("top")
                 else f"OptimizeResult(target {s.get('target')}, {len(self.proposals)} proposals, none valid{where})")
 
+    def leads(self) -> Table:
+        """One row per lead (``leads.csv``) of a run ``from_`` leads (needs ``out_dir``)."""
+        if self.out_dir is None:
+            raise ValueError("leads(): this run wrote no folder; pass out_dir= to keep leads.csv")
+        return Table(pd.read_csv(self.out_dir / "leads.csv"))
+
     def to_frame(self) -> Table:
         """Every proposal (``proposals.csv``): seed, iteration, index, valid, string, score, ..."""
         return Table(self.proposals)
@@ -498,13 +508,28 @@ class OptimizeResult:
         return out
 
 
-def optimize(model: Model, target: str | None = None, out_dir: str | Path | None = None, *,
+def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None, *,
              config: OptimizeConfig | None = None, init: str = "auto", n_init: int | None = None,
              data: str | Path | None = None, attempts: int = 1, constraints: str = "auto",
              device: str | torch.device = "cpu", workers: int = 1, worker_threads: int = 1,
-             progress: bool = False, manage_folder: bool = True, **options: Any) -> OptimizeResult:
+             progress: bool = False, manage_folder: bool = True, from_: str | Path | Sequence[str] | None = None,
+             similarity: float | None = None, constraint: Sequence[str] | str | None = None,
+             search: SearchConfig | None = None, prior_quantile: float | None = None,
+             **options: Any) -> OptimizeResult:
     """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
     ``expr`` for expressions) with a loaded model.
+
+    ``target`` is a name that :func:`score` knows, several joined by commas (``"logp,qed"``:
+    a Pareto front by qNEHVI), ``"module:function"`` or a Python callable (list of strings ->
+    scores, higher is better). With ``from_`` (a SMILES, a file of them, or a list),
+    ``similarity`` (Tanimoto to the lead ``>=`` it, modelled as a constraint), ``constraint``
+    (``"qed>=0.5"``, several allowed), several objectives or a callable, the search is the
+    constrained one of :mod:`molshape.bo.leads` sized by ``search``
+    (:class:`~molshape.bo.constrained.SearchConfig`: ``budget`` oracle calls per lead, ...).
+
+    Example:
+        >>> r = molshape.optimize(m, "plogp", from_="CCOc1ccccc1", similarity=0.4, search=SearchConfig(budget=40))
+        >>> r.leads()[["lead", "best", "similarity", "improvement"]]
 
     Args:
         config: the protocol (:class:`~molshape.bo.loop.OptimizeConfig`); or give its fields
@@ -513,7 +538,8 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
         out_dir: run folder, written as ``molshape optimize --out`` writes it (``config.json``,
             ``proposals.csv``, ``summary.json``, pictures, resume state); a folder holding the same
             run resumes it. Default: nothing is written (a temporary folder, removed after).
-        init / n_init / data / attempts / constraints: see :func:`molshape.bo.problem.build_problem`.
+        init / n_init / data / attempts / constraints / prior_quantile: see
+            :func:`molshape.bo.problem.build_problem`.
         manage_folder: lock ``out_dir`` for the run and record ``config.json``; False when the
             caller does both (``molshape optimize``).
 
@@ -526,6 +552,12 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
     target = target or default_target(model.grammar)
     if target is None:
         raise ValueError(f"model grammar {model.grammar.name!r} has no default target; pass target=")
+    objectives = resolve_objectives(target)
+    if (from_ is not None or similarity is not None or constraint or search is not None or len(objectives) > 1
+            or objectives[0].fn is not None):
+        return _optimize_search(model, objectives, out_dir, from_=from_, similarity=similarity, constraint=constraint,
+                                search=search, constraints=constraints, workers=workers, threads=worker_threads,
+                                progress=progress)
     if config is None:
         if isinstance(options.get("surrogate"), dict):
             options["surrogate"] = SurrogateConfig(**options["surrogate"])
@@ -538,7 +570,7 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
         return run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
                             checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
                             device=device, progress=progress, workers=workers, worker_threads=worker_threads,
-                            constraints=constraints)
+                            constraints=constraints, prior_quantile=prior_quantile)
 
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="molshape-optimize-") as tmp:
@@ -550,7 +582,8 @@ def optimize(model: Model, target: str | None = None, out_dir: str | Path | None
     out = Path(out_dir)
     config_record = {"checkpoint": str(model.path), "target": target, "init": init, "n_init": n_init,
                      "data": None if data is None else str(data), "attempts": attempts, "constraints": constraints,
-                     "device": str(device), "workers": workers, "optimize": config.to_dict()}
+                     "device": str(device), "workers": workers, "prior_quantile": prior_quantile,
+                     "optimize": config.to_dict()}
     if not manage_folder:
         summary = run(out)
     else:
@@ -583,3 +616,45 @@ def screen(model: Model | str | Path = "zinc", out: str | Path = "runs/screen", 
     """
     m = model if isinstance(model, Model) else load(model, "cpu")
     return run_screen(m, out, n, **options)
+
+
+def search_spec(objectives: list[Objective], similarity: float | None, constraint: Sequence[str] | str | None,
+                search: SearchConfig | None, constraints: str = "auto", with_leads: bool = False) -> SearchSpec:
+    """Check a constrained search's settings (before anything is created) and bundle them.
+
+    Raises:
+        ValueError: similarity outside [0, 1] or without leads, a malformed constraint or an unknown property.
+    """
+    if similarity is not None:
+        if not 0.0 <= float(similarity) <= 1.0:
+            raise ValueError(f"similarity must be in [0, 1], got {similarity}")
+        if not with_leads:
+            raise ValueError("similarity needs leads to compare with (from_=...)")
+    texts = [constraint] if isinstance(constraint, str) else list(constraint or [])
+    known = tuple(n for n, t in TARGETS.items() if t.molecular)
+    parsed = [parse_constraint(c, known) for c in texts]
+    return SearchSpec(objectives, parsed, None if similarity is None else float(similarity),
+                      search or SearchConfig(), constraints)
+
+
+def _optimize_search(model: Model, objectives: list[Objective], out_dir: str | Path | None, *, from_, similarity,
+                     constraint, search, constraints: str, workers: int, threads: int,
+                     progress: bool) -> OptimizeResult:
+    spec = search_spec(objectives, similarity, constraint, search, constraints, with_leads=from_ is not None)
+    leads = None if from_ is None else read_leads(from_)
+    if leads is not None and not leads:
+        raise ValueError(f"no lead in {from_!r}")
+    higher = objectives[0].higher_is_better
+
+    def run(out: Path) -> dict[str, Any]:
+        return optimize_search(model.net, model.grammar, spec, out, checkpoint_path=model.path, leads=leads,
+                               workers=workers, threads=threads, progress=progress)
+
+    if out_dir is None:  # nothing is written unless asked: the run's folder is a temporary one
+        with tempfile.TemporaryDirectory(prefix="molshape-optimize-") as tmp:
+            summary = run(Path(tmp))
+            proposals = pd.read_csv(Path(tmp) / "proposals.csv")
+        return OptimizeResult(summary, proposals, None, higher)
+    out = Path(out_dir)
+    summary = run(out)
+    return OptimizeResult(summary, pd.read_csv(out / "proposals.csv"), out, higher)

@@ -12,17 +12,31 @@
    molecules, results asserted identical); then end to end with a Kekulé model
    (``--kekule-checkpoint``, default the shipped one) under both constraints.
 
-Headline (last line): the speed-up of semantic decoding over the per-molecule loop, and
-its cost against grammar-only masking end to end.
+4. Before and after (``--baseline REV``, a git revision): the shipped Kekulé model's
+   end-to-end decode of the same prior latents by this tree and by the package as it was at
+   REV (exported with ``git archive``, run in a subprocess), interleaved ``--rounds`` times,
+   CPU time of the decode call, decoded strings asserted identical.
+
+Headline (last line): with ``--baseline``, the end-to-end speed-up over REV; otherwise the
+speed-up of semantic decoding over the per-molecule loop, and its cost against grammar-only
+masking end to end.
 
 Usage:
     python scripts/bench_decode.py [--batch 1000] [--checkpoint best.pt] [--device auto] [--threads N]
+    python scripts/bench_decode.py --threads 1 --baseline <rev> [--only-e2e]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -50,12 +64,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference-n", type=int, default=40, help="molecules for the per-molecule semantic loop")
     ap.add_argument("--kekule-checkpoint", default=None, help="Kekulé model (default: the shipped one)")
+    ap.add_argument("--baseline", default=None, help="git revision to compare end-to-end decoding against")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the before/after comparison")
+    ap.add_argument("--only-e2e", action="store_true", help="skip sections 1-3 (with --baseline)")
+    ap.add_argument("--e2e-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.e2e_worker:
+        return e2e_worker(args)
     from molshape.core.runtime import resolve_device
 
     device = resolve_device(args.device)
+    if args.only_e2e:
+        return before_after(args)
     g = load_grammar("smiles")
     B, T, R = args.batch, g.max_length, g.n_productions
     logits = torch.randn(B, T, R, generator=torch.Generator().manual_seed(0))
@@ -90,6 +112,59 @@ def main() -> None:
     print(f"decode_stack: {t_slow / t_fast:.1f}x faster vectorised stack decoding than the per-molecule "
           f"Python loop ({B} x {T} x {R} logits, {device})")
     semantic(args, device)
+    if args.baseline:
+        before_after(args)
+
+
+def e2e_worker(args) -> None:
+    """One timed end-to-end decode of the shipped Kekulé model's prior latents (JSON on stdout)."""
+    from molshape.gvae.generation import decode_latents, prior_latents
+    from molshape.gvae.model import load_model
+    from molshape.pretrained import checkpoint_path
+
+    model, g, _ = load_model(checkpoint_path("zinc-kekule-gmm-cpu"), "cpu")
+    z = prior_latents(model, args.batch, torch.Generator().manual_seed(0))
+    decode_latents(model, g, z[:16])  # warm-up
+    c = time.process_time()
+    out = decode_latents(model, g, z, batch_size=args.batch)
+    cpu = time.process_time() - c
+    print(json.dumps({"cpu_s": cpu, "raw": list(out.raw), "valid": sum(s is not None for s in out)}))
+
+
+def _run_worker(root: Path, args) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--e2e-worker", "--batch", str(args.batch)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    res = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def before_after(args) -> None:
+    """Section 4: this tree against ``args.baseline``, same latents, CPU time, interleaved."""
+    here = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "base.tar"
+        subprocess.run(["git", "archive", "-o", str(archive), args.baseline, "molshape", "grammars"],
+                       cwd=here, check=True)
+        base = Path(tmp) / "base"
+        with tarfile.open(archive) as tar:
+            tar.extractall(base, filter="data")
+        t_old, t_new = [], []
+        for _ in range(args.rounds):
+            old, new = _run_worker(base, args), _run_worker(here, args)
+            t_old.append(old["cpu_s"])
+            t_new.append(new["cpu_s"])
+            assert old["raw"] == new["raw"], "decoded strings differ from the baseline"
+    B = args.batch
+    before, after = B / min(t_old), B / min(t_new)
+    print(f"end to end, shipped Kekulé model, {B} prior latents, semantic masks, "
+          f"{args.threads or torch.get_num_threads()} thread(s), CPU time, best of {args.rounds}:")
+    print(f"  before ({args.baseline}): {before:7.1f} molecules/s")
+    print(f"  after  (this tree)     : {after:7.1f} molecules/s; {new['valid']} of {B} valid; "
+          f"decoded strings identical")
+    print(f"bench_decode: {after / before:.1f}x molecules/s end to end ({before:.0f} -> {after:.0f}) against "
+          f"{args.baseline}, identical decodes")
 
 
 def semantic(args, device) -> None:

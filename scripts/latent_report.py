@@ -8,7 +8,7 @@ checkpoint's own (found through ``$MOLSHAPE_DATA_DIR`` or ``--data``).
 
 Usage:
     python scripts/latent_report.py CHECKPOINT [--limit 2000] [--beam-width 5] [--gvae-samples 10]
-        [--threads 1] [--data FILE] [--out DIR] [--json FILE]
+        [--threads 1] [--device cpu] [--data FILE] [--out DIR] [--json FILE]
 
 CHECKPOINT: a best.pt / last.pt path, or a shipped model's name (zinc-kekule-gmm-cpu).
 Last line: ``latent: <argmax %> exact (beam k <%>, GVAE protocol <%>), tanimoto <mean> ...``.
@@ -34,13 +34,14 @@ def main() -> None:
     ap.add_argument("--beam-width", type=int, default=5, help="0 skips the beam")
     ap.add_argument("--gvae-samples", type=int, default=10, help="0 skips the GVAE protocol")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     ap.add_argument("--data", default=None, help="the checkpoint's training data file (default: found)")
     ap.add_argument("--out", default=None, help="folder for the two PNGs (molecules)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the metrics to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = molshape.load(args.checkpoint)
+    model = molshape.load(args.checkpoint, device=args.device)
     t0 = time.perf_counter()
     lat = model.latent_metrics(args.out, split=args.split, limit=args.limit, data=args.data,
                                beam_width=args.beam_width, gvae_samples=args.gvae_samples, progress=True)

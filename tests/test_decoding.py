@@ -21,12 +21,15 @@ class ReplayModel(torch.nn.Module):
         self.logits = logits
         self.fed: list[Tensor] = []
 
-    def decoder_init(self, z: Tensor) -> int:
-        return 0
+    def decoder_init(self, z: Tensor) -> tuple[int, Tensor]:
+        return 0, torch.arange(z.shape[0])  # (step, batch rows still decoded)
 
-    def decoder_step(self, t: int, prev_rule: Tensor) -> tuple[Tensor, int]:
-        self.fed.append(prev_rule.clone())
-        return self.logits[:, t], t + 1
+    def decoder_step(self, state: tuple[int, Tensor], prev_rule: Tensor) -> tuple[Tensor, tuple[int, Tensor]]:
+        t, rows = state
+        fed = torch.full((self.logits.shape[0],), -1, dtype=torch.long)  # -1: the row has left the batch
+        fed[rows] = prev_rule
+        self.fed.append(fed)
+        return self.logits[rows, t], (t + 1, rows)
 
 
 def _logits(grammar_name: str, batch: int, seed: int) -> Tensor:
@@ -121,7 +124,13 @@ def test_decode_steps_model_and_feeds_back_chosen_rules() -> None:
     fed = torch.stack(model.fed, dim=1)  # [B, steps run]
     assert (fed[:, 0] == g.pad).all()
     steps = fed.shape[1]
-    assert torch.equal(fed[:, 1:], out.rules[:, : steps - 1])
+    live = fed[:, 1:] >= 0
+    assert torch.equal(fed[:, 1:][live], out.rules[:, : steps - 1][live])
+    # a row leaves the batch (no model call from step k on) only once its derivation is complete
+    left = (fed < 0).any(1)
+    assert left.any() and out.complete[left].all()
+    first = (fed[left] < 0).float().argmax(1)
+    assert (out.lengths[left] <= first).all()
 
 
 def test_decode_stops_model_early_when_all_complete() -> None:

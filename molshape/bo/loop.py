@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 from molshape.bo.config import OptimizeConfig
+from molshape.bo.constrained import Region
 from molshape.bo.surrogate import evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.bo.report import write_report
 from molshape.bo.trust_region import TrustRegion
@@ -64,6 +65,8 @@ class Problem:
         key: identifies the problem in state files (checkpoint + data hashes).
         kind: ``smiles`` or ``expr`` (``smiles`` adds a molecule grid to the report).
         target: the score's name (``logp``, ``qed``, ``expr``), named in the report's pictures.
+        region: where the prior has mass (:class:`~molshape.bo.constrained.Region`); when set,
+            the search box is intersected with its box and proposals are pulled into its ball.
     """
 
     z: Tensor
@@ -74,6 +77,7 @@ class Problem:
     key: str = ""
     kind: str = ""
     target: str = ""
+    region: Region | None = None
 
     def objective(self, scores: np.ndarray) -> np.ndarray:
         """Scores -> values to maximise (``nan`` stays ``nan``)."""
@@ -133,6 +137,8 @@ def run_seed(problem: Problem, cfg: OptimizeConfig, seed: int, state_path: Path,
         with linear_algebra():
             cand = propose(model, X.to(device), Y.to(device), cfg, trust).cpu()  # [q x d] unit cube
         t_acq = time.perf_counter() - t0
+        if problem.region is not None:  # keep to where the prior has mass; the GP sees the point evaluated
+            cand = (problem.region.project(lo + cand * (hi - lo)) - lo) / (hi - lo)
         t0 = time.perf_counter()
         records = problem.evaluate(lo + cand * (hi - lo))
         t_eval = time.perf_counter() - t0
@@ -175,6 +181,8 @@ def _initial_state(problem: Problem, cfg: OptimizeConfig, seed: int, fingerprint
         raise ValueError(f"optimize: {z.shape[0]} initial points leave too few for training")
     test, train = perm[:n_test], perm[n_test:]
     lo, hi = z[train].min(0).values, z[train].max(0).values
+    if problem.region is not None:
+        lo, hi = torch.maximum(lo, problem.region.lo), torch.minimum(hi, problem.region.hi)
     hi = torch.where(hi > lo, hi, lo + 1e-6)  # a constant dimension still gets a (tiny) box
 
     def unit(v: Tensor) -> Tensor:

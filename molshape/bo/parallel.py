@@ -44,6 +44,7 @@ class SeedJobSpec:
     device: str
     threads: int = 1
     constraints: str = "auto"
+    prior_quantile: float | None = None
 
 
 _WORKER: dict = {}
@@ -56,7 +57,7 @@ def _init_worker(spec: SeedJobSpec) -> None:
     cfg = OptimizeConfig(**spec.config)
     problem = build_problem(model, grammar, spec.target, checkpoint=ckpt, checkpoint_path=spec.checkpoint_path,
                             init=spec.init, n_init=spec.n_init, data=spec.data, attempts=spec.attempts,
-                            seed=cfg.seed, constraints=spec.constraints)
+                            seed=cfg.seed, constraints=spec.constraints, prior_quantile=spec.prior_quantile)
     _WORKER.update(problem=problem, cfg=cfg, fingerprint=problem_fingerprint(problem, cfg))
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
 from molshape.bo.config import INITS
+from molshape.bo.constrained import Region
 from molshape.bo.loop import Problem
 from molshape.scoring.targets import OPTIMIZE_TARGETS, fits, get_target, score_values
 from molshape.gvae.generation import prior_latents
@@ -51,8 +52,13 @@ def _digest(*parts: str | bytes) -> str:
 
 def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, checkpoint_path: str | Path,
                   init: str = "auto", n_init: int | None = None, data: str | Path | None = None,
-                  attempts: int = 1, seed: int = 0, progress: bool = False, constraints: str = "auto") -> Problem:
+                  attempts: int = 1, seed: int = 0, progress: bool = False, constraints: str = "auto",
+                  prior_quantile: float | None = None) -> Problem:
     """Initial data and an ``evaluate`` function for latent BO with a trained model.
+
+    With ``prior_quantile`` the search keeps to the ball holding that share of the mass of
+    the nearest prior component (and the prior's central box), where the decoder writes
+    realistic molecules.
 
     Raises:
         ValueError: the target does not match the model's grammar, or the data set is not the
@@ -69,12 +75,17 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
         raise ValueError(f"unknown init {init!r}; choose from {INITS}")
 
     ckpt_sha = file_hash(checkpoint_path)
+    region = None
+    if prior_quantile is not None:
+        prior = model.objective.prior
+        region = Region.around(prior.centers.detach().cpu().double(), float(prior.std), quantile=prior_quantile)
     evaluate = make_evaluate(model, grammar, target, attempts, constraints)
     if init in ("auto", "data"):
         try:
             z, scores, source, key = _data_init(model, grammar, target, checkpoint, ckpt_sha, data, n_init, seed,
                                                 progress)
-            return Problem(z, scores, evaluate, higher, source, key, grammar.name, target)
+            return Problem(z, scores, evaluate, higher, source, _digest(key, f"q{prior_quantile}"), grammar.name,
+                           target, region)
         except FileNotFoundError as e:
             if init == "data":
                 raise
@@ -86,7 +97,8 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     valid = sum(r["string"] is not None for r in records)
     log.info("prior initial design: %d of %d decodes valid", valid, n)
     return Problem(z.double(), scores, evaluate, higher, f"prior ({valid}/{n} valid)",
-                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}"), grammar.name, target)
+                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}-q{prior_quantile}"), grammar.name,
+                   target, region)
 
 
 def _prior_latents(model, n: int, seed: int) -> Tensor:

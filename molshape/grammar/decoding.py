@@ -148,11 +148,12 @@ class StackDecoder:
         top.add_(t["rhs_len"].index_select(0, rule))
 
     def _choose(self, logits: Tensor, symbol: Tensor, mode: str, generator: torch.Generator | None,
-                allowed: Tensor | None = None) -> Tensor:
+                allowed: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
         """Rule ``[B]`` among those allowed for ``symbol [B x 1]``, scored by ``logits [B x R]``.
 
         Sampling adds Gumbel noise to the allowed candidates only (``B x G`` per step),
-        which is the Gumbel-max trick on the masked softmax.
+        which is the Gumbel-max trick on the masked softmax; ``noise`` (``B x G``) is used
+        instead of a fresh draw when given.
         """
         t = self._on(logits.device)
         sym = symbol.squeeze(1)
@@ -161,7 +162,7 @@ class StackDecoder:
         if allowed is not None:  # semantic constraints: [B x R] rules that keep the molecule valid
             scores = scores.masked_fill(~allowed.gather(1, cand), float("-inf"))
         if mode == "sample":
-            scores += gumbel_noise(tuple(scores.shape), generator, scores.device)
+            scores += gumbel_noise(tuple(scores.shape), generator, scores.device) if noise is None else noise
         return cand.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
 
     def _allowed(self, sem, t: int) -> Tensor | None:
@@ -219,6 +220,13 @@ class StackDecoder:
         False) take one ``model.decode_logits`` call instead: identical logits, and one
         full-sequence GRU call is far faster than ``max_length`` single steps.
 
+        Every 8 steps the rows whose stack has emptied leave the batch (model state,
+        stack and semantic bookkeeping alike), so the model only runs for molecules
+        still being written; the rest of a finished row is padding. Results are those of
+        decoding every row to the end: each row's arithmetic does not depend on the
+        other rows, and sampling still draws the noise of the whole batch each step so
+        that a seeded generator gives the same molecules and ends in the same state.
+
         Args:
             model: has ``decoder_init(z)`` and ``decoder_step(state, prev_rule)``.
             z: ``B x d`` latents (on the model's device).
@@ -238,18 +246,54 @@ class StackDecoder:
         # Before the first step there is no previous rule; the pad rule stands in for it.
         prev = torch.full((batch,), self.grammar.pad, dtype=torch.long, device=device)
         sem = self.semantics.init(batch, device) if self.semantics is not None else None
-        rules: list[Tensor] = []
+        out = torch.full((batch, self.max_length), self.grammar.pad, dtype=torch.long, device=device)
+        complete = torch.ones(batch, dtype=torch.bool, device=device)
+        rows = torch.arange(batch, device=device)  # the batch row of each live row
         for t in range(self.max_length):
-            logits, state = model.decoder_step(state, prev)
-            prev = self._choose(logits, self._symbols(stack, top), mode, generator, self._allowed(sem, t))
-            self._push(prev, stack, top)
-            if sem is not None:
-                self.semantics.update(sem, prev)
-            rules.append(prev)
-            # Stop the (expensive) model once every stack is empty; the rest is padding.
-            if t % 8 == 7 and not bool(top.any()):
-                break
-        return self._finish(rules, top, batch, device)
+            if len(rows):
+                logits, state = model.decoder_step(state, prev)
+                noise = self._noise(batch, mode, generator, device)
+                allowed = self._allowed(sem, t)
+                prev = self._choose(logits, self._symbols(stack, top), mode, generator, allowed,
+                                    noise=None if noise is None else noise.index_select(0, rows))
+                self._push(prev, stack, top)
+                if sem is not None:
+                    self.semantics.update(sem, prev)
+                out[rows, t] = prev
+            else:
+                self._noise(batch, mode, generator, device)  # the generator moves on as before
+            if t % 8 == 7:
+                live = top != 0
+                if not bool(live.all()):  # a host sync; done sparingly
+                    keep = live.nonzero().squeeze(1)
+                    rows, stack, top, prev = rows[keep], stack[keep], top[keep], prev[keep]
+                    state = select_state(model, state, keep)
+                    if sem is not None:
+                        sem = self.semantics.select(sem, keep)
+                if not len(rows):
+                    break
+        complete[rows] = top == 0
+        return DecodeResult(out, complete, (out != self.grammar.pad).sum(dim=1))
+
+    def _noise(self, batch: int, mode: str, generator: torch.Generator | None, device: torch.device) -> Tensor | None:
+        """The Gumbel noise of one step for the whole batch (``B x G``; None for argmax)."""
+        return gumbel_noise((batch, self.n_candidates), generator, device) if mode == "sample" else None
+
+
+def select_state(model: StepDecoder, state: object, keep: Tensor) -> object:
+    """Rows ``keep`` of a decoder state.
+
+    A model may say how (``model.decoder_select(state, keep)``); otherwise the state is a
+    tensor or a (nested) tuple of tensors, with the batch on dim 0, except 3-d tensors (RNN
+    hidden states, ``layers x B x H``) that have it on dim 1; anything else is kept as is.
+    """
+    if hasattr(model, "decoder_select"):
+        return model.decoder_select(state, keep)
+    if isinstance(state, (tuple, list)):
+        return type(state)(select_state(model, s, keep) for s in state)
+    if not isinstance(state, Tensor):  # None, step counters: not per row
+        return state
+    return state.index_select(1 if state.dim() == 3 else 0, keep)
 
 
 def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | None = None,

@@ -38,7 +38,7 @@ is a per-molecule version of the rules in plain Python, kept as the test oracle.
 # length, guidance) whose update rules read each other's bookkeeping; apart they do not read.
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
@@ -146,70 +146,91 @@ class SmilesSemantics:
                      ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z),
                      digits=torch.zeros(batch, **z), multi=torch.zeros(batch, **z))
 
+    @staticmethod
+    def select(s: State, keep: Tensor) -> State:
+        """The bookkeeping of rows ``keep [b]`` only (every field has the batch on dim 0)."""
+        return State(**{f.name: None if getattr(s, f.name) is None else getattr(s, f.name).index_select(0, keep)
+                        for f in fields(s)})
+
     def update(self, s: State, rule: Tensor) -> None:
-        """Apply the chosen ``rule [B]`` to the bookkeeping, in place."""
+        """Apply the chosen ``rule [B]`` to the bookkeeping, in place.
+
+        Written as whole-batch gathers, ``where`` and scatters (a row the rule does not
+        touch gets its own value back) rather than boolean-mask indexing: fewer and
+        cheaper operations per step, the same bookkeeping.
+        """
         kinds, args = self._on(rule.device)
-        kind, arg = kinds[rule], args[rule]
-        b = torch.arange(rule.shape[0], device=rule.device)
+        kind, arg = kinds.index_select(0, rule), args.index_select(0, rule)
         cur = s.cur
+        c1 = cur.unsqueeze(1)
         # the bond to the next atom: 0 before the first atom, 1 by default, 2/3 after a bond
         s.pend = torch.where(kind == Kind.START, 0, s.pend)
         to_next = (kind == Kind.CHAIN) | (kind == Kind.BRANCH)
         s.pend = torch.where(to_next | (kind == Kind.BOND_CHAIN) | (kind == Kind.BRANCH_BOND), 1, s.pend)
-        spend = torch.where(to_next, 1, 0) + torch.where(kind == Kind.BOND, arg, 0)
-        s.pend = torch.where(kind == Kind.BOND, arg, s.pend)
+        bond = kind == Kind.BOND
+        spend = to_next.long() + torch.where(bond, arg, 0)
+        s.pend = torch.where(bond, arg, s.pend)
         # a branch keeps its parent waiting below it
         push = (kind == Kind.BRANCH) | (kind == Kind.BRANCH_BOND)
-        slot = s.depth.clamp(max=self.max_depth - 1)
-        s.frames[b[push], slot[push]] = cur[push]
+        slot = s.depth.clamp(max=self.max_depth - 1).unsqueeze(1)
+        _put(s.frames, slot, push, cur)
         s.depth = s.depth + push.long()
         # ring digits: close an open slot, else open it (each end spends one)
         digit = kind == Kind.DIGIT
-        ring = arg.clamp(max=self.n_rings - 1)
-        was_open = s.ring_open[b, ring] & digit
-        opens = digit & ~was_open
+        ring = arg.clamp(max=self.n_rings - 1).unsqueeze(1)
+        is_open = s.ring_open.gather(1, ring).squeeze(1)
+        was_open = is_open & digit
+        opens = digit & ~is_open
         spend = spend + digit.long()
-        s.rem[b, cur] -= spend
+        s.rem.scatter_add_(1, c1, -spend.unsqueeze(1))
         # ring bonds come right after their atom, so counting on the newest atom is enough
         s.digits = s.digits + digit.long()
         s.multi = s.multi + (digit & (s.digits == 2)).long()
-        if bool(opens.any()):
-            s.ring_open[b[opens], ring[opens]] = True
-            s.ring_from[b[opens], ring[opens]] = cur[opens]
+        s.ring_open.scatter_(1, ring, (is_open ^ digit).unsqueeze(1))
+        opener = s.ring_from.gather(1, ring).squeeze(1)
+        _put(s.ring_from, ring, opens, cur)
         if bool(was_open.any()):
-            s.ring_open[b[was_open], ring[was_open]] = False
-            self._add_edge(s, was_open, cur, s.ring_from[b, ring])
+            self._add_edge(s, was_open, cur, opener)
         # a new atom: bonded to the current one (none for the first)
         new = kind == Kind.NEW_ATOM
         if bool(new.any()):
+            B, N = s.rem.shape
             x = s.n_atoms.clamp(max=self.max_atoms - 1)
             first = new & (s.n_atoms == 0)
-            row = s.dist[b, cur] + 1  # [B, N]
-            row = torch.where(first.unsqueeze(1), torch.full_like(row, INF), row).clamp(max=INF)
-            row[b, x] = 0
-            bn, xn = b[new], x[new]
-            s.dist[bn, xn] = row[new]
-            s.dist[bn, :, xn] = row[new]
-            s.in_bond[bn, xn] = s.pend[new]
+            # rows of dist through a (B*N) x N view, columns through a B x (N*N) view: both
+            # plain index operations, far cheaper than gathers with expanded indices
+            rows = s.dist.view(B * N, N)
+            base = torch.arange(B, device=rule.device) * N
+            row = rows.index_select(0, base + cur) + 1  # [B, N]
+            row = torch.where(first.unsqueeze(1), INF, row).clamp(max=INF)
+            row.scatter_(1, x.unsqueeze(1), 0)
+            row = torch.where(new.unsqueeze(1), row, rows.index_select(0, base + x))
+            rows.index_copy_(0, base + x, row)
+            cols = torch.arange(N, device=rule.device).unsqueeze(0) * N + x.unsqueeze(1)  # [B, N]
+            s.dist.view(B, N * N).scatter_(1, cols, row)
+            _put(s.in_bond, x.unsqueeze(1), new, s.pend)
             s.cur = torch.where(new, x, s.cur)
             s.digits = torch.where(new, 0, s.digits)
             s.n_atoms = s.n_atoms + new.long()
         atom = kind == Kind.ATOM
-        s.rem[b[atom], s.cur[atom]] = arg[atom] - s.in_bond[b[atom], s.cur[atom]]
+        a1 = s.cur.unsqueeze(1)
+        in_bond = s.in_bond.gather(1, a1).squeeze(1)
+        _put(s.rem, a1, atom, arg - in_bond)
         # the end of a chain returns to the atom waiting below the branch
         end = (kind == Kind.END) & (s.depth > 0)
         if bool(end.any()):
-            top = (s.depth - 1).clamp(min=0)
-            s.cur = torch.where(end, s.frames[b, top], s.cur)
+            top = (s.depth - 1).clamp(min=0).unsqueeze(1)
+            s.cur = torch.where(end, s.frames.gather(1, top).squeeze(1), s.cur)
             s.depth = s.depth - end.long()
         # CH2 runs (for the long-chain guidance): an atom stays a CH2 candidate until it gets a
         # ring bond or a branch; a single-bond continuation from a candidate extends the run
         cont = kind == Kind.CHAIN
-        s.run = torch.where(cont, torch.where(s.ch2[b, cur], s.run + 1, 0), s.run)
+        ch2_cur = s.ch2.gather(1, c1).squeeze(1)
+        s.run = torch.where(cont, torch.where(ch2_cur, s.run + 1, 0), s.run)
         s.run = torch.where(push | (kind == Kind.BOND_CHAIN) | (kind == Kind.END), 0, s.run)
-        s.ch2[b, cur] &= ~(push | digit)
-        carbon = atom & self._is_carbon.to(rule.device)[rule]
-        s.ch2[b[atom], s.cur[atom]] = carbon[atom] & (s.in_bond[b[atom], s.cur[atom]] == 1)
+        s.ch2.scatter_(1, c1, (ch2_cur & ~(push | digit)).unsqueeze(1))
+        carbon = self._is_carbon.to(rule.device).index_select(0, rule)
+        _put(s.ch2, a1, atom, carbon & (in_bond == 1))
 
     def _add_edge(self, s: State, rows: Tensor, u: Tensor, v: Tensor) -> None:
         """Shortest paths after a ring-closure bond ``u - v`` in ``rows`` (min-plus update)."""
@@ -255,7 +276,7 @@ class SmilesSemantics:
         cost = 6 * m + 4 * (~(ok & ~spacer).any(-1)).long()
         return torch.where(ok.any(-1), cost, torch.full_like(cost, INF))
 
-    def needs(self, s: State) -> Tensor:
+    def needs(self, s: State, frames: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
         """Steps each rule would leave to complete, ``B x R`` (INF: never completes validly).
 
         ``need[b, r]`` counts the steps after rule ``r`` (not the step itself); the
@@ -265,11 +286,10 @@ class SmilesSemantics:
         """
         dev = s.cur.device
         B = s.cur.shape[0]
-        b = torch.arange(B, device=dev)
         m, k, cur = s.ring_open.sum(1), s.depth, s.cur
-        rem_c, in_b = s.rem[b, cur], s.in_bond[b, cur]
+        rem_c, in_b = _at(s.rem, cur), _at(s.in_bond, cur)
         n_cur = ((s.ring_from == cur.unsqueeze(1)) & s.ring_open).sum(1)
-        f_atoms, f_valid, f_rem, f_at = self._frames(s)
+        f_atoms, f_valid, f_rem, f_at = frames if frames is not None else self._frames(s)
         frames = self._grow_frames(m, f_at, f_rem, f_valid)
         inf = torch.full_like(m, INF)
 
@@ -281,9 +301,9 @@ class SmilesSemantics:
 
         room = k < self.max_depth
         cont = child(k, frames)
-        in_branch = (k > 0) & (s.frames[b, (k - 1).clamp(min=0)] == cur)  # cur also waits as the top frame
+        in_branch = (k > 0) & (_at(s.frames, (k - 1).clamp(min=0)) == cur)  # cur also waits as the top frame
         below = self._grow_frames(m, f_at, f_rem, f_valid & (torch.arange(f_valid.shape[1], device=dev) < (k - 1).unsqueeze(1)))
-        d_cur = s.dist[b.unsqueeze(1), s.ring_from, cur.unsqueeze(1)]  # [B, K] opener -> cur
+        d_cur = _dist(s, s.ring_from, cur.unsqueeze(1))  # [B, K] opener -> cur
         can_close = (s.ring_open & (d_cur >= MIN_RING - 1)).any(1)
         own = 3 + k + 1 + 6 * (m - 1)
         free, spent = 2 + k + best(torch.ones_like(m)), 2 + k + best(torch.zeros_like(m))
@@ -304,7 +324,7 @@ class SmilesSemantics:
             torch.where(rem_c >= 2, 1 + cont, inf),                                      # BOND_CHAIN
             torch.where((rem_c >= 1) & room, child(k + 1, best(rem_c - 1)), inf),        # BRANCH
             torch.where((rem_c >= 2) & room, 1 + child(k + 1, best(rem_c - 2)), inf),    # BRANCH_BOND
-            1 + digits.amin(1).clamp(max=INF - 1),                                       # MORE_RINGS
+            1 + _amin(digits, 1).clamp(max=INF - 1),                                      # MORE_RINGS
             k + 1 + best(rem_c),                                                         # RINGS_DONE
         ], dim=1)
         table = torch.cat([cols, atom, digits, bond], dim=1)
@@ -342,10 +362,11 @@ class SmilesSemantics:
         ring of at most ``MAX_RING`` atoms (:meth:`guidance`) are dropped too, except
         where that would leave a symbol with no rule: validity never depends on them.
         """
-        hard = self.needs(s) <= steps_left
+        frames = self._frames(s)
+        hard = self.needs(s, frames) <= steps_left
         if not guide:
             return hard
-        soft = hard & ~self.guidance(s)
+        soft = hard & ~self.guidance(s, frames)
         dev = hard.device
         # asking for another ring bond when no digit is left but ones to avoid would only end
         # in the fallback below, which then writes one of them (a ring of more than 8 atoms)
@@ -354,9 +375,9 @@ class SmilesSemantics:
         soft = soft & (some_digit | (kinds != Kind.MORE_RINGS))
         masks, lhs = self._gmasks.to(dev), self._lhs.to(dev)
         some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
-        return torch.where(some[:, lhs], soft, hard)
+        return torch.where(some.index_select(1, lhs), soft, hard)
 
-    def guidance(self, s: State) -> Tensor:
+    def guidance(self, s: State, frames: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
         """``B x R`` rules to avoid so that rings close as rings of at most ``MAX_RING`` atoms.
 
         The ring a closure makes runs along the shortest path between its two ends, so
@@ -368,20 +389,20 @@ class SmilesSemantics:
         """
         dev = s.cur.device
         B, K = s.ring_open.shape
-        b = torch.arange(B, device=dev)
         far = MAX_RING - 1
-        d_cur = s.dist[b.unsqueeze(1), s.ring_from, s.cur.unsqueeze(1)].long()  # [B, K]
-        f_atoms, f_valid, _, _ = self._frames(s)
-        d_f = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), f_atoms.unsqueeze(1)].long()  # [B, K, W]
-        d_f = torch.where(f_valid.unsqueeze(1), d_f, INF).amin(-1)  # nearest waiting atom
-        pair = s.dist[b.view(B, 1, 1), s.ring_from.unsqueeze(2), s.ring_from.unsqueeze(1)].long()  # [B, K, K]
+        # distances stay int32 here: far below its range, and min-reductions are much faster on it
+        d_cur = _dist(s, s.ring_from, s.cur.unsqueeze(1))  # [B, K]
+        f_atoms, f_valid, _, _ = frames if frames is not None else self._frames(s)
+        d_f = _dist(s, s.ring_from.unsqueeze(2), f_atoms.unsqueeze(1))  # [B, K, W]
+        d_f = _amin(torch.where(f_valid.unsqueeze(1), d_f, INF), -1)  # nearest waiting atom
+        pair = _dist(s, s.ring_from.unsqueeze(2), s.ring_from.unsqueeze(1))  # [B, K, K]
         both = s.ring_open.unsqueeze(2) & s.ring_open.unsqueeze(1) & ~torch.eye(K, dtype=torch.bool, device=dev)
 
 
         def via(direct: Tensor) -> Tensor:
             """[B, K] through a new atom that first closes another ring q it can reach directly."""
             ok = both & (direct.unsqueeze(1) + 1 <= far)  # q (last axis) reachable
-            return torch.where(ok, pair, INF).amin(-1)
+            return _amin(torch.where(ok, pair, INF), -1)
 
         near = torch.minimum(d_cur, d_f)
         new_atom = torch.minimum(near, via(near)) + 1  # a new atom can get this close
@@ -398,7 +419,7 @@ class SmilesSemantics:
         crowded = (s.ring_open.sum(1) >= GUIDE_MAX_OPEN) | (n_cur >= GUIDE_MAX_PER_ATOM)
         # one column per kind (the layout of needs()), spread to rules with one index_select
         never = torch.zeros_like(stuck_after_cur)
-        eighth_ch2 = s.ch2[b, s.cur] & (s.run >= LONG_CHAIN - 1)  # a single bond on makes an 8th CH2
+        eighth_ch2 = _at(s.ch2, s.cur) & (s.run >= LONG_CHAIN - 1)  # a single bond on makes an 8th CH2
         deep = s.depth >= GUIDE_MAX_DEPTH
         # a third atom with two ring bonds: avoid a second ring bond here unless a ring must close here
         caged = (s.multi >= GUIDE_MAX_MULTI) & (s.digits >= 1)
@@ -406,12 +427,12 @@ class SmilesSemantics:
                             caged & ~stuck_after_cur, stuck_after_cur], dim=1)  # see Kind / _rule_col
         # a new atom that must close a ring itself, or carry the chain on to an atom that can,
         # needs a bond left for it (an F or a =O there ends the chain and strands the ring)
-        left = self._atom_cap.to(dev).unsqueeze(0) - s.in_bond[b, s.cur].unsqueeze(1)
+        left = self._atom_cap.to(dev).unsqueeze(0) - _at(s.in_bond, s.cur).unsqueeze(1)
         atom = (stuck_after_cur | stuck_without_cur).unsqueeze(1) & (left < 1)
         # (two closures on one atom: the shorter goes first, same molecule)
         # while a ring must close on cur, a new ring opened here would only take its place; and a
         # ring opened with cur's last bond leaves it no way on to the atom that would close it
-        last_bond = s.rem[b, s.cur] <= 1
+        last_bond = _at(s.rem, s.cur) <= 1
         digit = torch.where(s.ring_open, d_cur > far, (crowded | caged | stuck_after_cur | last_bond).unsqueeze(1))
         bond = never.unsqueeze(1).expand(-1, len(self._bond_orders))
         avoid = torch.cat([cols, atom, digit, bond], dim=1).index_select(1, self._rule_col.to(dev))
@@ -468,6 +489,28 @@ class SmilesSemantics:
             for row in (~ok.all(1)).nonzero().flatten().tolist():
                 bad.append((i + row, int((~ok[row]).nonzero()[0])))
         return bad
+
+
+def _at(t: Tensor, index: Tensor) -> Tensor:
+    """``t[b, index[b]]`` for every row b (``t`` is ``B x ...``, ``index`` is ``B``)."""
+    return t.gather(1, index.unsqueeze(1)).squeeze(1)
+
+
+def _dist(s: State, i: Tensor, j: Tensor) -> Tensor:
+    """``s.dist[b, i, j]`` for index tensors ``i``, ``j`` that broadcast to ``B x ...`` (int32)."""
+    B, N, _ = s.dist.shape
+    flat = i * N + j
+    return s.dist.view(B, N * N).gather(1, flat.reshape(B, -1)).view(flat.shape)
+
+
+def _amin(x: Tensor, dim: int) -> Tensor:
+    """``x.amin(dim)`` of small integers, in int32 (many times faster than int64 on CPU)."""
+    return x.to(torch.int32).amin(dim)
+
+
+def _put(t: Tensor, index: Tensor, rows: Tensor, value: Tensor) -> None:
+    """``t[b, index[b]] = value[b]`` where ``rows[b]``, in place (``index`` is ``B x 1``)."""
+    t.scatter_(1, index, torch.where(rows, value, t.gather(1, index).squeeze(1)).unsqueeze(1))
 
 
 @lru_cache(maxsize=None)

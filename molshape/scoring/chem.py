@@ -43,8 +43,10 @@ STANDARDISATION: dict[str, tuple[float, float]] = {
     "cycle": (-0.0488, 0.2880),
 }
 
-#: Scoring targets understood by :func:`score_many`.
-TARGETS = ("logp", "qed")
+#: Scoring targets understood by :func:`score_many` -> the :class:`MolScore` field holding each.
+FIELDS = {"logp": "penalized_logp", "qed": "qed", "sa": "sa", "clogp": "logp", "plogp": "plogp",
+          "logp_sa": "logp_sa"}
+TARGETS = tuple(FIELDS)
 
 #: Below this many molecules, batch scoring stays in-process (a pool costs ~1 s to start).
 MIN_PARALLEL = 2000
@@ -62,6 +64,17 @@ class MolScore:
     cycle: float = math.nan
     qed: float = math.nan
     penalized_logp: float = math.nan
+
+    @property
+    def plogp(self) -> float:
+        """Unstandardised penalized logP, ``logP - SA - max(largest ring - 6, 0)``: the score of
+        the lead-optimisation benchmark (JT-VAE, graph2graph)."""
+        return self.logp - self.sa + self.cycle
+
+    @property
+    def logp_sa(self) -> float:
+        """``logP - SA``: the score of the lead-optimisation file (JT-VAE's ``opt.test.logP-SA``)."""
+        return self.logp - self.sa
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -310,13 +323,23 @@ def score_many(smiles: Sequence[str | None], target: str = "logp", workers: int 
     """Scores of many SMILES as a float64 array ``[N]``, ``nan`` for invalid ones.
 
     Args:
-        target: ``logp`` (GVAE penalized logP) or ``qed``.
+        target: one of :data:`TARGETS` (``logp``: GVAE standardised penalized logP; ``qed``;
+            ``sa``; ``clogp``: Crippen logP; ``plogp``: unstandardised penalized logP; ``logp_sa``:
+            logP - SA).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown molecule target {target!r}; choose from {TARGETS}")
     rows = score_table(smiles, workers=workers, progress=progress, with_qed=target == "qed")
-    key = "penalized_logp" if target == "logp" else "qed"
-    return np.array([getattr(r, key) for r in rows], dtype=np.float64)
+    return np.array([getattr(r, FIELDS[target]) for r in rows], dtype=np.float64)
+
+
+def score_columns(smiles: Sequence[str | None], targets: Sequence[str]) -> dict[str, np.ndarray]:
+    """Several targets of the same molecules at once (each molecule parsed once): name -> ``[N]``."""
+    for t in targets:
+        if t not in TARGETS:
+            raise ValueError(f"unknown molecule target {t!r}; choose from {TARGETS}")
+    rows = [score_one(s, with_qed="qed" in targets) for s in smiles]
+    return {t: np.array([getattr(r, FIELDS[t]) for r in rows], dtype=np.float64) for t in targets}
 
 
 # ---------------------------------------------------------------------------- pictures
@@ -350,3 +373,28 @@ def draw_grid(smiles: Sequence[str | None], labels: Sequence[str] | None, path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(str(path))
     return path
+
+
+def draw_pairs(pairs: Sequence[tuple[str | None, str | None]], labels: Sequence[tuple[str, str]], path: str | Path,
+               size: int = 260) -> Path:
+    """One row per pair (e.g. a lead beside its best molecule), each cell titled with its label;
+    an invalid or missing molecule leaves its cell blank, with its label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rdkit.Chem import Draw
+
+    from molshape.core.atomic import save_figure  # matplotlib is slow to import: only for figures
+
+    if not pairs:
+        raise ValueError(f"draw_pairs({path}): nothing to draw")
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(2 * size / 80, len(pairs) * size / 80), squeeze=False)
+    for row, ((a, b), (la, lb)) in enumerate(zip(pairs, labels)):
+        for ax, s, label in ((axes[row, 0], a, la), (axes[row, 1], b, lb)):
+            mol, _ = to_mol(s) if s else (None, None)
+            if mol is not None:
+                ax.imshow(Draw.MolToImage(mol, size=(size, size)))
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    return save_figure(fig, path, close=True, dpi=100)

@@ -1,0 +1,45 @@
+"""Entry point of constrained, multi-objective and lead searches: run, write, summarise.
+
+Example:
+    >>> summary = optimize_search(model, grammar, spec, out_dir, checkpoint_path=path, leads=[(1, "CCO")])
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from molshape.bo.lead_report import lead_summary, prior_summary, write_lead_outputs
+from molshape.bo.leads import SearchSpec, optimise_prior, run_leads
+from molshape.core.atomic import write_json
+from molshape.core.runtime import json_safe
+
+
+def optimize_search(model, grammar, spec: SearchSpec, out_dir: Path, *, checkpoint_path: str | Path,
+                    leads: list[tuple[int, str]] | None = None, workers: int = 1, threads: int = 1,
+                    progress: bool = False) -> dict:
+    """Search from each of ``leads`` (or from the prior when ``leads`` is None); write the files
+    of :mod:`molshape.bo.lead_report` and ``summary.json`` into ``out_dir``; return the summary.
+
+    Raises:
+        ValueError: ``leads`` is an empty list (nothing is created then).
+    """
+    if leads is not None and not leads:
+        raise ValueError("no lead to optimise")
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if leads is None:
+        result = optimise_prior(model, grammar, spec)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = prior_summary(result, spec, out_dir)
+    else:
+        results = run_leads(model, grammar, leads, spec, checkpoint_path=checkpoint_path, workers=workers,
+                            threads=threads, progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = write_lead_outputs(out_dir, results, spec, lead_summary(results, spec))
+        summary["rows"] = [r["row"] for r in results]
+    summary.update(checkpoint=str(checkpoint_path), wall_s=time.perf_counter() - start, workers=workers,
+                   out=str(out_dir))
+    write_json(out_dir / "summary.json", json_safe({k: v for k, v in summary.items() if k != "rows"}),
+               allow_nan=False)
+    return summary
