@@ -179,7 +179,8 @@ def test_encode_cli_reads_a_csv_of_molecules(kekule: molshape.Model, tmp_path: P
 
 
 @pytest.mark.full_data
-def test_evaluate_writes_the_latent_section(tmp_path: Path) -> None:
+def test_evaluate_writes_the_latent_section(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MOLSHAPE_DATA_DIR", str(data_dir))  # the expression model's own data set
     args = ["evaluate", "--checkpoint", "expr-gmm-cpu", "--n", "50", "--limit", "40", "--threads", "1", "--json",
             "--beam-width", "2", "--gvae-samples", "2"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")], catch_exceptions=False)

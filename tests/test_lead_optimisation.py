@@ -163,7 +163,7 @@ def test_cli_pareto_front_and_hypervolume(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--from", "CCO", "--similarity", "1.5"], "0<=x<=1"),
+    (["--from", "CCO", "--similarity", "1.5"], ">= 0 and <= 1"),
     (["--similarity", "0.4"], "needs --from"),
     (["--target", "banana"], "banana"),
     (["--target", "math:pi"], "not callable"),

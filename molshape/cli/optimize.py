@@ -77,7 +77,7 @@ def _check_constraint(ctx: click.Context, param: click.Parameter, value: tuple[s
 @click.option("--from", "from_", default=None, metavar="SMILES|FILE",
               help="Optimise from this lead (a SMILES) or from each lead in FILE (first field of each line): a "
                    "trust region around its latent, --budget oracle calls per lead; writes leads.csv and leads.png.")
-@click.option("--similarity", type=click.FloatRange(0, 1), default=None,
+@click.option("--similarity", type=FiniteFloat(0, 1), default=None,
               help="With --from: Tanimoto similarity (Morgan radius 2) to the lead must be at least this; modelled as "
                    "a constraint of the acquisition.")
 @click.option("--constraint", "outcome_constraints", multiple=True, callback=_check_constraint,
@@ -86,9 +86,9 @@ def _check_constraint(ctx: click.Context, param: click.Parameter, value: tuple[s
                    "BoTorch outcome constraint; repeat for several.")
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Constrained search: oracle calls (decoded, scored molecules) per lead or run [default: 60].")
-@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--radius", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True,
               help="Constrained search: trust-region half-width around a lead, in prior standard deviations.")
-@click.option("--prior-quantile", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--prior-quantile", type=FiniteFloat(0, 1, max_open=True), default=None,
               help="Keep proposals inside the ball holding this share of the mass of the nearest prior component "
                    "(0: off) [default: 0.99; --protocol gvae: off].")
 @click.option("--mo-method", type=click.Choice(["qnehvi", "qnparego"]), default="qnehvi", show_default=True,
