@@ -240,8 +240,13 @@ def acquisition(model, X: Tensor, n_objectives: int, n_constraints: int, cfg: Se
 
 def propose_constrained(X: Tensor, Y: Tensor, n_objectives: int, q: int, cfg: SearchConfig,
                         ref_point: np.ndarray) -> Tensor:
-    """``q`` new points ``[q x d]`` in the unit cube (the ``q`` points optimised jointly: several
-    times cheaper than greedy sequential optimisation on a CPU)."""
+    """``q`` new points ``[q x d]`` in the unit cube.
+
+    One objective (and qNParEGO): the ``q`` points are optimised jointly, several times cheaper
+    than greedy sequential optimisation on a CPU. qNEHVI: greedily one at a time, each
+    conditioned on the ones before (BoTorch's recommendation), because its joint value sums over
+    all 2^q subsets of the batch.
+    """
     from botorch.optim import optimize_acqf
 
     model = fit_outcomes(X, Y)
@@ -252,6 +257,7 @@ def propose_constrained(X: Tensor, Y: Tensor, n_objectives: int, q: int, cfg: Se
         warnings.simplefilter("ignore")
         acq = acquisition(model, X, n_objectives, Y.shape[1] - n_objectives, cfg, ref_point)
         cand, _ = optimize_acqf(acq, bounds=torch.stack([X.new_zeros(d), X.new_ones(d)]), q=q,
-                                num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples, sequential=False,
+                                num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples,
+                                sequential=n_objectives > 1 and cfg.mo_method == "qnehvi",
                                 options={"maxiter": cfg.maxiter, "batch_limit": cfg.num_restarts})
     return cand.detach().clamp(0.0, 1.0)

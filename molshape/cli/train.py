@@ -67,6 +67,8 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers, runs_dir
 @click.option("--grad-clip", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Clip the gradient norm to this value (default: no clipping, as GVAE).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option("--cpu-bf16", is_flag=True,
+              help="bfloat16 autocast on CPU: about 1.4x faster per core where the CPU has AVX512-BF16.")
 @threads_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: runs/<grammar>-<model>-<preset>.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (same --model, grammar and data).")
@@ -83,7 +85,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
             std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
             encoder: str | None, enc_hidden: int | None, rule_dropout: float | None, dec_init: bool | None,
-            schedule: str | None, lr_half_life: int | None, min_lr: float | None, no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, threads: int | None,
+            schedule: str | None, lr_half_life: int | None, min_lr: float | None, no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, cpu_bf16: bool, threads: int | None,
             out: Path | None, resume: bool, force: bool, no_progress: bool, device: str, seed: int,
             as_json: bool) -> None:
     """Train a grammar autoencoder; writes last.pt, best.pt, metrics.csv, curves.png, config.json.
@@ -114,7 +116,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
         epochs=epochs or defaults["epochs"], batch_size=batch_size or defaults["batch_size"],
         lr=lr or defaults.get("lr", TrainConfig.lr), schedule=schedule or defaults.get("schedule", TrainConfig.schedule),
         lr_half_life=lr_half_life or defaults.get("lr_half_life", TrainConfig.lr_half_life),
-        min_lr=min_lr or TrainConfig.min_lr, seed=seed, device=device, amp=amp, limit=limit or defaults.get("limit"),
+        min_lr=min_lr or TrainConfig.min_lr, seed=seed, device=device, amp=amp, cpu_bf16=cpu_bf16, limit=limit or defaults.get("limit"),
         valid_limit=valid_limit or defaults.get("valid_limit"), bucket=not no_bucket, progress=not no_progress,
         max_minutes=max_minutes, grad_clip=grad_clip)
     out = out or runs_dir() / f"{grammar_name}-{objective}-{preset}"
