@@ -49,7 +49,6 @@ from molshape.bo.lead_optimize import optimize_search
 from molshape.bo.leads import SearchSpec, read_leads
 from molshape.bo.outcomes import parse_constraint
 from molshape.bo.surrogate import SurrogateConfig
-from molshape.core.atomic import write_json
 from molshape.core.errors import InputError, LatentError, MolshapeError
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
 from molshape.core.runtime import resolve_device, seed_everything
@@ -62,7 +61,6 @@ from molshape.gvae.latent_quality import (LATENT_N, SIGMAS, LatentOptions, gvae_
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.model import load_model
 from molshape.scoring.targets import TARGETS, Objective, default_target, get_target, resolve_objectives, score_rows
-from molshape.core.rundir import RunLock
 from molshape.screening.run import ScreenResult
 from molshape.screening.run import screen as run_screen
 
@@ -512,10 +510,10 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
              config: OptimizeConfig | None = None, init: str = "auto", n_init: int | None = None,
              data: str | Path | None = None, attempts: int = 1, constraints: str = "auto",
              device: str | torch.device = "cpu", workers: int = 1, worker_threads: int = 1,
-             progress: bool = False, manage_folder: bool = True, from_: str | Path | Sequence[str] | None = None,
+             progress: bool = False, from_: str | Path | Sequence[str] | None = None,
              similarity: float | None = None, constraint: Sequence[str] | str | None = None,
              search: SearchConfig | None = None, prior_quantile: float | None = None,
-             **options: Any) -> OptimizeResult:
+             record: dict[str, Any] | None = None, **options: Any) -> OptimizeResult:
     """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
     ``expr`` for expressions) with a loaded model.
 
@@ -536,18 +534,23 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
             as keyword ``options`` (``seeds=1, iterations=3, batch=20``, ``surrogate=
             SurrogateConfig(...)`` or a dict).
         out_dir: run folder, written as ``molshape optimize --out`` writes it (``config.json``,
-            ``proposals.csv``, ``summary.json``, pictures, resume state); a folder holding the same
-            run resumes it. Default: nothing is written (a temporary folder, removed after).
+            ``proposals.csv``, ``summary.json``, pictures, resume state), locked for the run; a
+            folder holding the same run resumes it, another non-empty folder is refused.
+            Default: nothing is written (a temporary folder, removed after).
         init / n_init / data / attempts / constraints / prior_quantile: see
             :func:`molshape.bo.problem.build_problem`.
-        manage_folder: lock ``out_dir`` for the run and record ``config.json``; False when the
-            caller does both (``molshape optimize``).
+        record: entries of ``config.json`` that say how the run was started (default:
+            ``{"api": "molshape.optimize"}``; ``molshape optimize`` records its command line).
+
+    The defaults are those of ``molshape optimize --protocol gvae``: GVAE's protocol
+    (:class:`~molshape.bo.loop.OptimizeConfig`, a sparse variational GP).
 
     Returns:
         :class:`OptimizeResult` (``.summary``, ``.top(k)``, ``.to_frame()``).
 
     Raises:
         RunLocked: another run is writing to ``out_dir``.
+        OutputRefused: ``out_dir`` holds other files, or a run with other settings.
     """
     target = target or default_target(model.grammar)
     if target is None:
@@ -557,7 +560,7 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
             or objectives[0].fn is not None):
         return _optimize_search(model, objectives, out_dir, from_=from_, similarity=similarity, constraint=constraint,
                                 search=search, constraints=constraints, workers=workers, threads=worker_threads,
-                                progress=progress)
+                                progress=progress, record=record)
     if config is None:
         if isinstance(options.get("surrogate"), dict):
             options["surrogate"] = SurrogateConfig(**options["surrogate"])
@@ -570,7 +573,8 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
         return run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
                             checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
                             device=device, progress=progress, workers=workers, worker_threads=worker_threads,
-                            constraints=constraints, prior_quantile=prior_quantile)
+                            constraints=constraints, prior_quantile=prior_quantile,
+                            record={"api": "molshape.optimize"} if record is None else record)
 
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="molshape-optimize-") as tmp:
@@ -580,17 +584,7 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
             summary.pop(key)  # files of the temporary folder, gone now
         return OptimizeResult(summary, proposals, None, higher)
     out = Path(out_dir)
-    config_record = {"checkpoint": str(model.path), "target": target, "init": init, "n_init": n_init,
-                     "data": None if data is None else str(data), "attempts": attempts, "constraints": constraints,
-                     "device": str(device), "workers": workers, "prior_quantile": prior_quantile,
-                     "optimize": config.to_dict()}
-    if not manage_folder:
-        summary = run(out)
-    else:
-        with RunLock(out):
-            if not (out / "config.json").is_file():
-                write_json(out / "config.json", {"api": "molshape.optimize", **config_record}, default=str)
-            summary = run(out)
+    summary = run(out)
     return OptimizeResult(summary, pd.read_csv(out / "proposals.csv"), out, higher)
 
 
@@ -639,7 +633,7 @@ def search_spec(objectives: list[Objective], similarity: float | None, constrain
 
 def _optimize_search(model: Model, objectives: list[Objective], out_dir: str | Path | None, *, from_, similarity,
                      constraint, search, constraints: str, workers: int, threads: int,
-                     progress: bool) -> OptimizeResult:
+                     progress: bool, record: dict[str, Any] | None = None) -> OptimizeResult:
     spec = search_spec(objectives, similarity, constraint, search, constraints, with_leads=from_ is not None)
     leads = None if from_ is None else read_leads(from_)
     if leads is not None and not leads:
@@ -648,7 +642,8 @@ def _optimize_search(model: Model, objectives: list[Objective], out_dir: str | P
 
     def run(out: Path) -> dict[str, Any]:
         return optimize_search(model.net, model.grammar, spec, out, checkpoint_path=model.path, leads=leads,
-                               workers=workers, threads=threads, progress=progress)
+                               workers=workers, threads=threads, progress=progress,
+                               record={"api": "molshape.optimize"} if record is None else record)
 
     if out_dir is None:  # nothing is written unless asked: the run's folder is a temporary one
         with tempfile.TemporaryDirectory(prefix="molshape-optimize-") as tmp:

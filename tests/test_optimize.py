@@ -1,4 +1,4 @@
-"""molshape.bo.loop: the BO loop on a synthetic problem (no model), resume, TuRBO, report."""
+"""molshape.bo.loop and molshape.bo.run: the BO loop on a synthetic problem (no model), resume, TuRBO, report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from molshape.bo.loop import OptimizeConfig, Problem, run_bo
+from molshape.bo.loop import OptimizeConfig, Problem
+from molshape.bo.run import run_bo
 from molshape.bo.surrogate import SurrogateConfig
 from molshape.bo.trust_region import TrustRegion
 
@@ -34,9 +35,9 @@ def synthetic_problem(n: int = 40, higher_is_better: bool = True) -> Problem:
         calls.append(len(zq))
         assert zq.dtype == torch.float64 and zq.shape[1] == 4
         out = []
-        for v in score(zq):
+        for v, z0 in zip(score(zq), zq[:, 0].tolist()):
             ok = math.isfinite(v)
-            out.append({"string": f"s{v:.4f}" if ok else None, "score": float(v)})
+            out.append({"string": f"s{v:.4f}" if ok else None, "score": float(v), "z0": z0})
         return out
 
     p = Problem(z=z, scores=score(z), evaluate=evaluate, higher_is_better=higher_is_better, source="synthetic")
@@ -74,9 +75,12 @@ def test_bo_loop_counts_budget_and_writes_outputs(tmp_path):
     assert (tmp_path / "best_vs_evaluations.png").read_bytes()[:4] == b"\x89PNG"
     top = summary["top"]
     assert [t["score"] for t in top] == sorted([t["score"] for t in top], reverse=True)
-    # proposals stay inside the box of the training latents: their scores are plausible
-    valid_scores = [float(r["score"]) for r in rows if r["valid"] == "True"]
-    assert max(valid_scores) <= 0.0
+    # proposals stay inside the box of the initial latents, and a proposal is valid exactly
+    # where the "decoder" succeeds (z[0] <= 1.2)
+    z0 = [float(r["z0"]) for r in rows]
+    lo, hi = problem.z[:, 0].min().item(), problem.z[:, 0].max().item()
+    assert all(lo - 1e-9 <= v <= hi + 1e-9 for v in z0)
+    assert [r["valid"] == "True" for r in rows] == [v <= 1.2 for v in z0]
 
 
 def test_bo_improves_on_initial_data(tmp_path):

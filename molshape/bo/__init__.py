@@ -1,2 +1,2 @@
-"""Bayesian optimisation in a latent space: the loop, GP surrogates, the trust region, the
-problem built from a model, parallel seeds and the report."""
+"""Bayesian optimisation in a latent space: the seed state and its pure step, GP surrogates,
+the trust region, the problem built from a model, the run folder, parallel seeds and the report."""

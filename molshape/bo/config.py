@@ -10,14 +10,15 @@ KINDS = ("auto", "exact", "svgp")
 STRATEGIES = ("ei", "turbo")
 #: initial designs (see molshape.bo.problem.build_problem)
 INITS = ("auto", "data", "prior")
-#: the surrogate ``molshape optimize`` uses unless told (GVAE's protocol); the library's
-#: SurrogateConfig default ``auto`` picks by the number of points instead
-PROTOCOL_SURROGATE = "svgp"
 
 
 @dataclass
 class SurrogateConfig:
-    kind: str = "auto"          # auto | exact | svgp
+    """The GP fitted at each iteration; the default is GVAE's sparse variational GP on every
+    point (``molshape optimize --protocol gvae``); ``auto`` picks ``exact`` when all points
+    fit in ``exact_max``."""
+
+    kind: str = "svgp"          # svgp | exact | auto
     inducing: int = 500         # svgp inducing points (GVAE: 500)
     exact_max: int = 2000       # exact GP: at most this many points (best half + random half)
     full_batch_max: int = 20_000  # svgp: full-batch Adam steps on the ELBO up to here, else minibatches

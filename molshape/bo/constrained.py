@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from molshape.bo.rng import isolated_rng
 from molshape.bo.surrogate import linear_algebra
+from molshape.core.runtime import BO_STRIDE
 
 #: multi-objective acquisitions
 MO_METHODS = ("qnehvi", "qnparego")
@@ -131,6 +133,9 @@ def run_search(evaluate: Evaluate, region: Region, n_objectives: int, cfg: Searc
         evaluate: latents ``q x d`` (float64) -> (records, outcomes ``q x (m + k)``).
         start: latents evaluated first (a lead's own), inside the initial design.
         progress: called with the number of new oracle calls after each batch.
+
+    Batch ``it`` draws its random numbers from ``cfg.seed * BO_STRIDE + it`` alone; the
+    caller's global generators are left as they were.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     d = region.lo.shape[0]
@@ -149,10 +154,10 @@ def run_search(evaluate: Evaluate, region: Region, n_objectives: int, cfg: Searc
     it = 1
     while X.shape[0] < cfg.budget:
         q = min(cfg.batch, cfg.budget - X.shape[0])
-        torch.manual_seed(cfg.seed * 100_003 + it)  # optimize_acqf draws its raw samples from torch's RNG
-        u = propose_constrained(X, _filled(Y, n_objectives), n_objectives, q, cfg, ref)
-        u = region.to_unit(region.project(region.from_unit(u)))
-        new, y = _call(evaluate, region, u, it)
+        with isolated_rng(cfg.seed * BO_STRIDE + it):  # BoTorch draws restarts and sampler seeds globally
+            u = propose_constrained(X, _filled(Y, n_objectives), n_objectives, q, cfg, ref)
+            u = region.to_unit(region.project(region.from_unit(u)))
+            new, y = _call(evaluate, region, u, it)
         records += new
         X, Y = torch.cat([X, u]), np.concatenate([Y, y])
         if progress:

@@ -2,24 +2,32 @@
 
 Per seed: split the initial data 90/10 (the 10 % only measures the GP's test RMSE and
 log-likelihood), normalise the training latents to the unit cube of their bounding box
-in double precision, then ``iterations`` times: fit a GP (:mod:`molshape.bo.surrogate`),
-propose ``batch`` points by greedy sequential ``qLogExpectedImprovement`` maximised with
-``optimize_acqf`` inside the box (``strategy="ei"``) or inside a TuRBO trust region
-(``strategy="turbo"``), decode and score them (:class:`Problem`), and add them to the
-training data. An invalid proposal counts as an evaluation and enters the GP with the
-worst objective of the training data, as in GVAE. After every iteration a state file
-per seed is written atomically, so a killed run resumes from its last finished iteration.
+in double precision (:func:`initial_state`), then ``iterations`` times :func:`step`: fit a
+GP (:mod:`molshape.bo.surrogate`), propose ``batch`` points by greedy sequential
+``qLogExpectedImprovement`` maximised with ``optimize_acqf`` inside the box
+(``strategy="ei"``) or inside a TuRBO trust region (``strategy="turbo"``), evaluate them
+(:class:`Problem`), and add them to the training data. An invalid proposal counts as an
+evaluation and enters the GP with the worst objective of the training data, as in GVAE.
 
-The loop knows nothing of models or molecules: a :class:`Problem` supplies the initial
-latents with their scores and an ``evaluate`` function for new latents
-(:mod:`molshape.bo.problem` builds one from a checkpoint).
+:func:`step` maps one :class:`~molshape.bo.state.SeedState` to the next and depends only
+on it, the problem and the settings: iteration ``it`` of seed ``s`` draws its random
+numbers from ``s * BO_STRIDE + it`` (:func:`~molshape.bo.rng.isolated_rng`), so the
+caller's global generators are left as they were and a resumed seed continues exactly.
+The loop writes no file and knows nothing of models or molecules: a :class:`Problem`
+supplies the initial latents with their scores and an ``evaluate`` function for new
+latents (:mod:`molshape.bo.problem` builds one that decodes with a model);
+:mod:`molshape.bo.run` saves the states and :mod:`molshape.bo.report` writes the outputs.
 
 Example:
-    >>> summary = run_bo(problem, OptimizeConfig(seeds=1, iterations=1, batch=4), out_dir)
+    >>> state = initial_state(problem, OptimizeConfig(iterations=1, batch=4), seed=0)
+    >>> state = step(problem, OptimizeConfig(iterations=1, batch=4), state)
+    >>> state.iteration, len(state.records)
+    (1, 4)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,7 +35,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -36,18 +43,16 @@ from botorch.acquisition.logei import qLogExpectedImprovement
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 from molshape.bo.config import OptimizeConfig
 from molshape.bo.constrained import Region
+from molshape.bo.rng import isolated_rng
+from molshape.bo.state import SeedState
 from molshape.bo.surrogate import evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
-from molshape.bo.report import write_report
 from molshape.bo.trust_region import TrustRegion
 from molshape.core.runtime import BO_STRIDE
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -84,27 +89,6 @@ class Problem:
         return scores if self.higher_is_better else -scores
 
 
-def run_bo(problem: Problem, cfg: OptimizeConfig, out_dir: Path, progress: bool = False,
-           device: torch.device | str = "cpu") -> dict:
-    """Run (or resume) every seed, then write ``proposals.csv``, ``summary.json`` and plots.
-
-    GP fitting and acquisition run on ``device``; state files hold CPU tensors.
-
-    Returns:
-        The summary dict (also written to ``out_dir/summary.json``).
-    """
-    out_dir = Path(out_dir)
-    (out_dir / "state").mkdir(parents=True, exist_ok=True)
-    fingerprint = problem_fingerprint(problem, cfg)
-    states = []
-    bar = tqdm(total=cfg.seeds * cfg.iterations, desc="BO iterations", disable=not progress)
-    for s in range(cfg.seed, cfg.seed + cfg.seeds):
-        states.append(run_seed(problem, cfg, s, out_dir / "state" / f"seed_{s}.pt", fingerprint, bar,
-                               torch.device(device)))
-    bar.close()
-    return write_report(problem, cfg, states, out_dir)
-
-
 def problem_fingerprint(problem: Problem, cfg: OptimizeConfig) -> str:
     """Hash of everything a state file must agree with before it is resumed."""
     z = problem.z.detach().cpu().double().contiguous().numpy()
@@ -116,57 +100,13 @@ def problem_fingerprint(problem: Problem, cfg: OptimizeConfig) -> str:
     return h.hexdigest()
 
 
-def run_seed(problem: Problem, cfg: OptimizeConfig, seed: int, state_path: Path, fingerprint: str,
-             bar=None, device: torch.device = torch.device("cpu")) -> dict:
-    """All iterations of one seed, resuming from ``state_path`` when it exists."""
-    state = _load_state(state_path, fingerprint, seed) or _initial_state(problem, cfg, seed, fingerprint)
-    if bar is not None:
-        bar.update(min(state["iteration"], cfg.iterations))
-    X, Y = state["X"], state["Y"]
-    lo, hi = state["lo"], state["hi"]
-    while state["iteration"] < cfg.iterations:
-        it = state["iteration"]
-        torch.manual_seed(seed * BO_STRIDE + it)  # optimize_acqf draws its raw samples from torch's RNG
-        gen = torch.Generator().manual_seed(seed * BO_STRIDE + it)
-        t0 = time.perf_counter()
-        model = fit_surrogate(X.to(device), Y.to(device), cfg.surrogate, gen)
-        t_fit = time.perf_counter() - t0
-        metrics = evaluate_surrogate(model, state["X_test"].to(device), state["Y_test"].to(device))
-        trust = TrustRegion.from_dict(state["turbo"]) if state["turbo"] else None
-        t0 = time.perf_counter()
-        with linear_algebra():
-            cand = propose(model, X.to(device), Y.to(device), cfg, trust).cpu()  # [q x d] unit cube
-        t_acq = time.perf_counter() - t0
-        if problem.region is not None:  # keep to where the prior has mass; the GP sees the point evaluated
-            cand = (problem.region.project(lo + cand * (hi - lo)) - lo) / (hi - lo)
-        t0 = time.perf_counter()
-        records = problem.evaluate(lo + cand * (hi - lo))
-        t_eval = time.perf_counter() - t0
-        if len(records) != cfg.batch:
-            raise RuntimeError(f"evaluate returned {len(records)} records for {cfg.batch} latents")
-        scores = np.array([r["score"] for r in records], dtype=np.float64)
-        y_new = problem.objective(scores)
-        worst = float(Y.min())
-        y_fill = torch.tensor(np.where(np.isfinite(y_new), y_new, worst), dtype=torch.float64).unsqueeze(-1)
-        X, Y = torch.cat([X, cand]), torch.cat([Y, y_fill])
-        if trust is not None:
-            state["turbo"] = trust.update(float(y_fill.max())).to_dict()
-        for j, r in enumerate(records):
-            r.update(seed=seed, iteration=it, index=j, valid=r.get("string") is not None and bool(np.isfinite(scores[j])))
-        state["records"] += [_plain(r) for r in records]
-        state["metrics"].append({"iteration": it, **metrics, "fit_s": t_fit, "acquisition_s": t_acq,
-                                 "evaluate_s": t_eval, "n_train": int(X.shape[0] - cfg.batch),
-                                 "pid": os.getpid()})
-        state.update(X=X, Y=Y, iteration=it + 1)
-        save_checkpoint(state, state_path)
-        log.info("seed %d iteration %d: valid %d/%d, test RMSE %.3f, fit %.1fs, acq %.1fs", seed, it,
-                 int(np.isfinite(y_new).sum()), cfg.batch, metrics["rmse"], t_fit, t_acq)
-        if bar is not None:
-            bar.update(1)
-    return state
+def initial_state(problem: Problem, cfg: OptimizeConfig, seed: int, fingerprint: str = "") -> SeedState:
+    """Seed ``seed`` before its first iteration: the seeded train/test split of the initial
+    data in the unit cube of the training latents' box (intersected with the problem's region).
 
-
-def _initial_state(problem: Problem, cfg: OptimizeConfig, seed: int, fingerprint: str) -> dict:
+    Raises:
+        ValueError: no initial point is valid, or too few are left for training.
+    """
     z = problem.z.detach().cpu().double()
     y = problem.objective(np.asarray(problem.scores, dtype=np.float64))
     finite = np.isfinite(y)
@@ -174,8 +114,7 @@ def _initial_state(problem: Problem, cfg: OptimizeConfig, seed: int, fingerprint
         raise ValueError("optimize: none of the initial points is valid; nothing to fit a GP to")
     # GVAE: invalid points carry the worst observed objective
     y = torch.tensor(np.where(finite, y, y[finite].min()), dtype=torch.float64).unsqueeze(-1)
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(z.shape[0], generator=gen)
+    perm = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = int(round(cfg.test_fraction * z.shape[0]))
     if z.shape[0] - n_test < 2:
         raise ValueError(f"optimize: {z.shape[0]} initial points leave too few for training")
@@ -188,29 +127,74 @@ def _initial_state(problem: Problem, cfg: OptimizeConfig, seed: int, fingerprint
     def unit(v: Tensor) -> Tensor:
         return (v - lo) / (hi - lo)
 
-    return {
-        "fingerprint": fingerprint, "seed": seed, "iteration": 0,
-        "lo": lo, "hi": hi, "X": unit(z[train]), "Y": y[train], "X_test": unit(z[test]), "Y_test": y[test],
-        "initial_best": float(y[train].max()),
-        "turbo": TrustRegion.create(z.shape[1], cfg.batch, float(y[train].max())).to_dict()
-        if cfg.strategy == "turbo" else None,
-        "records": [], "metrics": [],
-    }
+    best = float(y[train].max())
+    turbo = TrustRegion.create(z.shape[1], cfg.batch, best) if cfg.strategy == "turbo" else None
+    return SeedState(fingerprint=fingerprint, seed=seed, iteration=0, lo=lo, hi=hi, X=unit(z[train]), Y=y[train],
+                     X_test=unit(z[test]), Y_test=y[test], initial_best=best, turbo=turbo)
 
 
-def _load_state(path: Path, fingerprint: str, seed: int) -> dict | None:
-    if not path.exists():
-        return None
-    state = load_checkpoint(path)
-    if state.get("fingerprint") != fingerprint:
-        raise ValueError(f"{path}: state of a different run (other checkpoint, data or settings); "
-                         "use a new output folder or delete the state folder to start over")
-    log.info("seed %d: resuming after iteration %d", seed, state["iteration"])
+def step(problem: Problem, cfg: OptimizeConfig, state: SeedState,
+         device: torch.device | str = "cpu") -> SeedState:
+    """One iteration: fit the GP, propose ``cfg.batch`` points, evaluate them, add them to the
+    data (invalid ones with the worst objective so far), update the trust region and record.
+
+    ``state`` is left as it was; the new state is returned. Random draws come from
+    ``state.seed * BO_STRIDE + state.iteration`` alone. GP fitting and acquisition run on
+    ``device``; the state holds CPU tensors.
+
+    Raises:
+        RuntimeError: ``problem.evaluate`` returned a record count other than ``cfg.batch``.
+    """
+    device = torch.device(device)
+    it, X, Y, lo, hi = state.iteration, state.X, state.Y, state.lo, state.hi
+    step_seed = state.seed * BO_STRIDE + it
+    with isolated_rng(step_seed):  # BoTorch draws restarts and sampler seeds from the global generator
+        t0 = time.perf_counter()
+        model = fit_surrogate(X.to(device), Y.to(device), cfg.surrogate, torch.Generator().manual_seed(step_seed))
+        t_fit = time.perf_counter() - t0
+        metrics = evaluate_surrogate(model, state.X_test.to(device), state.Y_test.to(device))
+        t0 = time.perf_counter()
+        with linear_algebra():
+            cand = propose(model, X.to(device), Y.to(device), cfg, state.turbo).cpu()  # [q x d] unit cube
+        t_acq = time.perf_counter() - t0
+        if problem.region is not None:  # keep to where the prior has mass; the GP sees the point evaluated
+            cand = (problem.region.project(lo + cand * (hi - lo)) - lo) / (hi - lo)
+        t0 = time.perf_counter()
+        records = problem.evaluate(lo + cand * (hi - lo))
+        t_eval = time.perf_counter() - t0
+    if len(records) != cfg.batch:
+        raise RuntimeError(f"evaluate returned {len(records)} records for {cfg.batch} latents")
+    scores = np.array([r["score"] for r in records], dtype=np.float64)
+    y_new = problem.objective(scores)
+    y_fill = torch.tensor(np.where(np.isfinite(y_new), y_new, float(Y.min())), dtype=torch.float64).unsqueeze(-1)
+    turbo = None if state.turbo is None else state.turbo.update(float(y_fill.max()))
+    recorded = [_plain({**r, "seed": state.seed, "iteration": it, "index": j,
+                        "valid": r.get("string") is not None and bool(np.isfinite(scores[j]))})
+                for j, r in enumerate(records)]
+    metric = {"iteration": it, **metrics, "fit_s": t_fit, "acquisition_s": t_acq, "evaluate_s": t_eval,
+              "n_train": int(X.shape[0]), "pid": os.getpid()}
+    log.info("seed %d iteration %d: valid %d/%d, test RMSE %.3f, fit %.1fs, acq %.1fs", state.seed, it,
+             int(np.isfinite(y_new).sum()), cfg.batch, metrics["rmse"], t_fit, t_acq)
+    return dataclasses.replace(state, iteration=it + 1, X=torch.cat([X, cand]), Y=torch.cat([Y, y_fill]),
+                               turbo=turbo, records=state.records + recorded, metrics=state.metrics + [metric])
+
+
+def run_seed(problem: Problem, cfg: OptimizeConfig, state: SeedState, device: torch.device | str = "cpu",
+             on_step: Callable[[SeedState], None] | None = None) -> SeedState:
+    """:func:`step` until ``cfg.iterations`` iterations are done; ``on_step`` sees each new
+    state (the caller saves it there, and moves a progress bar)."""
+    while state.iteration < cfg.iterations:
+        state = step(problem, cfg, state, device)
+        if on_step is not None:
+            on_step(state)
     return state
 
 
 def propose(model, X: Tensor, Y: Tensor, cfg: OptimizeConfig, trust: TrustRegion | None = None) -> Tensor:
     """``cfg.batch`` new points ``[q x d]`` in the unit cube by greedy sequential qLogEI.
+
+    Draws from torch's global generator (BoTorch offers no other for the restarts); call it
+    inside :func:`~molshape.bo.rng.isolated_rng` to make it depend on a seed alone.
 
     Args:
         X: ``n x d`` training inputs (unit cube); Y: ``n x 1`` objective (maximised).

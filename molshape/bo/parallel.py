@@ -3,10 +3,11 @@
 Seeds are independent, so ``molshape optimize --workers N`` hands them to ``N`` spawned
 processes. Each worker rebuilds the model and the :class:`~molshape.bo.loop.Problem`
 from the checkpoint (the parent has already filled the encoding and scoring caches, so
-this is a file read) and runs its seeds with :func:`~molshape.bo.loop.run_seed`, which
-writes the usual per-seed state file. The parent then resumes every seed from those files
-and writes one report, so the outputs are those of a serial run: on CPU the proposals are
-identical, and a killed parallel run resumes like a serial one.
+this is a file read), runs its seeds as a serial run does (saving each seed's state after
+every iteration, so a killed parallel run resumes like a serial one) and returns each
+seed's final :class:`~molshape.bo.state.SeedState`. The parent collects those states and
+writes one report, so the outputs are those of a serial run: on CPU the proposals are
+identical.
 
 Spawned (not forked) workers keep CUDA usable in every process; each worker gets
 ``threads`` torch threads (default 1: the workers themselves are the parallelism).
@@ -21,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from molshape.bo.config import OptimizeConfig
+from molshape.bo.loop import problem_fingerprint
 from molshape.bo.problem import build_problem
+from molshape.bo.run import run_seed_saved
+from molshape.bo.state import SeedState
 from molshape.gvae.model import load_model
-from molshape.bo.loop import OptimizeConfig, problem_fingerprint
-from molshape.bo.loop import run_seed
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +64,14 @@ def _init_worker(spec: SeedJobSpec) -> None:
     _WORKER.update(problem=problem, cfg=cfg, fingerprint=problem_fingerprint(problem, cfg))
 
 
-def _run_one(spec: SeedJobSpec, seed: int) -> int:
+def _run_one(spec: SeedJobSpec, seed: int) -> SeedState:
     w = _WORKER
-    state_path = Path(spec.out_dir) / "state" / f"seed_{seed}.pt"
-    run_seed(w["problem"], w["cfg"], seed, state_path, w["fingerprint"], device=torch.device(spec.device))
-    return seed
+    return run_seed_saved(w["problem"], w["cfg"], seed, spec.out_dir, w["fingerprint"], torch.device(spec.device))
 
 
-def run_seeds_in_workers(spec: SeedJobSpec, seeds: list[int], workers: int, progress: bool = False) -> None:
-    """Run ``seeds`` in ``workers`` spawned processes; each seed's state file ends complete.
+def run_seeds_in_workers(spec: SeedJobSpec, seeds: list[int], workers: int,
+                         progress: bool = False) -> dict[int, SeedState]:
+    """Run ``seeds`` in ``workers`` spawned processes; returns each seed's final state.
 
     Raises:
         RuntimeError: a worker failed (its exception is chained).
@@ -81,12 +83,14 @@ def run_seeds_in_workers(spec: SeedJobSpec, seeds: list[int], workers: int, prog
     with ProcessPoolExecutor(max_workers=min(workers, len(seeds)), mp_context=ctx, initializer=_init_worker,
                              initargs=(spec,)) as pool:
         futures = {pool.submit(_run_one, spec, s): s for s in seeds}
+        states: dict[int, SeedState] = {}
         for fut in tqdm(as_completed(futures), total=len(futures), desc=f"seeds ({workers} workers)",
                         disable=not progress):
             try:
-                fut.result()
+                states[futures[fut]] = fut.result()
             except Exception as e:  # noqa: BLE001 - re-raised with the seed named
                 for other in futures:
                     other.cancel()
                 raise RuntimeError(f"optimize: seed {futures[fut]} failed in a worker: {e}") from e
             log.info("seed %d finished", futures[fut])
+    return states

@@ -52,12 +52,10 @@ def hypervolume_curve(Y: np.ndarray, feasible: np.ndarray, ref_point: Sequence[f
 def plot_front(Y: np.ndarray, front: np.ndarray, prior: np.ndarray | None, names: Sequence[str],
                path: Path, title: str = "") -> Path:
     """Scatter of the first two objectives: prior samples in grey, proposals, the front joined."""
-    import matplotlib
+    from matplotlib.figure import Figure  # matplotlib is slow to import: only for figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
     if prior is not None and len(prior):
         ax.scatter(prior[:, 0], prior[:, 1], s=8, c="0.75", label="prior samples", zorder=1)
     ax.scatter(Y[:, 0], Y[:, 1], s=12, c="tab:blue", alpha=0.6, label="proposals", zorder=2)
@@ -68,22 +66,22 @@ def plot_front(Y: np.ndarray, front: np.ndarray, prior: np.ndarray | None, names
     ax.set_ylabel(names[1])
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    return save_figure(fig, path, close=True, dpi=120)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_hypervolume(calls: Sequence[int], bo: Sequence[float], random: Sequence[float], path: Path,
                      title: str = "") -> Path:
     """Hypervolume against oracle calls: BO beside random prior sampling."""
-    import matplotlib
+    from matplotlib.figure import Figure  # matplotlib is slow to import: only for figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(calls, bo, "o-", label="BO")
     ax.plot(calls, random, "s--", c="0.4", label="random prior samples")
     ax.set_xlabel("oracle calls")
     ax.set_ylabel("hypervolume (feasible proposals)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    return save_figure(fig, path, close=True, dpi=120)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)

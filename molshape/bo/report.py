@@ -4,6 +4,10 @@ Spreads are standard errors over seeds (GVAE's script divided by the square root
 iteration count instead); GP test metrics are averaged over every seed and iteration.
 The budget is counted exactly: every proposal is an evaluation, valid or not.
 
+States are :class:`~molshape.bo.state.SeedState` objects; this module reads them and writes
+the run's files, and is the only part of a protocol run that knows molecules (the grid of the
+best ones, drug-likeness filters and realism shares).
+
 Example:
     >>> summary = write_report(problem, cfg, states, out_dir)
     >>> summary["fraction_valid"]["mean"], summary["top"][:3]
@@ -14,10 +18,11 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from molshape.bo.state import SeedState
 from molshape.core.atomic import atomic_path, atomic_write, save_figure, write_json
 from molshape.grammar.representation import MOLECULE_GRAMMARS
 from molshape.core.runtime import json_safe
@@ -41,7 +46,7 @@ def _score(r: dict, key: str = "score") -> float:
 
 
 def outcome(records: list[dict], higher_is_better: bool, string_key: str = "string",
-            score_key: str = "score", n_top: int = 3, states: list[dict] | None = None) -> dict:
+            score_key: str = "score", n_top: int = 3) -> dict:
     """Validity, mean valid score and the best distinct results of a set of proposals."""
     per_seed: dict[int, list[dict]] = {}
     for r in records:
@@ -93,11 +98,11 @@ def _better(a: float, b: float, higher_is_better: bool) -> bool:
     return a > b if higher_is_better else a < b
 
 
-def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
-    """Write ``proposals.csv``, ``summary.json``, ``best_vs_evaluations.png`` and, for
-    molecules, ``top_molecules.png``; return the summary."""
+def write_report(problem, cfg, states: list[SeedState], out_dir: Path, extra: dict[str, Any] | None = None) -> dict:
+    """Write ``proposals.csv``, ``best_vs_evaluations.png``, for molecules ``top_molecules.png``,
+    and ``summary.json`` (last, with ``extra`` appended); return the summary."""
     out_dir = Path(out_dir)
-    records = [r for s in states for r in s["records"]]
+    records = [r for s in states for r in s.records]
     write_proposals(records, out_dir / "proposals.csv")
     summary = {
         "initial_data": problem.source,
@@ -105,31 +110,35 @@ def write_report(problem, cfg, states: list[dict], out_dir: Path) -> dict:
         "latent_dim": int(problem.z.shape[1]),
         "higher_is_better": problem.higher_is_better,
         "strategy": cfg.strategy,
-        "seeds": [s["seed"] for s in states],
+        "seeds": [s.seed for s in states],
         "iterations": cfg.iterations,
         "batch": cfg.batch,
         **outcome(records, problem.higher_is_better),
     }
     if records and "argmax_string" in records[0]:
         summary["argmax_decoding"] = outcome(records, problem.higher_is_better, "argmax_string", "argmax_score")
-    gp = {k: mean_se([float(np.mean([m[k] for m in s["metrics"]])) for s in states if s["metrics"]])
+    gp = {k: mean_se([float(np.mean([m[k] for m in s.metrics])) for s in states if s.metrics])
           for k in ("rmse", "loglik")}
     summary["gp_test_rmse"], summary["gp_test_loglik"] = gp["rmse"], gp["loglik"]
-    summary["timing_s"] = {k: float(sum(m[k] for s in states for m in s["metrics"]))
+    summary["timing_s"] = {k: float(sum(m[k] for s in states for m in s.metrics))
                            for k in ("fit_s", "acquisition_s", "evaluate_s")}
-    summary["initial_best"] = mean_se([_sign(problem) * s["initial_best"] for s in states])
-    write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
+    summary["initial_best"] = mean_se([_sign(problem) * s.initial_best for s in states])
     plot_best(states, problem, out_dir / "best_vs_evaluations.png")
+    molecules = problem.kind in MOLECULE_GRAMMARS
     top = outcome(records, problem.higher_is_better, n_top=12)["top"]
-    if top and problem.kind in MOLECULE_GRAMMARS:
+    if top and molecules:
         summary["top_druglike"] = druglike_top(records, problem.higher_is_better)
-        write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
         from molshape.scoring.chem import draw_grid  # RDKit is heavy: loaded only when molecules are involved
 
         with atomic_path(out_dir / "top_molecules.png") as tmp:
             draw_grid([t["string"] for t in top], top_legends(top, problem.target), tmp)
         summary["top_molecules_png"] = str(out_dir / "top_molecules.png")
-        write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
+    summary.update(extra or {})
+    if molecules:
+        from molshape.scoring.similarity import realism_shares  # RDKit is heavy: loaded only for molecules
+
+        summary["realism"] = realism_shares([r["string"] for r in records if r.get("string")])
+    write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
     return summary
 
 
@@ -147,12 +156,12 @@ def write_proposals(records: list[dict], path: Path) -> None:
             w.writerow([("" if r.get(k) is None else r.get(k)) for k in (*COLUMNS, *extra)])
 
 
-def best_so_far(state: dict, higher_is_better: bool) -> np.ndarray:
+def best_so_far(state: SeedState, higher_is_better: bool) -> np.ndarray:
     """``[1 + evaluations]`` best valid score after each evaluation (index 0: initial data)."""
     sign = 1.0 if higher_is_better else -1.0
-    best = sign * state["initial_best"]
+    best = sign * state.initial_best
     out = [best]
-    for r in state["records"]:
+    for r in state.records:
         s = _score(r)
         if r.get("string") is not None and math.isfinite(s) and _better(s, best, higher_is_better):
             best = s
@@ -176,21 +185,19 @@ def top_legends(top: list[dict], target: str) -> list[str]:
     return [f"#{i + 1}  {target_name(target)} {t['score']:.2f}  QED {qed(t['string']):.2f}" for i, t in enumerate(top)]
 
 
-def plot_best(states: list[dict], problem, path: Path) -> None:
+def plot_best(states: list[SeedState], problem, path: Path) -> None:
     """Best score vs number of evaluations, one line per seed, over the best of the initial data.
 
     The y-axis spans the initial data's upper range (from its 75th percentile, lower-is-better
     mirrored) to the best found, so a small gain is not drawn as a leap.
     """
-    import matplotlib
+    from matplotlib.figure import Figure  # matplotlib is slow to import: only for figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
     curves = [best_so_far(s, problem.higher_is_better) for s in states]
     for s, curve in zip(states, curves):
-        ax.plot(np.arange(len(curve)), curve, label=f"seed {s['seed']}", lw=1.5, drawstyle="steps-post")
+        ax.plot(np.arange(len(curve)), curve, label=f"seed {s.seed}", lw=1.5, drawstyle="steps-post")
     starts = sorted({float(c[0]) for c in curves})
     for i, y in enumerate(starts):
         ax.axhline(y, color="0.35", ls="--", lw=1, label=f"best of the initial data ({y:.2f})" if i == 0 else None)
@@ -207,4 +214,5 @@ def plot_best(states: list[dict], problem, path: Path) -> None:
     ax.set_title(f"latent BO of {name}: best so far\ninitial data: {problem.source}", fontsize=10)
     if len(states) <= 10:
         ax.legend(fontsize=7, loc="lower right" if problem.higher_is_better else "upper right")
-    save_figure(fig, path, close=True, dpi=120)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)

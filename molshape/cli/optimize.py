@@ -4,8 +4,7 @@ several objectives (``--from``, ``--similarity``, ``--constraint``, ``--target a
 
 from __future__ import annotations
 
-import json
-import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,21 +14,22 @@ from typing import Any
 import click
 
 from molshape.cli.common import (EXIT_ROWS_FAILED, FiniteFloat, cap_workers, check_constraints, check_out_dir, checkpoint_option, constraints_option,
-                                      device_option, emit_summary, json_option, load_run_model, threads_option,
-                                      write_run_config)
-from molshape.bo.config import INITS, KINDS, PROTOCOL_SURROGATE, STRATEGIES, OptimizeConfig, SurrogateConfig
-from molshape.core.rundir import RunLock, RunLocked, leftovers, runs_dir
+                                      device_option, emit_summary, json_option, load_run_model, threads_option)
+from molshape.bo.config import INITS, KINDS, STRATEGIES, OptimizeConfig, SurrogateConfig
+from molshape.core.errors import OutputRefused
+from molshape.core.rundir import RunLocked, leftovers, runs_dir
 from molshape.scoring.targets import OPTIMIZE_TARGETS, TARGETS, default_target
 
 _OPT, _SUR = OptimizeConfig(), SurrogateConfig()  # the library's defaults are the options' defaults
 SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restarts=2, raw_samples=32)
 #: protocol -> option values used unless typed: quick finishes in minutes on 2 cores, keeping
-#: to where the prior has mass; gvae is GVAE's protocol (10 seeds x 5 iterations x 50)
+#: to where the prior has mass; gvae is GVAE's protocol (10 seeds x 5 iterations x 50), the
+#: library's defaults (``molshape.optimize`` with no settings runs the same protocol)
 PROTOCOLS = {
     "quick": dict(seeds=1, iterations=5, batch=10, init="prior", n_init=300, surrogate="exact", strategy="turbo",
                   floor_quantile=0.5, prior_quantile=0.99),
     "gvae": dict(seeds=_OPT.seeds, iterations=_OPT.iterations, batch=_OPT.batch, init="auto", n_init=None,
-                 surrogate=PROTOCOL_SURROGATE, strategy=_OPT.strategy, floor_quantile=None, prior_quantile=None),
+                 surrogate=_SUR.kind, strategy=_OPT.strategy, floor_quantile=None, prior_quantile=None),
 }
 #: rough seconds per GP fit + acquisition on a 2-core CPU (guesses to be calibrated; decoding is timed at run time)
 _ITERATION_S = {"quick": 8.0, "gvae": 60.0, "search": 4.0}
@@ -113,7 +113,7 @@ def _check_constraint(ctx: click.Context, param: click.Parameter, value: tuple[s
 @click.option("--attempts", default=1, show_default=True, type=click.IntRange(min=1),
               help="Decode each proposal by majority vote over this many sampled decodes (GVAE: 500); "
                    "the argmax decode is reported alongside.")
-@click.option("--surrogate", type=click.Choice(KINDS), default=PROTOCOL_SURROGATE,
+@click.option("--surrogate", type=click.Choice(KINDS), default=_SUR.kind,
               help="svgp: sparse variational GP on all points (GVAE); exact: exact GP on the best half + a "
                    "random half of --exact-max points; auto: exact when all points fit [default: from --protocol].")
 @click.option("--inducing", default=_SUR.inducing, show_default=True, type=click.IntRange(min=1), help="SVGP inducing points.")
@@ -192,23 +192,13 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         num_restarts=params["num_restarts"], raw_samples=params["raw_samples"], mc_samples=mc_samples, maxiter=maxiter,
         surrogate=SurrogateConfig(kind=params["surrogate"], inducing=params["inducing"], exact_max=exact_max,
                                   floor_quantile=params["floor_quantile"]))
-    config = {"checkpoint": checkpoint, "target": target, "init": params["init"], "n_init": params["n_init"],
-              "data": data, "attempts": attempts, "constraints": constraints, "device": str(dev), "smoke": smoke,
-              "workers": workers, "prior_quantile": params["prior_quantile"], "optimize": cfg.to_dict()}
     check_out_dir(out)
-    with _locked(out):
-        resuming = _check_resume(out, config)
-        if not resuming:  # a fresh run records its config first; a resumed one only once it succeeded
-            write_run_config(out, config)
-        try:
-            summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, config=cfg, init=params["init"],
-                                   n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
-                                   workers=workers, worker_threads=threads or 1, constraints=constraints,
-                                   prior_quantile=params["prior_quantile"], manage_folder=False).summary
-        except (ValueError, FileNotFoundError) as e:
-            raise click.ClickException(str(e)) from e
-        if resuming:
-            write_run_config(out, config)
+    with _cli_errors():
+        summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, config=cfg, init=params["init"],
+                               n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
+                               workers=workers, worker_threads=threads or 1, constraints=constraints,
+                               prior_quantile=params["prior_quantile"],
+                               record={"argv": sys.argv, "command": ctx.command.name, "smoke": smoke}).summary
     emit_summary({**summary, "out": str(out)}, as_json, _human)
 
 
@@ -263,8 +253,6 @@ def _duration(seconds: float) -> str:
 def _search(*, api_model, target: str, leads, similarity, outcome_constraints, budget, radius, params, typed,
             mo_method, seed, constraints, workers, threads, out, as_json) -> None:
     """The constrained search: from leads, with constraints, or over several objectives."""
-    import sys
-
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape import api
     from molshape.bo.constrained import SearchConfig
@@ -281,22 +269,17 @@ def _search(*, api_model, target: str, leads, similarity, outcome_constraints, b
         raise click.UsageError(str(e)) from None
     if out is None:
         name = target.replace(",", "-").replace(":", ".")
-        out = Path("runs") / f"optimize-{name}-{'leads' if leads else 'search'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = runs_dir() / f"optimize-{name}-{'leads' if leads else 'search'}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_out_dir(out)
-    if leftovers(out):
+    if leftovers(out):  # refused before the time estimate; the library checks again under its lock
         raise click.UsageError(f"{out} is not empty; a constrained search writes a fresh folder: choose another --out")
     _print_estimate(model, g, "search", params, leads=len(leads) if leads else 1, budget=cfg.budget,
                     batch=cfg.batch, n_init=cfg.n_init)
-    config = {"checkpoint": checkpoint, "target": target, "from": leads and len(leads), "similarity": similarity,
-              "constraint": list(outcome_constraints), "search": cfg.to_dict(), "workers": workers}
-    with _locked(out):
-        write_run_config(out, config)
-        try:
-            summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, from_=leads, similarity=similarity,
-                                   constraint=list(outcome_constraints), search=cfg, constraints=constraints,
-                                   workers=workers, worker_threads=threads or 1, progress=True).summary
-        except ValueError as e:
-            raise click.ClickException(str(e)) from e
+    record = {"argv": sys.argv, "command": "optimize"}
+    with _cli_errors():
+        summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, from_=leads, similarity=similarity,
+                               constraint=list(outcome_constraints), search=cfg, constraints=constraints,
+                               workers=workers, worker_threads=threads or 1, progress=True, record=record).summary
     emit_summary({k: v for k, v in summary.items() if k != "rows"}, as_json, _human_search)
     if summary.get("failed_leads"):
         sys.exit(EXIT_ROWS_FAILED)
@@ -330,56 +313,17 @@ def _human_search(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: config entries a resumed run must share with the folder's run (seeds and iterations may grow)
-_RESUME_FREE = ("seeds", "seed", "iterations")
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that must match to resume, as plain JSON values."""
-    plain = json.loads(json.dumps(config, default=str))
-    plain.pop("argv", None)
-    plain.pop("command", None)
-    for key in ("device", "workers", "smoke"):  # how it runs, not what it computes
-        plain.pop(key, None)
-    plain["optimize"] = {k: v for k, v in plain.get("optimize", {}).items() if k not in _RESUME_FREE}
-    for key in ("checkpoint", "data"):  # the same file, however it was spelled
-        if plain.get(key):
-            plain[key] = os.path.realpath(plain[key])
-    return plain
-
-
-def _check_resume(out: Path, config: dict[str, Any]) -> bool:
-    """Whether ``out`` holds a run to resume; refuse (exit 2) a folder of another run or of other files."""
-    found = leftovers(out)
-    if not found:
-        return False
-    previous_path = out / "config.json"
-    if not previous_path.is_file():
-        raise click.UsageError(f"{out} holds files but no optimize run (no config.json); choose another --out")
-    try:
-        previous = json.loads(previous_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise click.ClickException(f"{previous_path}: not a readable run config ({e})") from None
-    old, new = _comparable(previous), _comparable(config)
-    differ = [k for k in sorted(set(old) | set(new)) if k != "optimize" and old.get(k) != new.get(k)]
-    differ += [f"optimize.{k}" for k in sorted(set(old["optimize"]) | set(new["optimize"]))
-               if old["optimize"].get(k) != new["optimize"].get(k)]
-    if differ:
-        raise click.UsageError(f"{out} holds a run with other settings ({', '.join(differ[:6])}); pass the same "
-                               "options to resume it, or choose another --out")
-    return True
-
-
 @contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    try:
-        lock = RunLock(out).acquire()
-    except RunLocked as e:
-        raise click.UsageError(str(e)) from None
+def _cli_errors() -> Iterator[None]:
+    """A held folder is a usage error (exit 2), as is a refused one; another bad value fails (exit 1)."""
     try:
         yield
-    finally:
-        lock.release()
+    except RunLocked as e:
+        raise click.UsageError(str(e)) from None
+    except OutputRefused:
+        raise  # the command group reports it as a usage error
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
 
 
 def _pm(d: dict) -> str:
