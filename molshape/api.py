@@ -51,7 +51,7 @@ from molshape.bo.outcomes import parse_constraint
 from molshape.bo.surrogate import SurrogateConfig
 from molshape.core.errors import InputError, LatentError, MolshapeError
 from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
-from molshape.core.runtime import resolve_device, seed_everything
+from molshape.core.runtime import resolve_device
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
@@ -422,7 +422,7 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
         data: the checkpoint's training data file (default: the standard data set, when found),
             also the ZINC file for the molecule reference.
         with_fcd: compute the Frechet ChemNet Distance (molecules).
-        seed: seeds python, numpy and torch, and the samples.
+        seed: seeds the samples (through a generator of its own: the global generators are left alone).
         latent: compute the latent metrics, on the first ``limit`` held-out rows (default: as many
             as prior samples ``n``, at most 2,000, so that a small ``n`` stays quick):
             exact reconstruction by argmax, by a beam of ``beam_width`` (0 skips it) and by the
@@ -441,7 +441,7 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
         >>> s = molshape.load("zinc").evaluate(n=200)
         >>> s["samples"]["validity"], s["reconstruction"]["recon_sequence"], s["samples"]["moses"]["snn"]
     """
-    generator = seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)
     prepared = evaluation_data(model.checkpoint, model.grammar, data)
     options = (LatentOptions(limit=latent_limit(n, limit), beam_width=beam_width,
                              gvae_samples=gvae_samples_for(n, gvae_samples), sigmas=tuple(sigmas), seed=seed)

@@ -47,9 +47,16 @@ def test_shard_gives_equal_disjoint_shares() -> None:
 class _Oracle:
     """A stand-in decoder whose logits point at known rules."""
 
+    decoder_feed_rules = False  # a SequenceDecoder: decoded in one decode_logits call
+
     def __init__(self, rules: torch.Tensor, n_rules: int) -> None:
         self.rules, self.n_rules = rules, n_rules
         self.config = PRESETS["expr"]["paper"]
+
+    def decoder_init(self, z: torch.Tensor) -> None:
+        raise AssertionError("a decoder that feeds no rules back is never stepped")
+
+    decoder_step = decoder_init
 
     def decode_logits(self, z: torch.Tensor, steps: int) -> torch.Tensor:
         return torch.nn.functional.one_hot(self.rules[:, :steps], self.n_rules).float() * 5

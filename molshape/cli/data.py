@@ -163,12 +163,10 @@ def _plot_lengths(infos: dict[str, dict], data: Path | None, seed: int, out: Pat
 
 def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
     """One histogram of derivation lengths per (name, PreparedData)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 3.5), squeeze=False)
+    fig = Figure(figsize=(5 * len(sets), 3.5))
+    axes = fig.subplots(1, len(sets), squeeze=False)
     for ax, (name, d) in zip(axes[0], sets):
         lengths = d.lengths.numpy()
         ax.hist(lengths, bins=range(int(lengths.min()), int(lengths.max()) + 2), color="tab:blue")

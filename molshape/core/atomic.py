@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,9 +208,10 @@ def save_figure(fig: Any, path: str | os.PathLike, close: bool = False, **savefi
         with atomic_write(path, "wb") as f:
             fig.savefig(f, format=fmt, **savefig_kwargs)
     finally:
-        if close:
-            import matplotlib.pyplot as plt  # matplotlib is slow to import: only for figures
-
+        # a figure made through pyplot is also held by pyplot until closed; a
+        # matplotlib.figure.Figure is not, and pyplot is never imported for it
+        plt = sys.modules.get("matplotlib.pyplot")
+        if close and plt is not None:
             plt.close(fig)
     return path
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,32 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator seeded the same way."""
+    """Seed python, numpy and torch; return a CPU generator seeded the same way.
+
+    For entry points (the CLI); library code uses :func:`seeded_globally` or a generator.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded_globally(seed: int) -> Iterator[torch.Generator]:
+    """Seed python, numpy and torch for the block, and give the caller's generator states back after it.
+
+    For work that draws from the global generators and takes no generator (torch's weight
+    initialisation, dropout): it runs as under :func:`seed_everything`, and the caller's
+    random streams are as they were. Yields a CPU generator seeded with ``seed``.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield seed_everything(seed)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def cache_dir() -> Path:

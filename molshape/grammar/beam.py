@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from molshape.grammar.decoding import StackDecoder, StepDecoder
+from molshape.grammar.decoding import StackDecoder, StepDecoder, sequence_logits
 
 
 @dataclass
@@ -96,7 +96,7 @@ def beam_search(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
 
     Args:
         decoder: the stack decoder (grammar, semantic constraints, ``max_length``).
-        model: has ``decoder_init`` / ``decoder_step``.
+        model: a :class:`~molshape.grammar.decoding.StepDecoder`.
         z: ``B x d`` latents on the model's device.
         width: hypotheses kept per latent.
 
@@ -115,12 +115,9 @@ def beam_search(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
     score = torch.full((B, k), float("-inf"), dtype=torch.float64, device=device)
     score[:, 0] = 0.0
     score = score.reshape(rows)
-    config = getattr(model, "config", None)
-    fixed_logits = None
-    if config is not None and not getattr(config, "decoder_feed_rules", True) and hasattr(model, "decode_logits"):
-        # the decoder ignores the fed-back rule: one full-sequence call, shared by a latent's beams
-        fixed_logits = model.decode_logits(z, decoder.max_length)  # [B, T, R]
-    else:
+    # a decoder that ignores the fed-back rule: one full-sequence call, shared by a latent's beams
+    fixed_logits = sequence_logits(model, z, decoder.max_length)  # [B, T, R] or None
+    if fixed_logits is None:
         state = model.decoder_init(z.repeat_interleave(k, dim=0))
     prev = torch.full((rows,), g.pad, dtype=torch.long, device=device)
     # each step's chosen rules and their parent rows; the derivations are read back at the end
@@ -213,7 +210,7 @@ def beam_decode(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
 
     Args:
         decoder: the stack decoder (its grammar, semantic constraints and ``max_length``).
-        model: has ``decoder_init`` / ``decoder_step``.
+        model: a :class:`~molshape.grammar.decoding.StepDecoder`.
         z: ``B x d`` latents on the model's device.
         width: hypotheses kept per latent.
 

@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -43,11 +43,46 @@ CONSTRAINTS = ("auto", "semantic", "grammar")
 
 
 class StepDecoder(Protocol):
-    """What :meth:`StackDecoder.decode` needs from a model (see ``molshape.gvae.model``)."""
+    """What :meth:`StackDecoder.decode` and beam search need from a model: its decoder, one
+    step at a time (:class:`molshape.gvae.model.GrammarAutoencoder` is one).
 
-    def decoder_init(self, z: Tensor) -> object: ...
+    A model may also say how to take rows of its state, ``decoder_select(state, keep)``
+    (:func:`select_state`) and ``decoder_reorder(state, index)``
+    (:func:`molshape.grammar.beam.reorder_state`); without them the state is walked as
+    tensors.
+    """
 
-    def decoder_step(self, state: object, prev_rule: Tensor) -> tuple[Tensor, object]: ...
+    def decoder_init(self, z: Tensor) -> object:
+        """The state before the first step, for latents ``z [B x d]``."""
+
+    def decoder_step(self, state: object, prev_rule: Tensor) -> tuple[Tensor, object]:
+        """``(logits [B x R], next state)`` after the rules ``prev_rule [B]`` chosen last."""
+
+
+@runtime_checkable
+class SequenceDecoder(StepDecoder, Protocol):
+    """A step decoder that can also give every step's logits in one call.
+
+    When ``decoder_feed_rules`` is False the logits do not depend on the rules fed back
+    (GVAE's decoder), so the decoders take one ``decode_logits`` call instead of
+    ``max_length`` single steps: identical logits, and one full-sequence GRU call is far
+    faster.
+    """
+
+    @property
+    def decoder_feed_rules(self) -> bool:
+        """Whether each step reads the previous rule (the steps must then run one by one)."""
+
+    def decode_logits(self, z: Tensor, steps: int) -> Tensor:
+        """``B x steps x R`` logits of latents ``z [B x d]``."""
+
+
+def sequence_logits(model: StepDecoder, z: Tensor, steps: int) -> Tensor | None:
+    """Every step's logits in one call when ``model`` is a :class:`SequenceDecoder` that feeds
+    no rules back; None when it must be stepped."""
+    if isinstance(model, SequenceDecoder) and not model.decoder_feed_rules:
+        return model.decode_logits(z, steps)
+    return None
 
 
 @dataclass
@@ -216,9 +251,8 @@ class StackDecoder:
                generator: torch.Generator | None = None) -> DecodeResult:
         """Decode latents step by step, feeding each chosen rule back to the model.
 
-        Models whose decoder ignores the fed-back rule (GVAE's, ``decoder_feed_rules``
-        False) take one ``model.decode_logits`` call instead: identical logits, and one
-        full-sequence GRU call is far faster than ``max_length`` single steps.
+        A :class:`SequenceDecoder` whose decoder ignores the fed-back rule (GVAE's,
+        ``decoder_feed_rules`` False) takes one ``model.decode_logits`` call instead.
 
         Every 8 steps the rows whose stack has emptied leave the batch (model state,
         stack and semantic bookkeeping alike), so the model only runs for molecules
@@ -228,7 +262,7 @@ class StackDecoder:
         that a seeded generator gives the same molecules and ends in the same state.
 
         Args:
-            model: has ``decoder_init(z)`` and ``decoder_step(state, prev_rule)``.
+            model: a :class:`StepDecoder`.
             z: ``B x d`` latents (on the model's device).
             mode: ``argmax`` or ``sample`` (Gumbel-max).
             generator: seeds the Gumbel noise.
@@ -237,9 +271,9 @@ class StackDecoder:
             :class:`DecodeResult` with ``rules [B x max_length]``.
         """
         self._check_mode(mode)
-        config = getattr(model, "config", None)
-        if config is not None and not getattr(config, "decoder_feed_rules", True) and hasattr(model, "decode_logits"):
-            return self.decode_logits(model.decode_logits(z, self.max_length), mode, generator)
+        logits = sequence_logits(model, z, self.max_length)
+        if logits is not None:
+            return self.decode_logits(logits, mode, generator)
         batch, device = z.shape[0], z.device
         stack, top = self._start(batch, device)
         state = model.decoder_init(z)
@@ -301,7 +335,7 @@ def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | 
     """A :class:`StackDecoder` for ``grammar`` under the chosen constraints.
 
     Semantic decoding also steers ring closures towards rings of at most 8 atoms
-    (``guide``; :meth:`molshape.semantics.SmilesSemantics.guidance`), a
+    (``guide``; :meth:`molshape.grammar.semantics.SmilesSemantics.guidance`), a
     preference that never overrides validity.
 
     Raises:

@@ -4,6 +4,8 @@ that decoding keeps to (see :mod:`molshape.grammar.semantics`)."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from molshape.grammar.cfg import Grammar
 
 #: Bonding capacity of each atom token (sum of bond orders to heavy atoms). Organic-subset
@@ -40,6 +42,48 @@ class Kind:
 
     OTHER, START, NEW_ATOM, ATOM, MORE_RINGS, RINGS_DONE, DIGIT = 0, 1, 2, 3, 4, 5, 6
     BRANCH, BRANCH_BOND, BOND_CHAIN, CHAIN, END, BOND = 7, 8, 9, 10, 11, 12
+
+
+class Column(IntEnum):
+    """The fixed columns of the per-kind tables that ``needs`` and ``guidance`` build, in order.
+
+    Rules whose kind offers no choice share :attr:`FREE`. After these come the variable
+    columns: one per atom capacity, one per ring slot, one per bond order (see
+    :func:`rule_columns`), so a table of ``len(Column) + ...`` columns is spread to the rules
+    with one ``index_select``.
+    """
+
+    FREE = 0
+    END = 1
+    CHAIN = 2
+    BOND_CHAIN = 3
+    BRANCH = 4
+    BRANCH_BOND = 5
+    MORE_RINGS = 6
+    RINGS_DONE = 7
+
+
+#: The column of each kind that has one of the fixed columns.
+KIND_COLUMN = {Kind.START: Column.FREE, Kind.NEW_ATOM: Column.FREE, Kind.OTHER: Column.FREE,
+               Kind.END: Column.END, Kind.CHAIN: Column.CHAIN, Kind.BOND_CHAIN: Column.BOND_CHAIN,
+               Kind.BRANCH: Column.BRANCH, Kind.BRANCH_BOND: Column.BRANCH_BOND,
+               Kind.MORE_RINGS: Column.MORE_RINGS, Kind.RINGS_DONE: Column.RINGS_DONE}
+
+
+def rule_columns(kinds: list[int], args: list[int], caps: list[int], n_rings: int, orders: list[int]) -> list[int]:
+    """Per rule, its column in the per-kind tables: a :class:`Column`, or after them the
+    column of its atom capacity (``caps``), ring slot or bond order (``orders``)."""
+    cols = []
+    for kind, arg in zip(kinds, args):
+        if kind == Kind.ATOM:
+            cols.append(len(Column) + caps.index(arg))
+        elif kind == Kind.DIGIT:
+            cols.append(len(Column) + len(caps) + arg)
+        elif kind == Kind.BOND:
+            cols.append(len(Column) + len(caps) + n_rings + orders.index(arg))
+        else:
+            cols.append(int(KIND_COLUMN[kind]))
+    return cols
 
 
 def classify(grammar: Grammar) -> tuple[list[int], list[int]]:

@@ -41,14 +41,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.semantic_rules import (GUIDE_MAX_DEPTH, GUIDE_MAX_MULTI, GUIDE_MAX_OPEN, GUIDE_MAX_PER_ATOM, INF,
-                                             LONG_CHAIN, MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Kind,
-                                             classify, supports)
+                                             LONG_CHAIN, MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Column,
+                                             Kind, classify, rule_columns, supports)
 
 
 @dataclass
@@ -106,26 +105,14 @@ class SmilesSemantics:
         self._sym = {s: grammar.symbols.index(s) for s in SYMBOLS}
         self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self._gmasks, self._lhs = grammar.masks, grammar.lhs_tensor()
-        # needs() builds one column per kind (atoms per capacity, digits per slot, bonds per
-        # order) and spreads them to rules with one index_select
+        # needs() and guidance() build one column per Column, then one per atom capacity, ring
+        # slot and bond order, and spread them to rules with one index_select
         caps = sorted({a for kd, a in zip(kinds, args) if kd == Kind.ATOM})
         orders = sorted({a for kd, a in zip(kinds, args) if kd == Kind.BOND})
         self._atom_cap = torch.tensor(caps, dtype=torch.long)
         self._bond_orders = torch.tensor(orders, dtype=torch.long)
-        fixed = {Kind.START: 0, Kind.NEW_ATOM: 0, Kind.OTHER: 0, Kind.END: 1, Kind.CHAIN: 2, Kind.BOND_CHAIN: 3,
-                 Kind.BRANCH: 4, Kind.BRANCH_BOND: 5, Kind.MORE_RINGS: 6, Kind.RINGS_DONE: 7}
-        col = []
-        for kd, a in zip(kinds, args):
-            if kd == Kind.ATOM:
-                col.append(8 + caps.index(a))
-            elif kd == Kind.DIGIT:
-                col.append(8 + len(caps) + a)
-            elif kd == Kind.BOND:
-                col.append(8 + len(caps) + self.n_rings + orders.index(a))
-            else:
-                col.append(fixed[kd])
+        col = rule_columns(kinds, args, caps, self.n_rings, orders)
         self._rule_col = torch.tensor(col, dtype=torch.long)
-        self._cache: dict[bytes, np.ndarray] = {}
 
     def _on(self, device: torch.device) -> tuple[Tensor, Tensor]:
         if device not in self._tables:
@@ -317,16 +304,16 @@ class SmilesSemantics:
             frames.unsqueeze(1))
         bond = torch.where(rem_c.unsqueeze(1) >= orders, self._child2(m, n_cur, k, after), INF)
         digits = self._digit_needs(s, d_cur, n_cur, rem_c, f_atoms, f_valid, f_rem, f_at, m, k)
-        cols = torch.stack([
-            torch.zeros_like(m),                                                         # no choice
-            torch.where(k == 0, torch.where(m == 0, 0, INF), k + frames),                # END
-            torch.where(rem_c >= 1, cont, inf),                                          # CHAIN
-            torch.where(rem_c >= 2, 1 + cont, inf),                                      # BOND_CHAIN
-            torch.where((rem_c >= 1) & room, child(k + 1, best(rem_c - 1)), inf),        # BRANCH
-            torch.where((rem_c >= 2) & room, 1 + child(k + 1, best(rem_c - 2)), inf),    # BRANCH_BOND
-            1 + _amin(digits, 1).clamp(max=INF - 1),                                      # MORE_RINGS
-            k + 1 + best(rem_c),                                                         # RINGS_DONE
-        ], dim=1)
+        cols = _columns({
+            Column.FREE: torch.zeros_like(m),
+            Column.END: torch.where(k == 0, torch.where(m == 0, 0, INF), k + frames),
+            Column.CHAIN: torch.where(rem_c >= 1, cont, inf),
+            Column.BOND_CHAIN: torch.where(rem_c >= 2, 1 + cont, inf),
+            Column.BRANCH: torch.where((rem_c >= 1) & room, child(k + 1, best(rem_c - 1)), inf),
+            Column.BRANCH_BOND: torch.where((rem_c >= 2) & room, 1 + child(k + 1, best(rem_c - 2)), inf),
+            Column.MORE_RINGS: 1 + _amin(digits, 1).clamp(max=INF - 1),
+            Column.RINGS_DONE: k + 1 + best(rem_c),
+        })
         table = torch.cat([cols, atom, digits, bond], dim=1)
         return table.index_select(1, self._rule_col.to(dev)).clamp(max=INF)
 
@@ -417,14 +404,16 @@ class SmilesSemantics:
         # atom with two ring bonds
         n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
         crowded = (s.ring_open.sum(1) >= GUIDE_MAX_OPEN) | (n_cur >= GUIDE_MAX_PER_ATOM)
-        # one column per kind (the layout of needs()), spread to rules with one index_select
+        # the layout of needs(): the fixed columns, then atoms, digits and bonds
         never = torch.zeros_like(stuck_after_cur)
         eighth_ch2 = _at(s.ch2, s.cur) & (s.run >= LONG_CHAIN - 1)  # a single bond on makes an 8th CH2
         deep = s.depth >= GUIDE_MAX_DEPTH
         # a third atom with two ring bonds: avoid a second ring bond here unless a ring must close here
         caged = (s.multi >= GUIDE_MAX_MULTI) & (s.digits >= 1)
-        cols = torch.stack([never, stuck_without_cur, stuck_after_cur | eighth_ch2, stuck_after_cur, deep, deep,
-                            caged & ~stuck_after_cur, stuck_after_cur], dim=1)  # see Kind / _rule_col
+        cols = _columns({Column.FREE: never, Column.END: stuck_without_cur,
+                         Column.CHAIN: stuck_after_cur | eighth_ch2, Column.BOND_CHAIN: stuck_after_cur,
+                         Column.BRANCH: deep, Column.BRANCH_BOND: deep,
+                         Column.MORE_RINGS: caged & ~stuck_after_cur, Column.RINGS_DONE: stuck_after_cur})
         # a new atom that must close a ring itself, or carry the chain on to an atom that can,
         # needs a bond left for it (an F or a =O there ends the chain and strands the ring)
         left = self._atom_cap.to(dev).unsqueeze(0) - _at(s.in_bond, s.cur).unsqueeze(1)
@@ -439,26 +428,6 @@ class SmilesSemantics:
         return avoid
 
     # -- training and data -----------------------------------------------------------
-    @torch.no_grad()
-    def cached_teacher_masks(self, rules: Tensor) -> Tensor:
-        """:meth:`teacher_masks` with a per-row cache (training sees each row every epoch).
-
-        Rows are keyed by their bytes; masks are stored bit-packed (about 1.4 kB a row).
-        Small training batches would otherwise pay the step loop's fixed cost every time.
-        """
-        B, T = rules.shape
-        R = self.grammar.n_productions
-        rows = rules.to("cpu", torch.uint8).numpy()
-        keys = [r.tobytes() for r in rows]
-        missing = [i for i, key in enumerate(keys) if key not in self._cache]
-        if missing:
-            fresh = self.teacher_masks(rules[missing].cpu()).numpy()
-            for i, m in zip(missing, fresh):
-                self._cache[keys[i]] = np.packbits(m, axis=None)
-        packed = np.stack([self._cache[key] for key in keys])
-        out = np.unpackbits(packed, axis=1, count=T * R).reshape(B, T, R).astype(bool)
-        return torch.from_numpy(out).to(rules.device)
-
     @torch.no_grad()
     def teacher_masks(self, rules: Tensor) -> Tensor:
         """Masks along true derivations: ``rules [B x T]`` -> ``B x T x R`` bool.
@@ -489,6 +458,11 @@ class SmilesSemantics:
             for row in (~ok.all(1)).nonzero().flatten().tolist():
                 bad.append((i + row, int((~ok[row]).nonzero()[0])))
         return bad
+
+
+def _columns(values: dict[Column, Tensor]) -> Tensor:
+    """``B x len(Column)``: one ``B`` tensor per :class:`Column`, stacked in the enum's order."""
+    return torch.stack([values[c] for c in Column], dim=1)
 
 
 def _at(t: Tensor, index: Tensor) -> Tensor:

@@ -209,15 +209,14 @@ def pca_axes(z: Tensor) -> tuple[Tensor, Tensor]:
 def plot_latents(z: Tensor, labels: Tensor, path: str | Path, title: str, centers: Tensor | None = None) -> Path:
     """PNG scatter of the 2-D PCA projection of ``z [N x d]`` coloured by ``labels [N]``."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     mean, axes = pca_axes(z)
     xy = ((z.double() - mean) @ axes.T).numpy()
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig = Figure(figsize=(6, 5.5))
+    ax = fig.subplots()
     k = int(centers.shape[0]) if centers is not None else int(labels.max()) + 1
-    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20", k)
+    cmap = matplotlib.colormaps["tab10" if k <= 10 else "tab20"].resampled(k)
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=4, alpha=0.6)
     if centers is not None:
         c = ((centers.double().cpu() - mean) @ axes.T).numpy()
@@ -229,7 +228,6 @@ def plot_latents(z: Tensor, labels: Tensor, path: str | Path, title: str, center
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

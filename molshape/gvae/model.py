@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from molshape.core.checkpoint import load_checkpoint
+from molshape.data.teacher_masks import unpack_masks
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.latent.objectives import build_objective
 from molshape.grammar.semantics import semantics_for
@@ -316,6 +317,11 @@ class GrammarAutoencoder(nn.Module):
         c = self.config
         return torch.tanh(self.init_hidden(x)).view(-1, c.dec_layers, c.dec_hidden).transpose(0, 1).contiguous()
 
+    @property
+    def decoder_feed_rules(self) -> bool:
+        """Whether each decoding step reads the previous rule (see ``SequenceDecoder``)."""
+        return self.config.decoder_feed_rules
+
     def decode_logits(self, z: Tensor, steps: int | None = None) -> Tensor:
         """Teacher-free logits ``B x steps x R`` (GVAE decoders only; unmasked)."""
         if self.config.decoder_feed_rules:
@@ -359,21 +365,27 @@ class GrammarAutoencoder(nn.Module):
         return self.out(h)
 
     # -- loss ---------------------------------------------------------------------------
-    def masked_logits(self, logits: Tensor, rules: Tensor) -> Tensor:
-        """Mask ``B x T x R`` logits with the productions allowed by each true step's symbol."""
+    def masked_logits(self, logits: Tensor, rules: Tensor, semantic_masks: Tensor | None = None) -> Tensor:
+        """Mask ``B x T x R`` logits with the productions allowed by each true step's symbol,
+        and under semantic constraints by ``semantic_masks`` (``B x T`` bit-packed words of
+        :mod:`molshape.data.teacher_masks`; computed here, slowly, when not given)."""
         if not self._grammar_set:
             raise RuntimeError("GrammarAutoencoder: call set_grammar(grammar) before computing the loss")
         allowed = self._masks[self._lhs[rules]]  # (B, T, R)
         if self._semantics is not None:  # normalise over what semantic decoding can choose
-            allowed = allowed & self._semantics.cached_teacher_masks(rules)
+            allowed = allowed & (self._semantics.teacher_masks(rules) if semantic_masks is None
+                                 else unpack_masks(semantic_masks, self.config.n_rules))
         return logits.float().masked_fill(~allowed, MASK_VALUE)
 
-    def forward(self, rules: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+    def forward(self, rules: Tensor, lengths: Tensor, semantic_masks: Tensor | None = None) -> dict[str, Tensor]:
         """Loss and its named terms for a batch.
 
         Args:
             rules: ``B x T`` padded production sequences (T = max_length).
             lengths: ``B`` unpadded lengths; the decoder runs ``max(lengths)`` steps.
+            semantic_masks: ``B x T`` int64 teacher masks of ``rules``
+                (:class:`molshape.data.teacher_masks.TeacherMasks`) for a model trained under
+                semantic constraints; ignored otherwise.
 
         Returns:
             ``loss`` (scalar), ``rec`` (masked cross-entropy, nats per sequence,
@@ -383,7 +395,8 @@ class GrammarAutoencoder(nn.Module):
         steps = int(lengths.max().item()) if lengths.numel() else 1
         z, terms = self.objective(self._features(rules))
         target = rules[:, :steps]
-        logits = self.masked_logits(self.teacher_logits(z, target), target)  # (B, steps, R) fp32
+        masks = None if semantic_masks is None else semantic_masks[:, :steps]
+        logits = self.masked_logits(self.teacher_logits(z, target), target, masks)  # (B, steps, R) fp32
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, steps)
         rec = ce.sum(dim=1).mean()
         loss = self.lambda_rec * rec + sum(t.float() for t in terms.values())

@@ -12,8 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from molshape.core.checkpoint import load_checkpoint
-from molshape.core.runtime import EPOCH_STRIDE, VALID_BATCH_SEED, seed_everything
+from molshape.core.runtime import EPOCH_STRIDE, VALID_BATCH_SEED, resolve_device, seeded_globally
 from molshape.data.batching import bucket_batches
+from molshape.data.teacher_masks import TeacherMasks, teacher_mask_bits
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.grammar.decoding import make_decoder
 from molshape.gvae.model import ModelConfig, build_model, n_parameters, rec_heuristic
@@ -40,21 +41,26 @@ TRAIN_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size: int,
-                   prefix: str = "valid") -> Callable[[nn.Module], dict[str, float]]:
+                   prefix: str = "valid", masks: Tensor | None = None) -> Callable[[nn.Module], dict[str, float]]:
     """Validation: mean loss terms, exact reconstruction under argmax decoding, latent stats.
 
     The batches are fixed (seeded) random buckets, so the gmm KS/CV terms see mixed
-    lengths as in training and the value is comparable across epochs.
+    lengths as in training and the value is comparable across epochs. ``masks`` are the
+    rows' semantic teacher masks (``N x T`` words of :mod:`molshape.data.teacher_masks`),
+    computed at the first call when the model is semantic and none are given.
     """
     batches = bucket_batches(lengths, batch_size, torch.Generator().manual_seed(VALID_BATCH_SEED))
 
     def evaluate(model: nn.Module) -> dict[str, float]:
+        nonlocal masks
+        if masks is None and getattr(model.config, "constraints", "grammar") == "semantic":
+            masks = teacher_mask_bits(grammar, rules)
         dev = next(model.parameters()).device
         sums: dict[str, float] = defaultdict(float)
         exact, zs = 0, []
         for idx in batches:
             r, n = rules[idx].long().to(dev), lengths[idx].to(dev)
-            out = model(r, n)
+            out = model(r, n) if masks is None else model(r, n, masks[idx].to(dev))
             for k, v in out.items():
                 sums[k] += float(v) * len(idx)
             z = model.encode(r).float()
@@ -73,7 +79,6 @@ def make_evaluator(grammar: Grammar, rules: Tensor, lengths: Tensor, batch_size:
     return evaluate
 
 
-# Over 60 lines (64): the split, model and batch set-up that fit needs, then the test evaluation.
 def train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_dir: Path,
                   resume: bool = False, on_batch_end: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Train a grammar autoencoder on prepared data; evaluate the best weights on the test split.
@@ -86,9 +91,19 @@ def train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_d
         out_dir: output folder.
         resume: continue from ``out_dir/last.pt`` (its model config and split win).
 
+    Weight initialisation and dropout draw from torch's global generator, seeded with
+    ``train_config.seed`` for the run; the caller's generator states are given back after it.
+
     Returns:
         :func:`fit`'s summary plus ``test_recon_acc``, ``test_loss``, ``lambda_rec``, sizes.
     """
+    with seeded_globally(train_config.seed):
+        return _train_grammar(model_config, train_config, data, out_dir, resume, on_batch_end)
+
+
+# Over 60 lines (64): the split, model and batch set-up that fit needs, then the test evaluation.
+def _train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_dir: Path,
+                   resume: bool, on_batch_end: Callable[[int, int], None] | None) -> dict[str, Any]:
     out_dir = Path(out_dir)
     cfg = train_config
     grammar = load_grammar(model_config.grammar)
@@ -112,29 +127,36 @@ def train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_d
         model_config = model_config.replace(lambda_rec=rec_heuristic(grammar, rules[train_idx[:20000]]))
     model_config = model_config.replace(reg_batch_size=cfg.batch_size, n_rules=grammar.n_productions,
                                         max_length=grammar.max_length)
-    seed_everything(cfg.seed)
     model = build_model(model_config, grammar)
     train_lengths = lengths[train_idx]
     full = torch.full_like(train_lengths, grammar.max_length)
+    masks = None
+    if model_config.constraints == "semantic":  # each row's masks once, carried in its batches
+        masks = TeacherMasks.build(grammar, rules, torch.cat([train_idx, split["valid"], split["test"]]))
 
-    def batches(epoch: int) -> Iterable[tuple[Tensor, Tensor]]:
+    def batches(epoch: int) -> Iterable[tuple[Tensor, ...]]:
         gen = torch.Generator().manual_seed(cfg.seed * EPOCH_STRIDE + epoch)
         chunk = cfg.chunk_batches if cfg.bucket else 1
         for idx in bucket_batches(train_lengths, cfg.batch_size, gen, chunk, indices=train_idx):
             n = lengths[idx] if cfg.bucket else full[: len(idx)]
-            yield rules[idx].long(), n
+            yield (rules[idx].long(), n) if masks is None else (rules[idx].long(), n, masks[idx])
+
+    def evaluator(rows: Tensor, prefix: str) -> Callable[[nn.Module], dict[str, float]]:
+        return make_evaluator(grammar, rules[rows], lengths[rows], cfg.batch_size, prefix,
+                              None if masks is None else masks[rows])
 
     extra = {"kind": "grammar", "model_config": model_config.to_dict(), "grammar": grammar.name,
              "grammar_hash": grammar.hash, "data": {"source": data.source, "sha256": data.source_sha256},
              "split": split}
-    validate = make_evaluator(grammar, rules[split["valid"]], lengths[split["valid"]], cfg.batch_size)
+    validate = evaluator(split["valid"], "valid")
     summary = fit(model, batches, validate, cfg, out_dir, extra, resume=resume, on_batch_end=on_batch_end)
     summary.update(lambda_rec=model_config.lambda_rec, n_parameters=n_parameters(model),
                    n_train=len(train_idx), n_valid=len(split["valid"]), n_test=len(split["test"]))
     if summary["rank"] == 0 and len(split["test"]) and (out_dir / "best.pt").is_file():
+        model.to(resolve_device(cfg.device))  # fit gave the model back on the CPU
         model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=next(model.parameters()).device)["model"])
         model.eval()
-        test = make_evaluator(grammar, rules[split["test"]], lengths[split["test"]], cfg.batch_size, "test")
+        test = evaluator(split["test"], "test")
         with torch.no_grad():
             summary.update({k: v for k, v in test(model).items() if k in ("test_loss", "test_rec", "test_recon_acc")})
     return summary

@@ -105,16 +105,14 @@ def plot_latent_diagnostics(z: Tensor, model: ImageAutoencoder, diag: dict[str, 
                             title: str = "") -> Path:
     """Histogram of nearest-centre distances (std units) against the chi_d density, the 99 %
     radius, and per-component occupancy against uniform; the diagnostics in the titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from scipy import stats
 
     prior = model.prior
     dist, _ = nearest_distances(z, prior)
     dist = dist.double().cpu().numpy()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
     top = max(float(np.quantile(dist, 0.99)), diag["radius"]) * 1.2
     a.hist(np.clip(dist, 0, top), bins=50, range=(0, top), density=True, alpha=0.6, label="test latents")
     t = np.linspace(0, top, 200)
@@ -137,7 +135,6 @@ def plot_latent_diagnostics(z: Tensor, model: ImageAutoencoder, diag: dict[str, 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 

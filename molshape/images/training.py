@@ -26,7 +26,7 @@ from molshape.images.metrics import clustering_accuracy
 from molshape.images.model import ImageAutoencoder, ImageModelConfig
 from molshape.images.networks import count_parameters
 from molshape.latent.diagnostics import latent_diagnostics
-from molshape.core.runtime import seed_everything
+from molshape.core.runtime import seeded_globally
 from molshape.training.fit import TrainConfig, fit
 from molshape.core.runtime import EPOCH_STRIDE
 
@@ -78,9 +78,18 @@ def train_images(model_config: ImageModelConfig, train_config: TrainConfig, data
         out_dir: output folder (``last.pt``, ``best.pt``, ``metrics.csv``, ``curves.png``).
         resume: continue from ``out_dir/last.pt`` (its model config and split win).
 
+    Torch's global generator is seeded with ``train_config.seed`` for the run (weight
+    initialisation); the caller's generator states are given back after it.
+
     Returns:
         :func:`fit`'s summary plus parameter count and split sizes.
     """
+    with seeded_globally(train_config.seed):
+        return _train_images(model_config, train_config, data, out_dir, resume)
+
+
+def _train_images(model_config: ImageModelConfig, train_config: TrainConfig, data: ImageData, out_dir: Path,
+                  resume: bool) -> dict[str, Any]:
     out_dir = Path(out_dir)
     cfg = train_config
     split = {k: v.clone() for k, v in data.split.items()}
@@ -95,7 +104,6 @@ def train_images(model_config: ImageModelConfig, train_config: TrainConfig, data
     if split["train"].numel() < cfg.batch_size or split["test"].numel() == 0:
         raise ValueError(f"{data.name}: {split['train'].numel()} training images for batch size "
                          f"{cfg.batch_size} and {split['test'].numel()} held-out images; need more data")
-    seed_everything(cfg.seed)
     model = ImageAutoencoder(model_config)
 
     def batches(epoch: int) -> Iterable[tuple[Tensor]]:

@@ -379,17 +379,15 @@ def draw_pairs(pairs: Sequence[tuple[str | None, str | None]], labels: Sequence[
                size: int = 260) -> Path:
     """One row per pair (e.g. a lead beside its best molecule), each cell titled with its label;
     an invalid or missing molecule leaves its cell blank, with its label."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from rdkit.Chem import Draw
 
     from molshape.core.atomic import save_figure  # matplotlib is slow to import: only for figures
 
     if not pairs:
         raise ValueError(f"draw_pairs({path}): nothing to draw")
-    fig, axes = plt.subplots(len(pairs), 2, figsize=(2 * size / 80, len(pairs) * size / 80), squeeze=False)
+    fig = Figure(figsize=(2 * size / 80, len(pairs) * size / 80))
+    axes = fig.subplots(len(pairs), 2, squeeze=False)
     for row, ((a, b), (la, lb)) in enumerate(zip(pairs, labels)):
         for ax, s, label in ((axes[row, 0], a, la), (axes[row, 1], b, lb)):
             mol, _ = to_mol(s) if s else (None, None)

@@ -133,13 +133,11 @@ def realism(samples: np.ndarray, reference: np.ndarray, floor: np.ndarray | None
 def plot_property_histograms(samples: np.ndarray, reference: np.ndarray, path: str | Path,
                              title: str = "prior samples over test molecules") -> Path:
     """PNG of the five property histograms, samples drawn over the reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     labels = {"logp": "logP", "sa": "SA score", "qed": "QED", "mw": "molecular weight", "rings": "rings"}
-    fig, axes = plt.subplots(1, len(PROPERTIES), figsize=(4 * len(PROPERTIES), 3.2))
+    fig = Figure(figsize=(4 * len(PROPERTIES), 3.2))
+    axes = fig.subplots(1, len(PROPERTIES))
     for j, (ax, name) in enumerate(zip(axes, PROPERTIES)):
         both = np.concatenate([samples[:, j], reference[:, j]]) if len(samples) else reference[:, j]
         lo, hi = np.percentile(both, [0.5, 99.5])
@@ -153,5 +151,4 @@ def plot_property_histograms(samples: np.ndarray, reference: np.ndarray, path: s
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return Path(path)

@@ -158,11 +158,24 @@ def fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
         resume: continue from ``out_dir/last.pt``.
         on_batch_end: ``(epoch, batch_index)`` hook after each optimizer step (tests).
 
+    ``model`` is trained in place on ``cfg.device`` and put back on the device it came on
+    (also when training fails): the caller keeps its model, trained, where it had it.
+
     Returns:
         summary: ``best_valid_loss``, ``epochs``, ``wall_s``, ``items_per_s``, ``last`` (the
         final epoch's metrics) and the checkpoint paths.
     """
-    out_dir = Path(out_dir)
+    home = next(model.parameters(), torch.empty(0)).device
+    try:
+        return _fit(model, train_batches, validate, cfg, Path(out_dir), checkpoint_extra, resume, on_batch_end)
+    finally:
+        model.to(home)  # trained in place, and back where the caller had it
+
+
+def _fit(model: nn.Module, train_batches: Callable[[int], Iterable[Any]],
+         validate: Callable[[nn.Module], dict[str, float]], cfg: TrainConfig, out_dir: Path,
+         checkpoint_extra: dict[str, Any], resume: bool,
+         on_batch_end: Callable[[int, int], None] | None) -> dict[str, Any]:
     run = _Run.start(model, cfg)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     start_epoch, best, history = run.restore(last_path) if resume else (0, math.inf, [])
@@ -363,14 +376,12 @@ def write_metrics(history: list[dict[str, Any]], path: Path) -> None:
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss, reconstruction and latent-term curves (train vs valid) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # slow to import: only for figures
 
     epochs = [r["epoch"] for r in history]
     terms = [k[len("train_"):] for k in history[-1] if k.startswith("train_") and k != "train_s"]
-    fig, axes = plt.subplots(1, len(terms) + 1, figsize=(3.2 * (len(terms) + 1), 3), squeeze=False)
+    fig = Figure(figsize=(3.2 * (len(terms) + 1), 3))
+    axes = fig.subplots(1, len(terms) + 1, squeeze=False)
     for ax, term in zip(axes[0], terms):
         for split in ("train", "valid"):
             ys = [r.get(f"{split}_{term}", float("nan")) for r in history]
