@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from molshape.bo.problem import build_problem
-from molshape.gvae.model import load_model
+from molshape.gvae.checkpoint import load_model
 from molshape.bo.loop import OptimizeConfig, problem_fingerprint
 from molshape.bo.loop import run_seed
 
