@@ -49,17 +49,16 @@ from molshape.bo.lead_optimize import optimize_search
 from molshape.bo.leads import SearchSpec, read_leads
 from molshape.bo.outcomes import parse_constraint
 from molshape.bo.surrogate import SurrogateConfig
-from molshape.core.errors import InputError, LatentError, MolshapeError
-from molshape.core.checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
+from molshape.core.errors import InputError
 from molshape.core.runtime import resolve_device
-from molshape.grammar.cfg import Grammar, load_grammar
+from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
 from molshape.gvae.evaluation import evaluate_model, evaluation_data, held_out
 from molshape.gvae.latent_quality import (LATENT_N, SIGMAS, LatentOptions, gvae_samples_for, latent_limit,
                                           latent_quality)
 from molshape.gvae.latent_sources import SourceChunk, decode_source
-from molshape.gvae.model import load_model
+from molshape.gvae.checkpoint import GrammarMismatch, ModelCheckpoint  # noqa: F401 (GrammarMismatch: api.GrammarMismatch)
 from molshape.scoring.targets import TARGETS, Objective, default_target, get_target, resolve_objectives, score_rows
 from molshape.screening.run import ScreenResult
 from molshape.screening.run import screen as run_screen
@@ -82,10 +81,6 @@ class Table(pd.DataFrame):
             return super().__repr__()
 
     __str__ = __repr__
-
-
-class GrammarMismatch(MolshapeError):
-    """A checkpoint was trained on another grammar than the one asked for."""
 
 
 def as_strings(value: str | Sequence[str], name: str = "strings") -> list[str]:
@@ -133,44 +128,28 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if path.is_dir():
         raise FileNotFoundError(f"{path} is a directory; give a checkpoint file such as {path / 'best.pt'}")
     if not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint or shipped model: {name} (shipped: "
+        raise FileNotFoundError(f"no such checkpoint file or shipped model: {name} (shipped: "
                                 f"{', '.join(pretrained.available())}; aliases: {', '.join(ALIASES)})")
     return path
 
 
-def same_grammar(trained: str, asked: str) -> bool:
-    """Whether a model of grammar ``trained`` serves ``asked``: the same grammar name (``smiles`` is
-    GVAE's grammar everywhere, ``smiles_kekule`` the Kekulé grammar)."""
-    return trained == asked
-
-
 def open_model(path: str | Path, device: str | torch.device = "cpu",
-               grammar: str | None = None) -> tuple[nn.Module, Grammar, dict]:
-    """Check a checkpoint (a molshape grammar model, known format, grammar file unchanged) and load it.
+               grammar: str | None = None) -> tuple[nn.Module, Grammar, ModelCheckpoint]:
+    """Read a checkpoint once, check it (a molshape grammar model, known format, grammar file
+    unchanged) and rebuild its model with the saved weights.
 
     Args:
-        grammar: when given, the checkpoint must have been trained on it (:func:`same_grammar`).
+        grammar: when given, the checkpoint must have been trained on this grammar (``smiles`` is
+            GVAE's grammar everywhere, ``smiles_kekule`` the Kekulé grammar).
 
     Returns:
-        ``(model in eval mode, grammar, checkpoint dict)``.
+        ``(model in eval mode, grammar, checkpoint)``.
 
     Raises:
         CheckpointError: not a usable model checkpoint. GrammarMismatch: another grammar.
     """
-    ckpt = load_checkpoint(path)
-    check_model_checkpoint(ckpt, path)
-    if grammar is not None and not same_grammar(ckpt["grammar"], grammar):
-        raise GrammarMismatch(f"{path} was trained on grammar {ckpt['grammar']!r}, not {grammar!r}")
-    try:
-        check_model_checkpoint(ckpt, path, load_grammar(ckpt["grammar"]))
-    except (FileNotFoundError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(path, f"names grammar {ckpt['grammar']!r}, which this molshape cannot load") from None
-    try:
-        return load_model(path, device)
-    except (RuntimeError, KeyError, TypeError) as e:  # weights of another shape, a broken model_config
-        raise CheckpointError(path, f"its weights do not fit the model it describes ({type(e).__name__})") from None
+    ckpt = ModelCheckpoint.load(path, grammar)
+    return ckpt.to_model(device), ckpt.grammar, ckpt
 
 
 @dataclass
@@ -179,12 +158,13 @@ class Model:
 
     Attributes:
         net: the torch module (eval mode). grammar: its :class:`~molshape.grammar.cfg.Grammar`.
-        checkpoint: the checkpoint dict (configs, split, history). path: the checkpoint file.
+        checkpoint: the :class:`~molshape.gvae.checkpoint.ModelCheckpoint` (configs, split,
+        history). path: the checkpoint file.
     """
 
     net: nn.Module
     grammar: Grammar
-    checkpoint: dict
+    checkpoint: ModelCheckpoint
     path: Path
 
     @property
@@ -199,7 +179,7 @@ class Model:
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
         return (f"Model({self.name}, grammar {self.grammar.name}, latent {self.latent_dim}, "
-                f"{params:,} parameters, {self.net.config.objective})")
+                f"{params:,} parameters, {self.net.config.objective.name})")
 
     @property
     def device(self) -> torch.device:

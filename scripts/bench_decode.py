@@ -94,7 +94,8 @@ def main() -> None:
     print(f"identical results: yes ({int(fast.complete.sum())} of {B} complete on random logits)")
 
     from molshape.gvae.generation import decode_latents, prior_latents
-    from molshape.gvae.model import PRESETS, build_model, load_model
+    from molshape.gvae.checkpoint import load_model
+    from molshape.gvae.model import PRESETS, build_model
 
     if args.checkpoint:
         model, g2, _ = load_model(args.checkpoint, device)
@@ -119,7 +120,7 @@ def main() -> None:
 def e2e_worker(args) -> None:
     """One timed end-to-end decode of the shipped Kekulé model's prior latents (JSON on stdout)."""
     from molshape.gvae.generation import decode_latents, prior_latents
-    from molshape.gvae.model import load_model
+    from molshape.gvae.checkpoint import load_model
     from molshape.pretrained import checkpoint_path
 
     model, g, _ = load_model(checkpoint_path("zinc-kekule-gmm-cpu"), "cpu")
@@ -172,7 +173,7 @@ def semantic(args, device) -> None:
     from molshape.scoring.chem import is_valid
     from molshape.grammar.decoding import make_decoder
     from molshape.gvae.generation import decode_latents, prior_latents
-    from molshape.gvae.model import load_model
+    from molshape.gvae.checkpoint import load_model
     from molshape.grammar.parser import get_parser
 
     g = load_grammar("smiles_kekule")

@@ -43,8 +43,9 @@ def main() -> None:
     from molshape.grammar.cfg import load_grammar
 
     grammar = load_grammar("smiles")
-    cfg = PRESETS["smiles"][args.preset].replace(objective=args.model, reg_batch_size=args.batch_size,
+    cfg = PRESETS["smiles"][args.preset].replace(objective=args.model,
                                                  lambda_rec=rec_heuristic(grammar, data.rules[idx]))
+    cfg = cfg.replace(objective=cfg.objective.fitted_to_batch(args.batch_size))
     model = build_model(cfg, grammar).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     use_amp = device.type == "cuda"

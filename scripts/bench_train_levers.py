@@ -29,10 +29,10 @@ from collections.abc import Callable
 
 import torch
 
-from molshape.core.checkpoint import load_checkpoint
 from molshape.data.batching import bucket_batches
 from molshape.data.datasets import load_dataset
 from molshape.grammar.cfg import load_grammar
+from molshape.gvae.checkpoint import ModelCheckpoint
 from molshape.gvae.model import PRESETS, ModelConfig, build_model, rec_heuristic
 from molshape.pretrained import checkpoint_path
 
@@ -71,11 +71,11 @@ def main() -> None:
     big = bucket_batches(data.lengths[idx], args.big_batch, torch.Generator().manual_seed(0),
                          indices=idx)[: max(1, args.batches * args.batch_size // args.big_batch)]
     lam = rec_heuristic(grammar, data.rules[idx])
-    shipped_cfg = ModelConfig.from_dict(load_checkpoint(checkpoint_path("zinc-kekule-gmm-cpu"))["model_config"])
+    shipped_cfg = ModelCheckpoint.load(checkpoint_path("zinc-kekule-gmm-cpu")).config
 
     def model(cfg: ModelConfig, batch_size: int) -> torch.nn.Module:
         torch.manual_seed(0)
-        return build_model(cfg.replace(reg_batch_size=batch_size, lambda_rec=lam), grammar)
+        return build_model(cfg.replace(objective=cfg.objective.fitted_to_batch(batch_size), lambda_rec=lam), grammar)
 
     preset = PRESETS["smiles_kekule"]["cpu"]
     variants: dict[str, tuple[Callable, list]] = {

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

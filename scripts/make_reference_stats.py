@@ -73,7 +73,7 @@ def main() -> None:
         key = split_fingerprint(m.checkpoint)
         hashes = sorted_hashes(f for f in canonicalise_many(training_strings(m.checkpoint, prepared)) if f)
         arrays[f"novelty_{key}"] = np.diff(hashes, prepend=np.uint32(0)).astype(np.uint32)
-        arrays[f"test_slice_{key}"] = np.array([prepared.strings[int(i)] for i in m.checkpoint["split"]["test"][: args.slice]])
+        arrays[f"test_slice_{key}"] = np.array([prepared.strings[int(i)] for i in m.checkpoint.split["test"][: args.slice]])
         meta["models"][name] = {"split": key, "n_train": len(hashes), "n_slice": args.slice}
     if meta["data_sha256"] is None and args.data is not None:
         meta["data_sha256"] = file_hash(args.data)

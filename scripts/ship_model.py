@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+from molshape.gvae.model import ModelConfig
 from molshape.pretrained import pretrained_dir
 
 DROP = ("optimizer", "scheduler", "scaler", "rng")
@@ -65,7 +66,7 @@ def main() -> None:
         "size_mib": round(size / 2**20, 2),
         "grammar": ckpt["grammar"],
         "grammar_hash": ckpt["grammar_hash"],
-        "objective": ckpt["model_config"]["objective"],
+        "objective": ModelConfig.from_dict(ckpt["model_config"]).objective.name,
         "preset": args.preset,
         "data": ckpt["data"],
         "split_sizes": {k: int(v.numel()) for k, v in ckpt["split"].items()},

@@ -128,15 +128,18 @@ def settings_of(run_dir: Path) -> dict | None:
     if not (run_dir / "last.pt").is_file() or not (run_dir / "metrics.csv").is_file():
         return None
     ckpt = load_checkpoint(run_dir / "last.pt")
-    m, t = ckpt.get("model_config", {}), ckpt.get("train_config", {})
-    if ckpt.get("kind") != "image" or m.get("objective") != "gmm":
+    if ckpt.get("kind") != "image":
+        return None
+    m, t = ImageModelConfig.from_dict(ckpt["model_config"]), ckpt.get("train_config", {})
+    prior = m.objective
+    if prior.name != "gmm":
         return None
     # a checkpoint's None means the prior's own default (GMMPrior: onehot 10, basis 1)
-    scale = None if m["layout"] == "spread" else m.get("center_scale") or (ONEHOT_SCALE if m["layout"] == "onehot" else 1.0)
-    return {"layout": m["layout"], "center_scale": "" if scale is None else scale, "lambda_rec": m["lambda_rec"],
-            "latent_noise": m["latent_noise"], "lr": t["lr"],
-            "lr_schedule": "constant" if t["min_lr"] >= t["lr"] else "plateau", "width": m["width"],
-            "latent_warmup": m.get("latent_warmup", 0), "seed": t["seed"]}
+    scale = None if prior.layout == "spread" else prior.center_scale or (ONEHOT_SCALE if prior.layout == "onehot" else 1.0)
+    return {"layout": prior.layout, "center_scale": "" if scale is None else scale, "lambda_rec": m.lambda_rec,
+            "latent_noise": m.latent_noise, "lr": t["lr"],
+            "lr_schedule": "constant" if t["min_lr"] >= t["lr"] else "plateau", "width": m.width,
+            "latent_warmup": m.latent_warmup, "seed": t["seed"]}
 
 
 def rows_of(settings: dict, history: list[dict], epochs: list[int]) -> list[dict]:

@@ -13,7 +13,8 @@ import torch
 
 from molshape.data.datasets import load_dataset
 from molshape.gvae.generation import decode_latents, prior_latents
-from molshape.gvae.model import PRESETS, load_model
+from molshape.gvae.checkpoint import load_model
+from molshape.gvae.model import PRESETS
 from molshape.gvae.training import train_grammar
 from molshape.training.fit import TrainConfig
 

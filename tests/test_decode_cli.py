@@ -95,7 +95,7 @@ def test_decode_usage_errors(expr_ckpt, tmp_path: Path) -> None:
         res = runner.invoke(main, ["decode", "--checkpoint", str(ckpt), *args])
         assert res.exit_code == 2 and message in res.output, res.output
     res = runner.invoke(main, ["decode", "--checkpoint", str(tmp_path / "missing.pt")])
-    assert res.exit_code == 2 and "no such file" in res.output
+    assert res.exit_code == 2 and "no such checkpoint file" in res.output
 
 
 def test_evaluate_expr(expr_ckpt, tmp_path: Path) -> None:

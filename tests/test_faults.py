@@ -193,7 +193,7 @@ def test_force_starts_over(run_copy: Path, expr_data: Path) -> None:
     (run_copy / "notes.txt").write_text("mine\n")
     res = cli(*TRAIN, "--data", expr_data, "--epochs", "1", "--model", "ae", "--out", run_copy, "--force")
     assert res.exit_code == 0, res.output
-    assert json.loads((run_copy / "config.json").read_text())["model_config"]["objective"] == "ae"
+    assert json.loads((run_copy / "config.json").read_text())["model_config"]["objective"]["name"] == "ae"
     assert (run_copy / "notes.txt").read_text() == "mine\n"  # only the run's own files are replaced
 
 
@@ -210,6 +210,7 @@ def test_second_concurrent_train_refuses(run_copy: Path, expr_data: Path) -> Non
 @pytest.mark.parametrize("extra, message", [
     (["--model", "vae"], "model 'gmm', not 'vae'"),
     (["--hidden", "64"], "hidden 32, not 64"),
+    (["--components", "5"], "components 10, not 5"),
     (["--grammar", "smiles"], "grammar 'expr', not 'smiles'"),
 ])
 def test_refused_resume_changes_nothing(run_copy: Path, expr_data: Path, extra: list[str], message: str) -> None:

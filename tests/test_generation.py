@@ -24,7 +24,7 @@ def expr_model(expr_path: Path, tmp_path_factory: pytest.TempPathFactory):
     from conftest import read_lines
 
     from molshape.data.datasets import load_dataset
-    from molshape.gvae.model import load_model
+    from molshape.gvae.checkpoint import load_model
     from molshape.gvae.training import train_grammar
     from molshape.training.fit import TrainConfig
 
@@ -133,7 +133,7 @@ def test_expost_gmm_fits_training_latents_and_is_cached(expr_model) -> None:
     assert gmm.means.shape == (10, model.config.latent_dim)
     assert torch.allclose(gmm.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
     z = gmm.sample(4000, torch.Generator().manual_seed(0))
-    train_z = gen.encode_rules(model, data.rules[ckpt["split"]["train"]])
+    train_z = gen.encode_rules(model, data.rules[ckpt.split["train"]])
     # samples follow the training latents, not the prior
     assert torch.allclose(z.mean(0), train_z.mean(0), atol=0.25 * float(train_z.std()))
     again = gen.expost_gmm(model, grammar, ckpt, path, data=Path("/nonexistent/never-read"))
@@ -141,12 +141,12 @@ def test_expost_gmm_fits_training_latents_and_is_cached(expr_model) -> None:
 
 
 def test_expost_refuses_other_data(expr_model, tmp_path: Path) -> None:
-    from molshape.core.checkpoint import save_checkpoint
+    from molshape.core.checkpoint import load_checkpoint, save_checkpoint
 
     model, grammar, ckpt, path, data = expr_model
     other = tmp_path / "other.txt"
     other.write_text("x+1\nsin(x)\n" * 600)
     fresh = tmp_path / "fresh.pt"  # other bytes than the fixture's checkpoint: no cached GMM
-    save_checkpoint({**ckpt, "epoch": -1}, fresh)
+    save_checkpoint({**load_checkpoint(path), "epoch": -1}, fresh)
     with pytest.raises(ValueError, match="not the data"):
         gen.expost_gmm(model, grammar, ckpt, fresh, data=other)

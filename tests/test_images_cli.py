@@ -35,11 +35,11 @@ def test_train_writes_checkpoint_and_config(trained: Path) -> None:
     model, ckpt = load_image_model(trained / "last.pt")
     assert ckpt["kind"] == "image" and ckpt["dataset"] == "mnist" and ckpt["epoch"] == 1
     assert ckpt["split"]["train"].numel() == 180 and ckpt["split"]["test"].numel() == 20
-    assert model.config.width == 0.0625 and model.config.reg_batch_size == 50
+    assert model.config.width == 0.0625 and model.config.objective.batch_size == 50
     x = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
     assert model.reconstruct(x).shape == (4, 1, 32, 32)
     config = json.loads((trained / "config.json").read_text())
-    assert config["data"]["n_images"] == 200 and config["model_config"]["objective"] == "gmm"
+    assert config["data"]["n_images"] == 200 and config["model_config"]["objective"]["name"] == "gmm"
     # MNIST defaults: the clustering prior (5 e_k, std 1) and lambda_REC 500
     assert (model.config.layout, model.config.center_scale, model.config.lambda_rec) == ("onehot", 5.0, 500.0)
     assert {"valid_inside_share", "valid_occupancy_tv", "valid_mean_nearest_distance"} <= set(ckpt["history"][-1])

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from molshape.cli import main
 from molshape.images.data import load_images
 from molshape.images.model import DEFAULT_LAMBDA_REC, ImageAutoencoder, ImageModelConfig
+from molshape.latent.objectives import GMMConfig, RAEConfig, VAEConfig
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
@@ -67,7 +68,8 @@ def test_fashion_mnist_train_cli_uses_the_clustering_prior(fashion_dir: Path, tm
     from molshape.images.model import load_image_model
 
     model, ckpt = load_image_model(out / "last.pt")
-    assert model.config.layout == "onehot" and model.config.center_scale == 5.0 and model.config.lambda_rec == 500.0
+    prior = model.config.objective
+    assert prior.layout == "onehot" and prior.center_scale == 5.0 and model.config.lambda_rec == 500.0
     torch.testing.assert_close(model.prior.centers, 5.0 * torch.eye(10))
     assert "valid_inside_share" in ckpt["history"][-1] and "valid_cluster_acc" in ckpt["history"][-1]
     assert torch.get_num_threads() == 1
@@ -76,28 +78,36 @@ def test_fashion_mnist_train_cli_uses_the_clustering_prior(fashion_dir: Path, tm
 def test_dataset_defaults_and_overrides() -> None:
     for name in ("mnist", "fashion-mnist"):
         cfg = ImageModelConfig.for_dataset(name)
-        assert (cfg.layout, cfg.center_scale, cfg.lambda_rec) == ("onehot", 5.0, 500.0)
+        assert (cfg.objective.layout, cfg.objective.center_scale, cfg.lambda_rec) == ("onehot", 5.0, 500.0)
     for name in ("svhn", "celeba"):
         cfg = ImageModelConfig.for_dataset(name)
-        assert (cfg.layout, cfg.center_scale, cfg.lambda_rec) == ("spread", None, DEFAULT_LAMBDA_REC)
+        assert (cfg.objective.layout, cfg.objective.center_scale, cfg.lambda_rec) == ("spread", None, DEFAULT_LAMBDA_REC)
     # another layout drops the onehot scale; explicit values win
     cfg = ImageModelConfig.for_dataset("mnist", layout="spread", lambda_rec=2000.0, latent_noise=0.5)
-    assert (cfg.layout, cfg.center_scale, cfg.lambda_rec, cfg.latent_noise) == ("spread", None, 2000.0, 0.5)
+    assert (cfg.objective.layout, cfg.objective.center_scale, cfg.lambda_rec, cfg.latent_noise) == \
+        ("spread", None, 2000.0, 0.5)
     cfg = ImageModelConfig.for_dataset("mnist", center_scale=10.0)
-    assert (cfg.layout, cfg.center_scale) == ("onehot", 10.0)
+    assert (cfg.objective.layout, cfg.objective.center_scale) == ("onehot", 10.0)
+    # the image models' own objective settings, stated (not the grammar models' GVAE values)
+    assert ImageModelConfig.for_dataset("mnist", objective="vae").objective == VAEConfig(epsilon_std=1.0, kl_weight=None)
+    assert ImageModelConfig.for_dataset("mnist", objective="rae").objective == RAEConfig(beta=1.0)
+    assert ImageModelConfig.for_dataset("svhn").objective == GMMConfig(batch_size=100)
+    assert ImageModelConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_old_configs_rebuild_the_spread_prior_unchanged() -> None:
-    """A checkpoint config written before center_scale existed rebuilds exactly as before."""
-    old = ImageModelConfig.for_dataset("mnist", width=0.0625).to_dict()
-    old.pop("center_scale")
-    old.update(layout="spread", lambda_rec=DEFAULT_LAMBDA_REC)
+    """A flat checkpoint config written before center_scale existed rebuilds exactly as before."""
+    old = {k: v for k, v in ImageModelConfig.for_dataset("mnist", width=0.0625).to_dict().items() if k != "objective"}
+    old.update(objective="gmm", n_components=10, std=1.0, layout="spread", reg_batch_size=100, epsilon_std=1.0,
+               kl_weight=None, beta=1.0, decoder_weight_decay=1e-6, lambda_rec=DEFAULT_LAMBDA_REC)
     torch.manual_seed(0)
     model = ImageAutoencoder(ImageModelConfig.from_dict(old))
     from molshape.latent.regularizer import spread_centers
 
     torch.testing.assert_close(model.prior.centers, spread_centers(10, 10).float())
-    assert model.config.center_scale is None and model.config.lambda_rec == DEFAULT_LAMBDA_REC
+    assert model.config.objective == GMMConfig(batch_size=100) and model.config.lambda_rec == DEFAULT_LAMBDA_REC
+    vae = ImageModelConfig.from_dict({**old, "objective": "vae"})
+    assert vae.objective == VAEConfig(epsilon_std=1.0, kl_weight=None)
 
 
 def test_latent_noise_reaches_the_decoder_only_while_training() -> None:

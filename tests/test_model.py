@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from molshape.data.datasets import load_dataset
 from molshape.grammar.cfg import load_grammar
-from molshape.gvae.model import PRESETS, GrammarAutoencoder, ModelConfig, build_model, rec_heuristic
+from molshape.core.config import ConfigError
+from molshape.gvae.model import GRAMMAR_OBJECTIVES, PRESETS, GrammarAutoencoder, ModelConfig, build_model, rec_heuristic
+from molshape.latent.objectives import GMMConfig, RAEConfig, VAEConfig
 
 
 
@@ -23,9 +25,10 @@ def zinc_data(zinc_path):
     return load_dataset("smiles", data=zinc_path, limit=40, progress=False)
 
 
-def _small_smiles(**kw) -> GrammarAutoencoder:
+def _small_smiles(objective: str = "gmm", **kw) -> GrammarAutoencoder:
     cfg = PRESETS["smiles"]["paper"].replace(dec_hidden=32, dec_layers=2, enc_dense=32, latent_dim=8,
-                                             reg_batch_size=16, lambda_rec=1.0, **kw)
+                                             objective=GRAMMAR_OBJECTIVES[objective].fitted_to_batch(16),
+                                             lambda_rec=1.0, **kw)
     torch.manual_seed(0)
     return build_model(cfg)
 
@@ -46,7 +49,7 @@ def test_bucketing_does_not_change_the_loss(zinc_data, objective: str) -> None:
 
 def test_masked_cross_entropy_matches_manual(expr_data) -> None:
     grammar = load_grammar("expr")
-    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, lambda_rec=2.0, objective="ae")
+    cfg = PRESETS["expr"]["paper"].replace(lambda_rec=2.0, objective="ae")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     rules, lengths = expr_data.rules[:8], expr_data.lengths[:8]
@@ -67,7 +70,7 @@ def test_masked_cross_entropy_matches_manual(expr_data) -> None:
                                                   (True, "gru", True), (False, "gru", True)])
 def test_decoder_step_matches_teacher_logits(expr_data, feed: bool, encoder: str, dec_init: bool) -> None:
     # rule dropout is on, but it only acts in training: eval-mode teacher logits equal the steps
-    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, decoder_feed_rules=feed, encoder=encoder,
+    cfg = PRESETS["expr"]["paper"].replace(objective=GMMConfig(batch_size=8), decoder_feed_rules=feed, encoder=encoder,
                                            dec_init=dec_init, rule_dropout=0.5)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
@@ -104,7 +107,7 @@ def test_gru_encoder_reads_each_sequence_to_its_own_end(zinc_data) -> None:
 
 
 def test_rule_dropout_hides_previous_rules_in_training_only(expr_data) -> None:
-    cfg = PRESETS["expr"]["paper"].replace(reg_batch_size=8, decoder_feed_rules=True, rule_dropout=0.5)
+    cfg = PRESETS["expr"]["paper"].replace(objective=GMMConfig(batch_size=8), decoder_feed_rules=True, rule_dropout=0.5)
     torch.manual_seed(0)
     model = build_model(cfg)
     rules = expr_data.rules[:50]
@@ -131,11 +134,46 @@ def test_paper_presets_are_gvae_sizes() -> None:
 
 
 def test_config_round_trip_and_overrides() -> None:
-    cfg = PRESETS["smiles"]["cpu"].replace(latent_dim=12, layout=None)
-    assert cfg.latent_dim == 12 and cfg.layout == "spread"
+    cfg = PRESETS["smiles"]["cpu"].replace(latent_dim=12, encoder=None)
+    assert cfg.latent_dim == 12 and cfg.encoder == "conv" and cfg.objective == GMMConfig(batch_size=500)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown keys"):
+    assert cfg.to_dict()["objective"] == {"name": "gmm", "n_components": 10, "std": 1.0, "layout": "spread",
+                                          "center_scale": None, "batch_size": 500}
+    with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
+        ModelConfig.from_dict({**cfg.to_dict(), "objective": {"name": "gmm", "bogus": 1}})
+    # another objective by name takes the grammar models' settings; the same name keeps the preset's
+    assert cfg.replace(objective="vae").objective == VAEConfig(epsilon_std=0.01, kl_weight=1.0)
+    assert cfg.replace(objective="rae").objective == RAEConfig(beta=1e-2)
+    assert PRESETS["expr"]["cpu"].replace(objective="gmm").objective.batch_size == 600
+
+
+def test_presets_keep_the_grammar_objective_settings() -> None:
+    """The presets state the settings the flat config had as defaults (GVAE's, not the images')."""
+    for grammar, presets in PRESETS.items():
+        for cfg in presets.values():
+            assert cfg.objective == GMMConfig(batch_size=600 if grammar == "expr" else 500)
+    assert GRAMMAR_OBJECTIVES["vae"] == VAEConfig(epsilon_std=0.01, kl_weight=1.0)
+    assert GRAMMAR_OBJECTIVES["rae"] == RAEConfig(beta=1e-2, decoder_weight_decay=1e-6)
+
+
+def test_old_flat_config_reads_as_the_same_model() -> None:
+    """A config of the flat layout (every objective's settings beside the model's) reads back to
+    the nested config with that objective's settings; the other objectives' are dropped."""
+    flat = {**{k: v for k, v in PRESETS["expr"]["cpu"].to_dict().items() if k != "objective"},
+            "objective": "gmm", "n_components": 7, "std": 0.5, "layout": "basis", "reg_batch_size": 64,
+            "epsilon_std": 0.01, "kl_weight": 1.0, "beta": 0.01, "decoder_weight_decay": 1e-06}
+    cfg = ModelConfig.from_dict(flat)
+    assert cfg.objective == GMMConfig(n_components=7, std=0.5, layout="basis", batch_size=64)
+    assert cfg.replace(objective=GMMConfig()) == PRESETS["expr"]["cpu"].replace(objective=GMMConfig())
+    vae = ModelConfig.from_dict({**flat, "objective": "vae", "epsilon_std": 0.5})
+    assert vae.objective == VAEConfig(epsilon_std=0.5, kl_weight=1.0)
+    # a flat config without a setting gets the grammar models' value, not the dataclass default
+    rae = {k: v for k, v in flat.items() if k != "beta"}
+    assert ModelConfig.from_dict({**rae, "objective": "rae"}).objective == RAEConfig(beta=1e-2)
+    with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
+        ModelConfig.from_dict({**flat, "bogus": 1})
 
 
 def test_rec_heuristic_is_scale_over_uniform_decoder_loss(expr_data) -> None:
@@ -155,7 +193,7 @@ def test_rec_heuristic_is_scale_over_uniform_decoder_loss(expr_data) -> None:
 
 
 def test_rae_decoder_weight_decay_group() -> None:
-    model = build_model(PRESETS["expr"]["paper"].replace(objective="rae", decoder_weight_decay=1e-3))
+    model = build_model(PRESETS["expr"]["paper"].replace(objective=RAEConfig(decoder_weight_decay=1e-3)))
     groups = model.parameter_groups(0.0)
     assert [g["weight_decay"] for g in groups] == [0.0, 1e-3]
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.gru.parameters()} | \

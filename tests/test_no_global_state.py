@@ -15,7 +15,7 @@ import torch
 
 PACKAGE = Path(__file__).resolve().parents[1] / "molshape"
 #: subpackages this check does not cover
-EXCLUDED: tuple[str, ...] = ("bo",)
+EXCLUDED: tuple[str, ...] = ()
 
 
 def _modules() -> list[Path]:

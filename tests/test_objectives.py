@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molshape.latent.objectives import OBJECTIVES, build_objective
+from molshape.core.config import ConfigError
+from molshape.latent.objectives import CONFIGS, OBJECTIVES, GMMConfig, ObjectiveConfig, VAEConfig, build_objective
 
 
 
@@ -15,7 +16,7 @@ def test_registry_and_terms() -> None:
     expected = {"gmm": {"ks", "cv"}, "vae": {"kl"}, "rae": {"l2"}, "ae": set()}
     assert set(OBJECTIVES) == set(expected)
     for name, terms in expected.items():
-        obj = build_objective(name, latent_dim=8, feature_dim=32, batch_size=64)
+        obj = CONFIGS[name]().fitted_to_batch(64).build(latent_dim=8, feature_dim=32)
         z, out = obj(h)
         assert z.shape == (64, 8)
         assert set(out) == terms
@@ -58,11 +59,37 @@ def test_rae_l2_and_decoder_decay() -> None:
     assert build_objective("gmm", 4, batch_size=10).decoder_weight_decay == 0
 
 
-def test_bad_names_and_missing_knobs() -> None:
+def test_bad_names_and_settings() -> None:
     with pytest.raises(ValueError, match="unknown objective 'nope'"):
         build_objective("nope", 4)
-    with pytest.raises(ValueError, match="batch_size"):
-        build_objective("gmm", 4)
+    with pytest.raises(ConfigError, match="unknown setting 'center_scale'"):
+        build_objective("rae", 4, center_scale=5.0)  # a setting of another objective
+    with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
+        ObjectiveConfig.from_dict({"name": "gmm", "bogus": 1})
+
+
+def test_configs_round_trip_and_name_the_registry() -> None:
+    assert sorted(CONFIGS) == sorted(OBJECTIVES)
+    for name, cls in CONFIGS.items():
+        cfg = cls()
+        assert cfg.to_dict()["name"] == name
+        assert ObjectiveConfig.from_dict(cfg.to_dict()) == cfg
+        assert type(cfg.build(4, 6)) is OBJECTIVES[name]
+    assert GMMConfig().settings() == ("n_components", "std", "layout", "center_scale", "batch_size")
+    assert GMMConfig().fitted_to_batch(32).batch_size == 32 and VAEConfig().fitted_to_batch(32) == VAEConfig()
+
+
+def test_gmm_weights_not_estimated_when_loading() -> None:
+    """estimate=False leaves NaN placeholders (loud if never loaded) that load_state_dict fills exactly."""
+    trained = GMMConfig(batch_size=50).build(6, 8)
+    blank = GMMConfig(batch_size=50).build(6, 8, estimate=False)
+    assert torch.isnan(blank.regularizer.lambda_ks) and torch.isnan(blank.regularizer.lambda_cv)
+    blank.load_state_dict(trained.state_dict())
+    assert blank.regularizer.lambda_ks.item() == trained.regularizer.lambda_ks.item() > 0
+
+
+def test_vae_kl_weight_none_sums_over_dimensions() -> None:
+    assert VAEConfig(kl_weight=None).build(7, 4).kl_weight == 7.0
 
 
 def test_gmm_center_scale_knob_and_onehot_layout() -> None:
@@ -70,8 +97,7 @@ def test_gmm_center_scale_knob_and_onehot_layout() -> None:
     torch.testing.assert_close(obj.prior.centers, 5.0 * torch.eye(10))
     default = build_objective("gmm", latent_dim=10, feature_dim=16, batch_size=100, layout="onehot")
     torch.testing.assert_close(default.prior.centers, 10.0 * torch.eye(10))
-    # the knob is ignored by objectives without a mixture, like the other gmm knobs
-    assert build_objective("rae", latent_dim=10, center_scale=5.0).prior.n_components == 1
+    assert build_objective("rae", latent_dim=10).prior.n_components == 1
     # unchanged defaults: spread layout, no scale
     plain = build_objective("gmm", latent_dim=10, feature_dim=16, batch_size=100)
     assert plain.prior.layout == "spread" and plain.prior.center_scale is None

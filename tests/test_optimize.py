@@ -274,6 +274,7 @@ def test_data_init_starts_from_exactly_the_models_training_strings(tmp_path):
     from molshape.data.trained import training_strings
     from molshape.grammar.cfg import load_grammar
     from molshape.grammar.expressions import generate_expressions
+    from molshape.gvae.checkpoint import ModelCheckpoint
     from molshape.gvae.generation import encode_strings
     from molshape.gvae.model import PRESETS, build_model
 
@@ -289,10 +290,11 @@ def test_data_init_starts_from_exactly_the_models_training_strings(tmp_path):
             "grammar_hash": grammar.hash, "train_config": {"limit": 300},
             "data": {"source": limited.source, "sha256": limited.source_sha256}, "split": limited.split}
     path = save_checkpoint(ckpt, tmp_path / "best.pt")
+    ckpt = ModelCheckpoint.load(path)
     want = training_strings(ckpt, limited)
     assert len(want) == 300
     # the rows mean other strings in the full data set: the lookup must not use it
-    assert sum(full.strings[int(i)] == s for i, s in zip(ckpt["split"]["train"], want)) < 300
+    assert sum(full.strings[int(i)] == s for i, s in zip(ckpt.split["train"], want)) < 300
 
     prepared, rows = initial_rows(ckpt, grammar, data_file, None, 0)
     assert [prepared.strings[int(i)] for i in rows] == want

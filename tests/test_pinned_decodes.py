@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from molshape.gvae.generation import decode_latents, prior_latents
-from molshape.gvae.model import load_model
+from molshape.gvae.checkpoint import load_model
 from molshape.pretrained import checkpoint_path
 
 ARGMAX = [

@@ -9,7 +9,7 @@ from molshape import pretrained
 from molshape.core.checkpoint import load_checkpoint
 from molshape.gvae.generation import decode_latents, prior_latents
 from molshape.grammar.cfg import load_grammar
-from molshape.gvae.model import load_model
+from molshape.gvae.checkpoint import load_model
 
 SHIPPED = pretrained.available()
 

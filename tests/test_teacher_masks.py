@@ -69,7 +69,8 @@ def test_teacher_masks_are_the_decoders_masks_on_real_molecules(kekule) -> None:
 def test_training_under_carried_masks_runs_and_lowers_the_loss(kekule) -> None:
     grammar, data = kekule
     cfg = PRESETS["smiles_kekule"]["cpu"].replace(dec_hidden=32, dec_layers=1, enc_dense=32, enc_hidden=32,
-                                                 latent_dim=8, reg_batch_size=40, rule_dropout=0.0)
+                                                 latent_dim=8, rule_dropout=0.0)
+    cfg = cfg.replace(objective=cfg.objective.fitted_to_batch(40))
     torch.manual_seed(0)
     model = build_model(cfg, grammar)
     rows = torch.arange(40)

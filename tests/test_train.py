@@ -6,10 +6,11 @@ import torch
 import pytest
 
 from molshape.data.batching import bucket_batches, padded_steps, shard
-from molshape.core.checkpoint import load_checkpoint
+from molshape.core.checkpoint import CheckpointError, load_checkpoint
 from molshape.data.datasets import load_dataset
 from molshape.grammar.cfg import load_grammar
-from molshape.gvae.model import PRESETS, load_model
+from molshape.gvae.checkpoint import load_model
+from molshape.gvae.model import PRESETS
 from molshape.grammar.decoding import StackDecoder
 from molshape.gvae.training import make_evaluator, train_grammar
 from molshape.training.fit import TrainConfig
@@ -126,7 +127,7 @@ def test_checkpoint_contents_and_load_model(expr_data, tmp_path) -> None:
         assert key in ckpt["history"][0], key
     # the reported test accuracy is that of best.pt on the checkpoint's own test rows
     best, best_grammar, best_ckpt = load_model(tmp_path / "best.pt")
-    test_rows = best_ckpt["split"]["test"]
+    test_rows = best_ckpt.split["test"]
     evaluate = make_evaluator(best_grammar, expr_data.rules[test_rows], expr_data.lengths[test_rows], 50, "test")
     with torch.no_grad():
         assert evaluate(best)["test_recon_acc"] == pytest.approx(s["test_recon_acc"])
@@ -143,7 +144,7 @@ def test_checkpoint_contents_and_load_model(expr_data, tmp_path) -> None:
 
     ckpt["grammar_hash"] = "0" * 64
     torch.save(ckpt, tmp_path / "tampered.pt")
-    with pytest.raises(ValueError, match="changed since training"):
+    with pytest.raises(CheckpointError, match="another version of grammar 'expr'"):
         load_model(tmp_path / "tampered.pt")
 
 
@@ -168,9 +169,10 @@ def test_time_budget_stops_mid_epoch_checkpoints_and_resumes(expr_data, tmp_path
 def test_a_few_training_steps_lower_the_loss(expr_data) -> None:
     """The loop learns: 30 Adam steps on one fixed batch lower its loss well below the start."""
     from molshape.gvae.model import build_model
+    from molshape.latent.objectives import GMMConfig
 
     torch.manual_seed(0)
-    cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1, enc_dense=32, reg_batch_size=50,
+    cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1, enc_dense=32, objective=GMMConfig(batch_size=50),
                                          lambda_rec=1.0)
     model = build_model(cfg)
     rows = expr_data.split["train"][:50]

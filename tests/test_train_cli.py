@@ -31,7 +31,7 @@ def test_train_cli_writes_outputs_and_json(expr_path, tmp_path) -> None:
     for name in ("config.json", "last.pt", "best.pt", "metrics.csv", "curves.png"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
-    assert config["model_config"]["objective"] == "rae" and config["model_config"]["dec_hidden"] == 32
+    assert config["model_config"]["objective"]["name"] == "rae" and config["model_config"]["dec_hidden"] == 32
     assert config["train_config"]["limit"] == 200
 
     # --resume with more epochs continues from epoch 1

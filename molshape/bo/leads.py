@@ -182,7 +182,7 @@ _WORKER: dict = {}
 
 
 def _init_worker(checkpoint_path: str, threads: int) -> None:
-    from molshape.gvae.model import load_model  # loaded in the worker only: the parent has its model
+    from molshape.gvae.checkpoint import load_model  # loaded in the worker only: the parent has its model
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING)

@@ -27,7 +27,7 @@ from molshape.bo.loop import problem_fingerprint
 from molshape.bo.problem import build_problem
 from molshape.bo.run import run_seed_saved
 from molshape.bo.state import SeedState
-from molshape.gvae.model import load_model
+from molshape.gvae.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ def initial_rows(checkpoint: dict, grammar: Grammar, data, n_init: int | None,
     """The checkpoint's data (with its ``--limit``) and the training rows the initial design
     starts from: all of them, or a seeded random ``n_init`` of them."""
     prepared = checkpoint_data(checkpoint, grammar, data)
-    rows = checkpoint["split"]["train"]
+    rows = checkpoint.split["train"]
     if n_init is not None and n_init < len(rows):
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:n_init]]
     return prepared, rows

@@ -128,27 +128,25 @@ def set_threads(threads: int | None) -> None:
 
 
 def resolve_checkpoint(checkpoint: Path | None, grammar: str) -> Path:
-    """The given checkpoint, or the shipped default for ``grammar``; a usage error if neither."""
-    if checkpoint is not None and not checkpoint.exists() and checkpoint.suffix == "" and len(checkpoint.parts) == 1:
-        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-        from molshape.pretrained import available, checkpoint_path
+    """The checkpoint ``--checkpoint`` names (a file, a shipped model or an alias, resolved by
+    :func:`molshape.api.resolve_model`), or the shipped default for ``grammar``.
 
-        if str(checkpoint) in available():  # a shipped model by name
-            return checkpoint_path(str(checkpoint))
-    if checkpoint is not None:
-        if checkpoint.is_dir():
-            raise click.BadParameter(f"{checkpoint} is a directory; give a checkpoint file such as "
-                                     f"{checkpoint / 'best.pt'}", param_hint="--checkpoint")
-        if not checkpoint.is_file():
-            raise click.BadParameter(f"no such file: {checkpoint}", param_hint="--checkpoint")
-        return checkpoint
+    Raises:
+        click.BadParameter: no such checkpoint (exit 2). click.UsageError: no shipped default.
+    """
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.api import resolve_model
+    from molshape.pretrained import default_checkpoint
+
+    if checkpoint is None:
+        try:
+            return default_checkpoint(grammar)
+        except (FileNotFoundError, ValueError) as e:
+            raise click.UsageError(f"--checkpoint is required: {e}") from e
     try:
-        # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-        from molshape.pretrained import default_checkpoint
-
-        return default_checkpoint(grammar)
-    except (ImportError, FileNotFoundError, ValueError) as e:
-        raise click.UsageError(f"--checkpoint is required: {e}") from e
+        return resolve_model(checkpoint)
+    except FileNotFoundError as e:
+        raise click.BadParameter(str(e), param_hint="--checkpoint") from None
 
 
 def emit_summary(summary: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str] | None = None) -> None:

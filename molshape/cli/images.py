@@ -110,8 +110,9 @@ def train(dataset: str, data: Path | None, objective: str, preset: str, width: f
             latent_dim=latent_dim or settings["latent_dim"], n_components=n_components or settings["n_components"],
             layout=layout, center_scale=center_scale, lambda_rec=lambda_rec, latent_noise=latent_noise)
         if objective == "gmm":  # fail here, with exit code 2, on a layout the sizes do not allow
-            GMMPrior(model_config.latent_dim, model_config.n_components, std=model_config.std,
-                     layout=model_config.layout, center_scale=model_config.center_scale)
+            prior = model_config.objective
+            GMMPrior(model_config.latent_dim, prior.n_components, std=prior.std, layout=prior.layout,
+                     center_scale=prior.center_scale)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--layout/--center-scale/--components/--latent") from e
     train_config = TrainConfig(epochs=epochs or settings["epochs"], batch_size=batch_size, lr=lr or settings["lr"],

@@ -18,7 +18,7 @@ from molshape.cli.common import (EXIT_ROWS_FAILED, FiniteFloat, cap_workers, che
 from molshape.bo.config import INITS, KINDS, STRATEGIES, OptimizeConfig, SurrogateConfig
 from molshape.core.errors import OutputRefused
 from molshape.core.rundir import RunLocked, leftovers, runs_dir
-from molshape.scoring.targets import OPTIMIZE_TARGETS, TARGETS, default_target
+from molshape.scoring.targets import TARGETS, default_target
 
 _OPT, _SUR = OptimizeConfig(), SurrogateConfig()  # the library's defaults are the options' defaults
 SMOKE = dict(seeds=1, iterations=1, batch=4, n_init=64, inducing=16, num_restarts=2, raw_samples=32)
@@ -263,7 +263,7 @@ def _search(*, api_model, target: str, leads, similarity, outcome_constraints, b
                        batch=params["batch"] if "batch" in typed else base.batch, radius=radius,
                        prior_quantile=params["prior_quantile"], mo_method=mo_method, seed=seed)
     try:
-        spec = api.search_spec(api.resolve_objectives(target), similarity, list(outcome_constraints), cfg,
+        api.search_spec(api.resolve_objectives(target), similarity, list(outcome_constraints), cfg,
                                constraints, with_leads=leads is not None)
     except ValueError as e:
         raise click.UsageError(str(e)) from None

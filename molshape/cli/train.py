@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,13 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     preset = resolve_preset(preset, device)
     defaults = TRAIN_DEFAULTS[grammar_name][preset]
     model_cfg = PRESETS[grammar_name][preset].replace(
-        objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, n_components=components,
-        std=std, layout=layout, lambda_rec=lambda_rec, decoder_feed_rules=feed_rules, encoder=encoder,
-        enc_hidden=enc_hidden, rule_dropout=rule_dropout, dec_init=dec_init)
+        objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, lambda_rec=lambda_rec,
+        decoder_feed_rules=feed_rules, encoder=encoder, enc_hidden=enc_hidden, rule_dropout=rule_dropout,
+        dec_init=dec_init)
+    # --components, --std and --layout set the gmm prior; the other objectives have no prior to set
+    prior = {k: v for k, v in (("n_components", components), ("std", std), ("layout", layout))
+             if k in model_cfg.objective.settings()}
+    model_cfg = model_cfg.replace(objective=model_cfg.objective.replace(**prior))
     train_cfg = TrainConfig(
         epochs=epochs or defaults["epochs"], batch_size=batch_size or defaults["batch_size"],
         lr=lr or defaults.get("lr", TrainConfig.lr), schedule=schedule or defaults.get("schedule", TrainConfig.schedule),
@@ -138,7 +143,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
         prepared = _load_data(grammar_name, data, train_cfg.limit, not no_progress)
         if previous is not None:
             _check_same_data(previous, prepared, out)
-            model_cfg = model_cfg.from_dict(previous["model_config"])  # the checkpoint's model wins
+            model_cfg = previous.config  # the checkpoint's model wins
         params: dict[str, Any] = {"grammar": grammar_name, "preset": preset, "data": prepared.source,
                                   "model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict(),
                                   "resume": resume, "threads": torch.get_num_threads()}
@@ -166,20 +171,21 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
 
 #: what a training run writes (``--force`` deletes these, and only these)
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")
-#: options that define the model: on --resume, a value typed that differs from the checkpoint's is refused
-MODEL_OPTIONS = {"objective": ("--model", "objective"), "latent_dim": ("--latent-dim", "latent_dim"),
+#: options that define the model, with the ModelConfig attribute each sets: on --resume, a value
+#: typed that differs from the checkpoint's is refused
+MODEL_OPTIONS = {"objective": ("--model", "objective.name"), "latent_dim": ("--latent-dim", "latent_dim"),
                  "hidden": ("--hidden", "dec_hidden"), "layers": ("--layers", "dec_layers"),
-                 "components": ("--components", "n_components"), "std": ("--std", "std"),
-                 "layout": ("--layout", "layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
+                 "components": ("--components", "objective.n_components"), "std": ("--std", "objective.std"),
+                 "layout": ("--layout", "objective.layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
                  "feed_rules": ("--feed-rules", "decoder_feed_rules"), "encoder": ("--encoder", "encoder"),
                  "enc_hidden": ("--enc-hidden", "enc_hidden"), "dec_init": ("--dec-init", "dec_init")}
 
 
-def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> dict[str, Any] | None:
+def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> Any:
     """Refuse a folder that a fresh run would overwrite; for --resume, the checkpoint to continue.
 
     Returns:
-        the ``last.pt`` dict with --resume, else None.
+        the ``last.pt`` :class:`~molshape.gvae.checkpoint.ModelCheckpoint` with --resume, else None.
     """
     found = leftovers(out)
     if not resume:
@@ -192,50 +198,53 @@ def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> di
     if not last.is_file():
         raise click.UsageError(f"--resume: no checkpoint at {last}; start without --resume")
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
-    from molshape.core.checkpoint import check_model_checkpoint, load_checkpoint
-    from molshape.grammar.cfg import load_grammar
+    from molshape.gvae.checkpoint import ModelCheckpoint
 
-    ckpt = load_checkpoint(last)
-    check_model_checkpoint(ckpt, last)
-    for key in ("epoch", "split", "data", "optimizer"):
-        if key not in ckpt:
-            raise CheckpointError(last, f"is not a training checkpoint (no {key!r}); start a new run")
-    if ckpt["grammar"] != grammar_name:
-        raise click.UsageError(f"--resume: {last} was trained on grammar {ckpt['grammar']!r}, not "
-                               f"{grammar_name!r}; pass --grammar {ckpt['grammar']}")
-    check_model_checkpoint(ckpt, last, load_grammar(grammar_name))
-    _check_same_model(ckpt["model_config"], last)
+    ckpt = ModelCheckpoint.load(last)
+    if ckpt.grammar.name != grammar_name:
+        raise click.UsageError(f"--resume: {last} was trained on grammar {ckpt.grammar.name!r}, not "
+                               f"{grammar_name!r}; pass --grammar {ckpt.grammar.name}")
+    if not ckpt.is_training_run:
+        raise CheckpointError(last, "is not a training checkpoint (no optimizer state, split or data record); "
+                                    "start a new run")
+    _check_same_model(ckpt.config, last)
     return ckpt
 
 
-def _check_same_model(saved: dict[str, Any], last: Path) -> None:
-    """Refuse model options typed on the command line that differ from the checkpoint's."""
+def _check_same_model(saved: Any, last: Path) -> None:
+    """Refuse model options typed on the command line that differ from the checkpoint's ``ModelConfig``."""
     ctx = click.get_current_context()
-    for param, (flag, key) in MODEL_OPTIONS.items():
+    for param, (flag, attribute) in MODEL_OPTIONS.items():
         if ctx.get_parameter_source(param) != click.core.ParameterSource.COMMANDLINE:
             continue
         value = ctx.params[param]
-        if key in saved and saved[key] != value:
-            raise click.UsageError(f"--resume: {last} has {flag.lstrip('-')} {saved[key]!r}, not {value!r}; "
+        try:
+            had = operator.attrgetter(attribute)(saved)
+        except AttributeError:  # a setting of another objective (--components for a vae run)
+            continue
+        if had != value:
+            raise click.UsageError(f"--resume: {last} has {flag.lstrip('-')} {had!r}, not {value!r}; "
                                    f"drop {flag} to continue it, or start a new run in another --out")
 
 
-def _same_subset(ckpt: dict[str, Any], train_cfg: Any, out: Path) -> Any:
+def _same_subset(ckpt: Any, train_cfg: Any, out: Path) -> Any:
     """--resume reads the subset the run was trained on: its split holds row numbers of that
     subset, so another --limit would silently mean other molecules."""
-    saved = ckpt.get("train_config", {})
+    saved = ckpt.train_config
     ctx = click.get_current_context()
-    for option, key in (("limit", "limit"), ("valid_limit", "valid_limit")):
+    for option in ("limit", "valid_limit"):
         typed = ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
-        if typed and ctx.params[option] != saved.get(key):
+        if typed and ctx.params[option] != getattr(saved, option, None):
             raise click.UsageError(f"--resume: {out / 'last.pt'} was trained with --{option.replace('_', '-')} "
-                                   f"{saved.get(key)}, not {ctx.params[option]}; drop the option to continue it")
-    return dataclasses.replace(train_cfg, limit=saved.get("limit"), valid_limit=saved.get("valid_limit"))
+                                   f"{getattr(saved, option, None)}, not {ctx.params[option]}; drop the option to "
+                                   "continue it")
+    return dataclasses.replace(train_cfg, limit=getattr(saved, "limit", None),
+                               valid_limit=getattr(saved, "valid_limit", None))
 
 
-def _check_same_data(ckpt: dict[str, Any], prepared: Any, out: Path) -> None:
-    if ckpt["data"].get("sha256") != prepared.source_sha256:
-        raise click.UsageError(f"--resume: {out / 'last.pt'} was trained on other data ({ckpt['data'].get('source')}),"
+def _check_same_data(ckpt: Any, prepared: Any, out: Path) -> None:
+    if ckpt.data.get("sha256") != prepared.source_sha256:
+        raise click.UsageError(f"--resume: {out / 'last.pt'} was trained on other data ({ckpt.data.get('source')}),"
                                f" not {prepared.source}; pass the same --data")
 
 

@@ -6,8 +6,10 @@ are not such a dict (empty, truncated, random bytes, text, a pickled list, a pic
 would run code) raise :class:`CheckpointError` with a short reason; torch's own message is
 never passed on, as it may advise ``weights_only=False``, which molshape never uses.
 
-Model checkpoints carry :data:`FORMAT_KEY` (absent in files from before it existed, which
-count as format 1); :func:`check_model_checkpoint` checks one before it is used.
+Checkpoints may carry :data:`FORMAT_KEY` (absent in files from before it existed, which
+count as format 1); :func:`load_checkpoint` refuses a format newer than this molshape reads.
+This module knows files only: what a checkpoint holds is the business of the package that
+wrote it (a grammar model's is :class:`molshape.gvae.checkpoint.ModelCheckpoint`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from molshape.core.errors import MolshapeError
 #: key and current value of the checkpoint format version
 FORMAT_KEY = "format_version"
 FORMAT_VERSION = 1
-#: keys every grammar-model checkpoint has
-MODEL_KEYS = ("model", "model_config", "grammar", "grammar_hash")
 
 
 class CheckpointError(MolshapeError):
@@ -78,7 +78,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: the file is not a checkpoint dict (with the reason).
+        CheckpointError: the file is not a checkpoint dict, or has a format this molshape
+            cannot read (with the reason).
     """
     path = Path(path)
     if path.is_dir():
@@ -99,7 +100,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(path, f"not a torch checkpoint, or truncated ({type(e).__name__})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(path, f"holds a {type(obj).__name__}, not a molshape checkpoint (a dict)")
+    _check_format(obj.get(FORMAT_KEY, 1), path)  # files from before the key existed are format 1
     return obj
+
+
+def _check_format(version: Any, path: Path) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(path, f"has an invalid {FORMAT_KEY} {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(path, f"has format {version}, newer than this molshape reads ({FORMAT_VERSION}); "
+                                    "upgrade molshape")
 
 
 def _unpickling_reason(e: pickle.UnpicklingError) -> str:
@@ -107,33 +117,3 @@ def _unpickling_reason(e: pickle.UnpicklingError) -> str:
     if "unsupported global" in str(e).lower():
         return "holds objects other than tensors and plain values, which molshape never loads"
     return "not a torch checkpoint (not a pickle molshape can read safely), or truncated"
-
-
-def check_model_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, grammar: Any | None = None) -> None:
-    """Refuse a dict that is not a grammar-model checkpoint molshape can use.
-
-    Checks the format version, the kind, the keys and their types and, with ``grammar``
-    (a :class:`~molshape.grammar.cfg.Grammar`), that the checkpoint was trained on that grammar file.
-
-    Raises:
-        CheckpointError: with the first problem found.
-    """
-    version = ckpt.get(FORMAT_KEY, 1)  # files from before the key existed are format 1
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(path, f"has an invalid {FORMAT_KEY} {version!r}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(path, f"has format {version}, newer than this molshape reads ({FORMAT_VERSION}); "
-                                    "upgrade molshape")
-    kind = ckpt.get("kind", "grammar")
-    if kind != "grammar":
-        raise CheckpointError(path, f"holds a {kind!r} model, not a grammar autoencoder")
-    missing = [k for k in MODEL_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(path, f"is not a molshape model checkpoint (missing {', '.join(missing)})")
-    if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
-        raise CheckpointError(path, "its 'model' entry is not a dict of tensors")
-    if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["grammar"], str):
-        raise CheckpointError(path, "its 'model_config' or 'grammar' entry has the wrong type")
-    if grammar is not None and ckpt["grammar_hash"] != grammar.hash:
-        raise CheckpointError(path, f"was trained with another version of grammar {grammar.name!r} "
-                                    f"(hash {str(ckpt['grammar_hash'])[:12]} != {grammar.hash[:12]})")

@@ -4,6 +4,7 @@ Every error molshape raises on purpose for a bad input, option, file or run is a
 :class:`MolshapeError` (a :class:`ValueError`), or an :class:`OSError` naming the file the
 system refused. Anything else is a bug. The subclasses below and
 :class:`~molshape.grammar.cfg.GrammarError`, :class:`~molshape.core.checkpoint.CheckpointError`,
+:class:`~molshape.core.config.ConfigError`,
 :class:`~molshape.gvae.latent_sources.SourceError` and :class:`~molshape.api.GrammarMismatch`
 derive from it; ``docs/failure-behaviour.md`` lists them.
 """

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: this module stays free of torch
+    from molshape.data.trained import TrainedOn
 
 STATS_FILE = "zinc250k-reference.npz"
 TEST_FILE = "zinc250k-test.smi.gz"
@@ -65,11 +68,11 @@ class HashedSet:
         return i < len(self.hashes) and int(self.hashes[i]) == h
 
 
-def split_fingerprint(checkpoint: dict) -> str:
+def split_fingerprint(checkpoint: TrainedOn) -> str:
     """Identity of a checkpoint's data and split: its data sha256 and split indices."""
-    h = hashlib.sha256(str((checkpoint.get("data") or {}).get("sha256")).encode())
+    h = hashlib.sha256(str(checkpoint.data.get("sha256")).encode())
     for name in ("train", "valid", "test"):
-        part = checkpoint["split"].get(name)
+        part = checkpoint.split.get(name)
         if part is not None:
             h.update(name.encode() + np.asarray(part, dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
@@ -117,12 +120,12 @@ class ShippedReference:
         size = min(sizes, key=lambda s: abs(np.log(s / max(n, 1))))
         return float(self.meta["fcd_floor"][str(size)]), size
 
-    def novelty_set(self, checkpoint: dict) -> HashedSet | None:
+    def novelty_set(self, checkpoint: TrainedOn) -> HashedSet | None:
         """The training molecules of a shipped model, or None for another checkpoint."""
         key = f"novelty_{split_fingerprint(checkpoint)}"
         return HashedSet(np.cumsum(self.arrays[key], dtype=np.uint32)) if key in self.arrays else None
 
-    def test_slice(self, checkpoint: dict) -> list[str] | None:
+    def test_slice(self, checkpoint: TrainedOn) -> list[str] | None:
         """The first molecules of a shipped model's own test split, or None for another checkpoint."""
         key = f"test_slice_{split_fingerprint(checkpoint)}"
         return [str(s) for s in self.arrays[key]] if key in self.arrays else None

@@ -4,13 +4,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
+
+from torch import Tensor
 
 from molshape.data.datasets import PreparedData, load_dataset
 from molshape.grammar.cfg import Grammar
 
 
-def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None = None) -> PreparedData:
-    """The :class:`molshape.data.datasets.PreparedData` whose rows ``checkpoint["split"]`` indexes.
+class TrainedOn(Protocol):
+    """What a model checkpoint records of its data (:class:`molshape.gvae.checkpoint.ModelCheckpoint`).
+
+    Attributes:
+        data: ``{"source", "sha256"}`` of the training file. split: ``train``/``valid``/``test``
+        row indices. train_config: the training settings (their ``limit``), or None.
+    """
+
+    data: dict[str, Any]
+    split: dict[str, Tensor]
+    train_config: Any
+
+
+def checkpoint_data(checkpoint: TrainedOn, grammar: Grammar, data: str | Path | None = None) -> PreparedData:
+    """The :class:`molshape.data.datasets.PreparedData` whose rows ``checkpoint.split`` indexes.
 
     ``molshape train --limit N`` prepares only the first N training records (rows are then
     those of the limited data), so the same limit is applied here.
@@ -18,8 +34,8 @@ def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None 
     Raises:
         ValueError: the data found is not the checkpoint's (sha256), or the split does not fit it.
     """
-    limit = (checkpoint.get("train_config") or {}).get("limit")
-    recorded = checkpoint.get("data") or {}
+    limit = getattr(checkpoint.train_config, "limit", None)
+    recorded = checkpoint.data
     want = recorded.get("sha256")
 
     def same_data(label: str, sha256: str) -> None:
@@ -31,13 +47,13 @@ def checkpoint_data(checkpoint: dict, grammar: Grammar, data: str | Path | None 
                              f"$MOLSHAPE_DATA_DIR to its folder")
 
     prepared = load_dataset(grammar.name, data, limit=limit, progress=False, check=same_data)
-    biggest = max((int(v.max()) for v in checkpoint["split"].values() if len(v)), default=-1)
+    biggest = max((int(v.max()) for v in checkpoint.split.values() if len(v)), default=-1)
     if biggest >= len(prepared):
         raise ValueError(f"the checkpoint's split indexes row {biggest} but {prepared.source} has "
                          f"{len(prepared)} rows (limit {limit}); was it trained on other data?")
     return prepared
 
 
-def training_strings(checkpoint: dict, prepared: PreparedData) -> list[str]:
+def training_strings(checkpoint: TrainedOn, prepared: PreparedData) -> list[str]:
     """The strings of the checkpoint's training rows, in split order."""
-    return [prepared.strings[int(i)] for i in checkpoint["split"]["train"]]
+    return [prepared.strings[int(i)] for i in checkpoint.split["train"]]

@@ -272,7 +272,6 @@ class SmilesSemantics:
         the current atom or a waiting one, and then ends ``k + 1`` chains.
         """
         dev = s.cur.device
-        B = s.cur.shape[0]
         m, k, cur = s.ring_open.sum(1), s.depth, s.cur
         rem_c, in_b = _at(s.rem, cur), _at(s.in_bond, cur)
         n_cur = ((s.ring_from == cur.unsqueeze(1)) & s.ring_open).sum(1)

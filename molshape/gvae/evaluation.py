@@ -29,7 +29,7 @@ from molshape.core.atomic import PartialFile, atomic_path, write_json
 from molshape.core.runtime import PROBE_SEED_OFFSET
 from molshape.data.datasets import PreparedData
 from molshape.data.reference import shipped_reference
-from molshape.data.trained import checkpoint_data
+from molshape.data.trained import TrainedOn, checkpoint_data
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.representation import is_molecular
 from molshape.gvae import generation as gen
@@ -58,7 +58,7 @@ class DataMissing(FileNotFoundError):
     """The checkpoint's data set is absent and no shipped slice stands in for it."""
 
 
-def evaluation_data(checkpoint: dict, grammar: Grammar, data: str | Path | None = None) -> PreparedData | None:
+def evaluation_data(checkpoint: TrainedOn, grammar: Grammar, data: str | Path | None = None) -> PreparedData | None:
     """The checkpoint's data, or None when it is absent but the shipped reference covers this model
     (a shipped model: reconstruction then uses the shipped slice of its test split).
 
@@ -74,11 +74,11 @@ def evaluation_data(checkpoint: dict, grammar: Grammar, data: str | Path | None 
         raise DataMissing(str(e)) from None
 
 
-def held_out(checkpoint: dict, grammar: Grammar, prepared: PreparedData | None, split: str,
+def held_out(checkpoint: TrainedOn, grammar: Grammar, prepared: PreparedData | None, split: str,
              limit: int | None) -> tuple[Tensor, Tensor, str]:
     """Rules ``[N x T]``, lengths ``[N]`` and a description of the held-out molecules reconstructed."""
     if prepared is not None:
-        held = checkpoint["split"][split][:limit]
+        held = checkpoint.split[split][:limit]
         return prepared.rules[held], prepared.lengths[held], f"{split} split ({len(held)} molecules)"
     strings = shipped_reference().test_slice(checkpoint)[:limit]
     parsed = gen.parse_inputs(grammar, strings)
@@ -87,7 +87,7 @@ def held_out(checkpoint: dict, grammar: Grammar, prepared: PreparedData | None, 
                                    "the data set was not found)")
 
 
-def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepared: PreparedData | None,
+def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, prepared: PreparedData | None,
                    out_dir: Path, *,
                    checkpoint_path: str | Path, device: str | None = None, split: str = "test", n: int = 10_000,
                    limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True,
@@ -126,7 +126,7 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     generator = generator if generator is not None else torch.Generator().manual_seed(seed)
     rules, lengths, held_name = held_out(checkpoint, grammar, prepared, split, limit)
     summary: dict[str, Any] = {"checkpoint": str(checkpoint_path), "grammar": grammar.name,
-                               "objective": model.config.objective, "split": split, "device": device,
+                               "objective": model.config.objective.name, "split": split, "device": device,
                                "mode": mode, "constraints": constraints}
     if on_estimate is not None:
         on_estimate(lambda m: gen.decode_latents(
@@ -178,13 +178,13 @@ def evaluate_model(model: nn.Module, grammar: Grammar, checkpoint: dict, prepare
     return summary
 
 
-def _reference(grammar: Grammar, prepared: PreparedData | None, checkpoint: dict,
+def _reference(grammar: Grammar, prepared: PreparedData | None, checkpoint: TrainedOn,
                progress: bool) -> Container[str] | None:
     """Canonical forms of the training strings (for novelty), cached by data and split; without
     the data, the shipped hashes of a shipped model's training molecules (None for another model)."""
     if prepared is None:
         return shipped_reference().novelty_set(checkpoint)
-    train = checkpoint["split"]["train"]
+    train = checkpoint.split["train"]
     strings = [prepared.strings[i] for i in train.tolist()]
     split_key = hashlib.sha256(train.numpy().tobytes()).hexdigest()[:16]
     key = hashlib.sha256(f"{prepared.source_sha256}|{split_key}".encode()).hexdigest()[:24]

@@ -44,7 +44,7 @@ from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_kekule, is_molecular, to_grammar_strings, to_user_string
 from molshape.scoring.expr_score import expression_values
 from molshape.core.hashing import file_hash
-from molshape.data.trained import checkpoint_data
+from molshape.data.trained import TrainedOn, checkpoint_data
 from molshape.latent.expost import ExPostGMM
 from molshape.core.cache import load_entry, save_entry
 from molshape.core.runtime import cache_dir
@@ -379,12 +379,12 @@ def interpolate_latents(model: nn.Module, grammar: Grammar, a: str, b: str, step
     return (1 - t) * za + t * zb
 
 
-def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_path: str | Path,
+def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, checkpoint_path: str | Path,
                data: str | Path | None = None, n_components: int = 10, limit: int = 50_000,
                seed: int = 0, progress: bool = False) -> ExPostGMM:
     """The ex-post GMM of a checkpoint, fitted once and cached (keyed by its sha256).
 
-    Training latents are the encoded rows ``checkpoint["split"]["train"]`` of the
+    Training latents are the encoded rows ``checkpoint.split["train"]`` of the
     checkpoint's data set (at most ``limit``, a seeded random subset).
 
     Raises:
@@ -399,7 +399,7 @@ def expost_gmm(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_
         except TypeError:  # another version's fields: rebuild it
             log.warning("cache file %s is not an ex-post GMM of this version; it is rebuilt", path)
     prepared = checkpoint_data(checkpoint, grammar, data)
-    train = checkpoint["split"]["train"]
+    train = checkpoint.split["train"]
     if len(train) > limit:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:limit]
         train = train[pick]

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from molshape.core.errors import MolshapeError
+from molshape.data.trained import TrainedOn
 from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.tally import chunk_sizes
@@ -62,7 +63,7 @@ def result_lines(strings: Iterable[str | None], reasons: Iterable[str | None]) -
     return [s if why is None else f"# {why}" for s, why in zip(strings, reasons)]
 
 
-def drawer(source: str, model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_path: str | Path,
+def drawer(source: str, model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, checkpoint_path: str | Path,
            component: int | None = None, data: str | Path | None = None,
            generator: torch.Generator | None = None, progress: bool = False) -> Callable[[int], Tensor]:
     """``m -> z [m x d]`` on CPU for the sources that draw latents (``prior``, ``component``, ``expost``).
@@ -124,7 +125,7 @@ def decode_drawn(model: nn.Module, grammar: Grammar, draw: Callable[[int], Tenso
                                  constraints=constraints)
 
 
-def decode_source(model: nn.Module, grammar: Grammar, checkpoint: dict, checkpoint_path: str | Path,
+def decode_source(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, checkpoint_path: str | Path,
                   source: str = "prior", n: int = 1000, *, component: int | None = None,
                   ends: tuple[str, str] | None = None, steps: int = 10, inputs: list[str] | None = None,
                   data: str | Path | None = None, mode: str = "argmax", attempts: int = 1, batch_size: int = 1000,

@@ -15,32 +15,55 @@ softmax, summed over steps and averaged over the batch (nats per sequence), time
 mask allows, so they contribute exactly 0; the decoder therefore runs only to the longest
 sequence of the batch (length bucketing) without changing the loss.
 
+The model is built with its grammar's tables (the grammar its config names, unless one is
+given), so it is ready for :meth:`GrammarAutoencoder.forward` and decoding at once.
+
 Example:
-    >>> cfg = PRESETS["expr"]["paper"]
-    >>> model = GrammarAutoencoder(cfg)
-    >>> out = model(rules, lengths)  # {"loss", "rec", "ks", "cv"}
+    >>> import torch
+    >>> from molshape.grammar.parser import get_parser
+    >>> model = GrammarAutoencoder(PRESETS["expr"]["cpu"])
+    >>> grammar = model.grammar
+    >>> seqs = [get_parser(grammar).parse(s) for s in ("x*sin(x)", "1+x")]
+    >>> rules = torch.full((2, grammar.max_length), grammar.pad)
+    >>> for row, seq in zip(rules, seqs):
+    ...     row[:len(seq)] = torch.tensor(seq)
+    >>> out = model(rules, torch.tensor([len(s) for s in seqs]))
+    >>> sorted(out)
+    ['acc_rule', 'cv', 'ks', 'loss', 'rec']
+    >>> model.encode(rules).shape
+    torch.Size([2, 25])
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from molshape.core.checkpoint import load_checkpoint
+from molshape.core.config import config_from_dict
 from molshape.data.teacher_masks import unpack_masks
 from molshape.grammar.cfg import Grammar, load_grammar
-from molshape.latent.objectives import build_objective
 from molshape.grammar.semantics import semantics_for
+from molshape.latent.objectives import (AEConfig, GMMConfig, ObjectiveConfig, RAEConfig, VAEConfig,
+                                        objective_from_saved)
 
 #: Finite "minus infinity" for masked logits: exp() underflows to exactly 0 in fp16/fp32
 #: while avoiding the NaNs of -inf - (-inf) in rows with a single allowed production.
 MASK_VALUE = -1e4
+
+#: The grammar models' settings of each objective, used when ``--model`` picks one: GVAE's
+#: ``epsilon_std = 0.01`` and KL averaged over dimensions, RAE's ``beta = 1e-2``, and the
+#: GMM-DAE weights estimated for GVAE's ZINC batch of 500 (training sets the batch size it uses).
+GRAMMAR_OBJECTIVES: dict[str, ObjectiveConfig] = {
+    "gmm": GMMConfig(batch_size=500),
+    "vae": VAEConfig(epsilon_std=0.01, kl_weight=1.0),
+    "rae": RAEConfig(beta=1e-2, decoder_weight_decay=1e-6),
+    "ae": AEConfig(),
+}
 
 
 @dataclass
@@ -50,7 +73,8 @@ class ModelConfig:
     grammar: str = "smiles"
     n_rules: int = 76
     max_length: int = 277
-    objective: str = "gmm"
+    # the latent objective and its settings (molshape.latent.objectives)
+    objective: ObjectiveConfig = GRAMMAR_OBJECTIVES["gmm"]
     latent_dim: int = 56
     # encoder: GVAE one-hot Conv1d stack ("valid" padding) then dense + ReLU
     conv_filters: tuple[int, ...] = (9, 9, 10)
@@ -70,15 +94,6 @@ class ModelConfig:
     rule_dropout: float = 0.0
     # the GRU's initial hidden state is a function of z as well (not only its input)
     dec_init: bool = False
-    # objective knobs (each objective reads its own; see molshape.latent.objectives.KNOBS)
-    n_components: int = 10
-    std: float = 1.0
-    layout: str = "spread"
-    reg_batch_size: int = 500  # batch size the gmm KS/CV weights are estimated for
-    epsilon_std: float = 0.01
-    kl_weight: float = 1.0
-    beta: float = 1e-2
-    decoder_weight_decay: float = 1e-6
     # weight of the reconstruction term; None -> resolved by train_grammar (rec_heuristic)
     lambda_rec: float | None = None
     # "semantic": the softmax is normalised over the semantically allowed productions in
@@ -86,21 +101,42 @@ class ModelConfig:
     constraints: str = "grammar"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return {**d, "objective": self.objective.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown keys {sorted(unknown)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**d)
+        """The config of a :meth:`to_dict` dict, or of the older flat layout (see
+        :func:`molshape.latent.objectives.objective_from_saved`).
+
+        Raises:
+            ConfigError: an unknown key (see :func:`molshape.core.config.config_from_dict`).
+        """
+        objective, rest = objective_from_saved(d, GRAMMAR_OBJECTIVES)
+        rest = {k: tuple(v) if isinstance(v, list) else v for k, v in rest.items()}
+        return config_from_dict(cls, {**rest, "objective": objective})
 
     def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with ``changes`` applied; ``None`` values are ignored (unset CLI overrides)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` applied; ``None`` values are ignored (unset CLI overrides).
+
+        ``objective`` may be a name: another objective gets :data:`GRAMMAR_OBJECTIVES`' settings,
+        the same one keeps this config's.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if isinstance(changes.get("objective"), str):
+            changes["objective"] = grammar_objective(changes["objective"], self.objective)
+        return dataclasses.replace(self, **changes)
+
+
+def grammar_objective(name: str, current: ObjectiveConfig | None = None) -> ObjectiveConfig:
+    """The objective config a grammar model uses for ``name``: ``current`` when it is that
+    objective, else :data:`GRAMMAR_OBJECTIVES`' settings."""
+    if current is not None and current.name == name:
+        return current
+    if name not in GRAMMAR_OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(GRAMMAR_OBJECTIVES)}")
+    return GRAMMAR_OBJECTIVES[name]
 
 
 def _presets() -> dict[str, dict[str, ModelConfig]]:
@@ -111,7 +147,7 @@ def _presets() -> dict[str, dict[str, ModelConfig]]:
     smiles_cpu = dataclasses.replace(smiles_paper, dec_hidden=256, dec_layers=2, enc_dense=256)
     expr_paper = ModelConfig(grammar="expr", n_rules=12, max_length=15, latent_dim=25,
                              conv_filters=(2, 3, 4), conv_kernels=(2, 3, 4), enc_dense=100,
-                             dec_hidden=100, dec_layers=3, reg_batch_size=600)
+                             dec_hidden=100, dec_layers=3, objective=GMMConfig(batch_size=600))
     # The expression model is already small; cpu keeps the paper sizes and feeds the
     # previous rule to the GRU, which reconstructs better within a CPU budget.
     expr_cpu = dataclasses.replace(expr_paper, decoder_feed_rules=True)
@@ -210,22 +246,25 @@ class GrammarAutoencoder(nn.Module):
     """GVAE-shaped autoencoder over production sequences with a pluggable latent objective.
 
     Args:
-        config: sizes, objective and its knobs. ``lambda_rec=None`` means 1.
+        config: sizes, objective and its settings. ``lambda_rec=None`` means 1.
+        grammar: the grammar whose tables (left-hand symbols, allowed productions, semantic
+            constraints) the loss and decoders use; default: the one ``config.grammar`` names.
+        estimate: ``False`` skips estimating what the objective derives from its prior (the
+            ``gmm`` KS/CV weights): for a model whose saved weights are loaded next.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, grammar: Grammar | None = None, *, estimate: bool = True) -> None:
         super().__init__()
-        self.config = config
-        c = config
+        self.config = c = config
+        grammar = grammar if grammar is not None else load_grammar(c.grammar)
+        if grammar.n_productions != c.n_rules:
+            raise ValueError(f"grammar {grammar.name} has {grammar.n_productions} productions, "
+                             f"model expects {c.n_rules}")
         if c.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig: encoder {c.encoder!r} is not one of {ENCODERS}")
-        # the "gru" encoder needs the padding rule, which set_grammar provides; until then
-        # the grammars' convention (padding is the last production) stands in
-        self.encoder = Encoder(c) if c.encoder == "conv" else RuleGRUEncoder(c, pad=c.n_rules - 1)
-        self.objective = build_objective(
-            c.objective, c.latent_dim, feature_dim=c.enc_dense, batch_size=c.reg_batch_size,
-            n_components=c.n_components, std=c.std, layout=c.layout, epsilon_std=c.epsilon_std,
-            kl_weight=c.kl_weight, beta=c.beta, decoder_weight_decay=c.decoder_weight_decay)
+        self.grammar = grammar
+        self.encoder = Encoder(c) if c.encoder == "conv" else RuleGRUEncoder(c, pad=grammar.pad)
+        self.objective = c.objective.build(c.latent_dim, c.enc_dense, estimate=estimate)
         self.dec_input = nn.Sequential(nn.Linear(c.latent_dim, c.latent_dim), nn.ReLU())
         gru_in = c.latent_dim
         if c.decoder_feed_rules:
@@ -238,29 +277,13 @@ class GrammarAutoencoder(nn.Module):
         self.out = nn.Linear(c.dec_hidden, c.n_rules)
         self.register_buffer("lambda_rec", torch.tensor(1.0 if c.lambda_rec is None else float(c.lambda_rec)))
         # rule -> left-hand symbol, and symbol -> allowed rules: the GVAE loss mask
-        self.register_buffer("_lhs", torch.zeros(c.n_rules, dtype=torch.long), persistent=False)
-        self.register_buffer("_masks", torch.ones(1, c.n_rules, dtype=torch.bool), persistent=False)
-        self._grammar_set = False
+        self.register_buffer("_lhs", grammar.lhs_tensor().clone(), persistent=False)
+        self.register_buffer("_masks", grammar.masks.clone(), persistent=False)
         self._semantics = None
-
-    # -- grammar tables -------------------------------------------------------------
-    def set_grammar(self, grammar: Grammar) -> GrammarAutoencoder:
-        """Attach the grammar's mask tables (needed by :meth:`forward`). Returns self."""
-        if grammar.n_productions != self.config.n_rules:
-            raise ValueError(f"grammar {grammar.name} has {grammar.n_productions} productions, "
-                             f"model expects {self.config.n_rules}")
-        dev = self.out.weight.device
-        self._lhs = grammar.lhs_tensor().to(dev)
-        self._masks = grammar.masks.to(dev)
-        if isinstance(self.encoder, RuleGRUEncoder):
-            self.encoder.pad = grammar.pad
-        self._semantics = None
-        if self.config.constraints == "semantic":
+        if c.constraints == "semantic":
             self._semantics = semantics_for(grammar)
             if self._semantics is None:
                 raise ValueError(f"grammar {grammar.name} has no semantic constraints; use constraints='grammar'")
-        self._grammar_set = True
-        return self
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups: decoder parameters get the objective's extra weight decay (rae)."""
@@ -369,8 +392,6 @@ class GrammarAutoencoder(nn.Module):
         """Mask ``B x T x R`` logits with the productions allowed by each true step's symbol,
         and under semantic constraints by ``semantic_masks`` (``B x T`` bit-packed words of
         :mod:`molshape.data.teacher_masks`; computed here, slowly, when not given)."""
-        if not self._grammar_set:
-            raise RuntimeError("GrammarAutoencoder: call set_grammar(grammar) before computing the loss")
         allowed = self._masks[self._lhs[rules]]  # (B, T, R)
         if self._semantics is not None:  # normalise over what semantic decoding can choose
             allowed = allowed & (self._semantics.teacher_masks(rules) if semantic_masks is None
@@ -407,36 +428,8 @@ class GrammarAutoencoder(nn.Module):
 
 
 def build_model(config: ModelConfig, grammar: Grammar | None = None) -> GrammarAutoencoder:
-    """A model with its grammar tables attached (``grammar`` defaults to ``config.grammar``)."""
-    grammar = grammar or load_grammar(config.grammar)
-    return GrammarAutoencoder(config).set_grammar(grammar)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GrammarAutoencoder, Grammar, dict]:
-    """Rebuild a trained model from a checkpoint file alone.
-
-    Args:
-        path: a ``last.pt`` / ``best.pt`` written by :func:`molshape.gvae.training.train_grammar`.
-        device: where to put the model.
-
-    Returns:
-        ``(model in eval mode, grammar, checkpoint dict)``.
-
-    Raises:
-        ValueError: the checkpoint is not a grammar model or its grammar file changed.
-    """
-    # the checkpoint's tensors (split indices, history) stay on the CPU; only the model moves
-    ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("kind", "grammar") != "grammar":
-        raise ValueError(f"checkpoint {path} holds a {ckpt.get('kind')!r} model, not a grammar autoencoder")
-    config = ModelConfig.from_dict(ckpt["model_config"])
-    grammar = load_grammar(ckpt.get("grammar", config.grammar))
-    if ckpt.get("grammar_hash") != grammar.hash:
-        raise ValueError(f"checkpoint {path}: grammar {grammar.name!r} changed since training "
-                         f"(hash {str(ckpt.get('grammar_hash'))[:12]} != {grammar.hash[:12]})")
-    model = build_model(config, grammar)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), grammar, ckpt
+    """``GrammarAutoencoder(config, grammar)``: a new model (``grammar`` defaults to ``config.grammar``)."""
+    return GrammarAutoencoder(config, grammar)
 
 
 def n_parameters(model: nn.Module) -> int:

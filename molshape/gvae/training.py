@@ -11,13 +11,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from molshape.core.checkpoint import load_checkpoint
 from molshape.core.runtime import EPOCH_STRIDE, VALID_BATCH_SEED, resolve_device, seeded_globally
 from molshape.data.batching import bucket_batches
 from molshape.data.teacher_masks import TeacherMasks, teacher_mask_bits
 from molshape.grammar.cfg import Grammar, load_grammar
 from molshape.grammar.decoding import make_decoder
-from molshape.gvae.model import ModelConfig, build_model, n_parameters, rec_heuristic
+from molshape.gvae.checkpoint import ModelCheckpoint
+from molshape.gvae.model import GrammarAutoencoder, n_parameters, rec_heuristic
 from molshape.training.fit import TrainConfig, fit
 
 #: Training defaults per ``[grammar][preset]`` (``molshape train`` uses them unless overridden).
@@ -111,9 +111,9 @@ def _train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_
         raise ValueError(f"data was parsed with a different grammar than {grammar.name!r} (hash mismatch)")
     split = {k: v.clone() for k, v in data.split.items()}
     if resume and (out_dir / "last.pt").is_file():
-        ckpt = load_checkpoint(out_dir / "last.pt")
-        model_config, split = ModelConfig.from_dict(ckpt["model_config"]), ckpt["split"]
-        if ckpt["grammar_hash"] != grammar.hash or ckpt["data"]["sha256"] != data.source_sha256:
+        ckpt = ModelCheckpoint.load(out_dir / "last.pt")  # its grammar file is checked unchanged there
+        model_config, split = ckpt.config, ckpt.split
+        if ckpt.grammar.name != grammar.name or ckpt.data.get("sha256") != data.source_sha256:
             raise ValueError(f"--resume: {out_dir / 'last.pt'} was trained on other data or another grammar")
     else:
         valid_limit = cfg.valid_limit or (max(cfg.limit // 9, 200) if cfg.limit else None)
@@ -125,9 +125,9 @@ def _train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_
     rules, lengths = data.rules, data.lengths
     if model_config.lambda_rec is None:
         model_config = model_config.replace(lambda_rec=rec_heuristic(grammar, rules[train_idx[:20000]]))
-    model_config = model_config.replace(reg_batch_size=cfg.batch_size, n_rules=grammar.n_productions,
-                                        max_length=grammar.max_length)
-    model = build_model(model_config, grammar)
+    model_config = model_config.replace(objective=model_config.objective.fitted_to_batch(cfg.batch_size),
+                                        n_rules=grammar.n_productions, max_length=grammar.max_length)
+    model = GrammarAutoencoder(model_config, grammar)
     train_lengths = lengths[train_idx]
     full = torch.full_like(train_lengths, grammar.max_length)
     masks = None
@@ -154,7 +154,7 @@ def _train_grammar(model_config: Any, train_config: TrainConfig, data: Any, out_
                    n_train=len(train_idx), n_valid=len(split["valid"]), n_test=len(split["test"]))
     if summary["rank"] == 0 and len(split["test"]) and (out_dir / "best.pt").is_file():
         model.to(resolve_device(cfg.device))  # fit gave the model back on the CPU
-        model.load_state_dict(load_checkpoint(out_dir / "best.pt", map_location=next(model.parameters()).device)["model"])
+        model.load_state_dict(ModelCheckpoint.load(out_dir / "best.pt").weights)
         model.eval()
         test = evaluator(split["test"], "test")
         with torch.no_grad():

@@ -81,7 +81,7 @@ def save_figures(model: ImageAutoencoder, test: Tensor, z_test: Tensor, gmm, out
                  gen: torch.Generator, per_row: int = 10) -> dict[str, str]:
     """Samples per component (one row each), interpolations and reconstructions as PNGs."""
     prior = model.prior
-    if model.config.objective == "gmm":
+    if model.config.objective.name == "gmm":
         z = torch.cat([prior.sample_component(k, per_row, generator=gen) for k in range(prior.n_components)])
         rows, name = prior.n_components, "samples_per_component.png"
     else:  # an N(0, I) prior has no components: show the ex-post GMM's instead
@@ -171,7 +171,7 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
     sets = generated_sets(model, z_test, gmm, n, gen, torch.Generator().manual_seed(seed + EXPOST_SEED_OFFSET))
     real_train = images.images[images.split["train"][torch.randperm(images.split["train"].numel(), generator=gen)[:n]]]
     summary: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "dataset": images.name, "objective": model.config.objective,
+        "checkpoint": str(checkpoint), "dataset": images.name, "objective": model.config.objective.name,
         "width": model.config.width, "latent_dim": model.config.latent_dim, "epoch": ckpt.get("epoch"),
         "n_train": int(images.split["train"].numel()), "n_test": int(test.shape[0]), "n_fid": n,
         "expost_components": k_expost, "test_mse": float(((sets["reconstruction"] - test[:n].float() / 255) ** 2).mean()),
@@ -196,7 +196,7 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, data: Path | None = Non
                 summary[f"fid_inception_{col}"] = frechet_distance(feats(sets[col]), ref)
     if images.labels is not None:
         y_test, y_train = images.labels[images.split["test"]], images.labels[images.split["train"]]
-        if model.config.objective == "gmm":
+        if model.config.objective.name == "gmm":
             summary["cluster_acc"] = clustering_accuracy(y_test, model.prior.assign(z_test))[0]
             summary["cluster_acc_train"] = clustering_accuracy(y_train, model.prior.assign(z_train))[0]
             summary["cluster_method"] = "prior components (prior.assign)"

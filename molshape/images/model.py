@@ -5,7 +5,7 @@ One network for every objective (``gmm``, ``vae``, ``rae``, ``ae``); only the
 The loss is ``lambda_rec * MSE(pixels)`` (mean over pixels and batch; the public GMM-DAE
 code uses lambda_rec = 1 / 5e-4) plus the objective's weighted latent terms.
 
-Baseline knobs for images (the grammar defaults are GVAE-specific):
+Baseline settings for images (:data:`IMAGE_OBJECTIVES`; the grammar models' are GVAE's):
 
 - ``vae``: a standard image VAE, ``epsilon_std = 1`` and the KL summed over latent
   dimensions (``kl_weight = latent_dim`` on the objective's per-dimension mean). With
@@ -42,14 +42,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from molshape.core.checkpoint import load_checkpoint
+from molshape.core.checkpoint import CheckpointError, load_checkpoint
+from molshape.core.config import config_from_dict
 from molshape.images.data import SPECS, to_float
 from molshape.images.networks import ConvDecoder, ConvEncoder
-from molshape.latent.objectives import build_objective
+from molshape.latent.objectives import (FLAT_SETTINGS, AEConfig, GMMConfig, ObjectiveConfig, RAEConfig, VAEConfig,
+                                        objective_from_saved)
 
 DEFAULT_LAMBDA_REC = 1.0 / 5e-4
 DEFAULT_LATENT_NOISE = 1e-3
-#: Per-data-set prior and reconstruction weight (see the module docstring).
+#: The image models' settings of each objective (see the module docstring): a standard image
+#: VAE (``epsilon_std = 1``, KL summed over dimensions), RAE's ``beta = 1``, and the GMM-DAE
+#: weights estimated for batches of 100 (training sets the batch size it uses).
+IMAGE_OBJECTIVES: dict[str, ObjectiveConfig] = {
+    "gmm": GMMConfig(batch_size=100),
+    "vae": VAEConfig(epsilon_std=1.0, kl_weight=None),
+    "rae": RAEConfig(beta=1.0, decoder_weight_decay=1e-6),
+    "ae": AEConfig(),
+}
+#: Per-data-set settings for :meth:`ImageModelConfig.for_dataset`: the gmm prior's layout and
+#: scale, and the reconstruction weight (see the module docstring).
 CLUSTERING_PRIOR: dict[str, Any] = {"layout": "onehot", "center_scale": 5.0, "lambda_rec": 500.0}
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": dict(CLUSTERING_PRIOR),
@@ -75,7 +87,8 @@ class ImageModelConfig:
     dataset: str = "mnist"
     channels: int = 1
     size: int = 32  # image side (32; 64 for CelebA)
-    objective: str = "gmm"
+    # the latent objective and its settings (molshape.latent.objectives)
+    objective: ObjectiveConfig = IMAGE_OBJECTIVES["gmm"]
     latent_dim: int = 10
     width: float = 1.0  # channel multiplier of 128-256-512-1024; 0.125 trains on a CPU
     lambda_rec: float = DEFAULT_LAMBDA_REC
@@ -83,22 +96,12 @@ class ImageModelConfig:
     # experimental: the latent terms are weighted epoch / latent_warmup in the first epochs
     # of training (0: full weight from the start, as the paper); validation always uses 1
     latent_warmup: int = 0
-    # objective knobs (each objective reads its own; see molshape.latent.objectives.KNOBS)
-    n_components: int = 10
-    std: float = 1.0
-    layout: str = "spread"
-    center_scale: float | None = None  # None: the layout's own (10 for onehot, 1 otherwise)
-    reg_batch_size: int = 100  # batch size the gmm KS/CV weights are estimated for
-    epsilon_std: float = 1.0
-    kl_weight: float | None = None  # None -> latent_dim (KL summed over dimensions)
-    beta: float = 1.0
-    decoder_weight_decay: float = 1e-6
 
     def __post_init__(self) -> None:
         check_positive("lambda_rec", self.lambda_rec)
         check_positive("latent_noise", self.latent_noise, allow_zero=True)
-        check_positive("center_scale", self.center_scale)
-        check_positive("std", self.std)
+        check_positive("center_scale", getattr(self.objective, "center_scale", None))
+        check_positive("std", getattr(self.objective, "std", None))
         if not (isinstance(self.latent_warmup, int) and self.latent_warmup >= 0):
             raise ValueError(f"latent_warmup must be an integer >= 0, got {self.latent_warmup!r}")
 
@@ -106,44 +109,58 @@ class ImageModelConfig:
     def for_dataset(cls, dataset: str, **changes: Any) -> ImageModelConfig:
         """Config with the data set's channels, size and :data:`DATASET_DEFAULTS`; ``None`` changes are ignored.
 
-        A ``layout`` given without ``center_scale`` gets that layout's own scale (10 for
-        ``onehot``, 1 otherwise), not the data set's.
+        ``changes`` holds this config's fields (``objective`` by name, default ``gmm``, with
+        :data:`IMAGE_OBJECTIVES`' settings) and settings of the objective (``n_components``,
+        ``layout``, ``center_scale``, ...); settings of another objective are ignored. A ``layout``
+        given without ``center_scale`` gets that layout's own scale (10 for ``onehot``, 1
+        otherwise), not the data set's.
         """
         spec = SPECS[dataset]
-        base = cls(dataset=dataset, channels=spec.channels, size=spec.size)
         given = {k: v for k, v in changes.items() if v is not None}
         defaults = dict(DATASET_DEFAULTS.get(dataset, {}))
         if "layout" in given and given["layout"] != defaults.get("layout"):
             defaults.pop("center_scale", None)
-        return dataclasses.replace(base, **{**defaults, **given})
+        settings = {**defaults, **given}
+        name = settings.pop("objective", "gmm")
+        if name not in IMAGE_OBJECTIVES:
+            raise ValueError(f"unknown objective {name!r}; choose one of {sorted(IMAGE_OBJECTIVES)}")
+        objective = IMAGE_OBJECTIVES[name]
+        own = {k: settings.pop(k) for k in list(settings) if k in objective.settings()}
+        for other in set(FLAT_SETTINGS.values()) - set(objective.settings()):
+            settings.pop(other, None)  # another objective's setting
+        return cls(dataset=dataset, channels=spec.channels, size=spec.size,
+                   objective=dataclasses.replace(objective, **own), **settings)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "objective": self.objective.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageModelConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"ImageModelConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
+        """The config of a :meth:`to_dict` dict, or of the older flat layout (see
+        :func:`molshape.latent.objectives.objective_from_saved`).
+
+        Raises:
+            ConfigError: an unknown key (see :func:`molshape.core.config.config_from_dict`).
+        """
+        objective, rest = objective_from_saved(d, IMAGE_OBJECTIVES)
+        return config_from_dict(cls, {**rest, "objective": objective})
 
 
 class ImageAutoencoder(nn.Module):
     """Convolutional autoencoder with a pluggable latent objective.
 
     Args:
-        config: sizes, objective and its knobs.
+        config: sizes, objective and its settings.
+        estimate: ``False`` skips estimating the ``gmm`` KS/CV weights, for a model whose saved
+            weights are loaded next.
     """
 
-    def __init__(self, config: ImageModelConfig) -> None:
+    def __init__(self, config: ImageModelConfig, *, estimate: bool = True) -> None:
         super().__init__()
         c = self.config = config
         self.encoder = ConvEncoder(c.channels, c.size, c.width)
-        self.objective = build_objective(
-            c.objective, c.latent_dim, feature_dim=self.encoder.feature_dim, batch_size=c.reg_batch_size,
-            n_components=c.n_components, std=c.std, layout=c.layout, center_scale=c.center_scale, epsilon_std=c.epsilon_std,
-            kl_weight=c.kl_weight if c.kl_weight is not None else float(c.latent_dim), beta=c.beta,
-            decoder_weight_decay=c.decoder_weight_decay)
+        self.objective = c.objective.build(c.latent_dim, self.encoder.feature_dim, estimate=estimate)
         self.decoder = ConvDecoder(c.latent_dim, c.channels, c.size, c.width)
         #: weight of the latent terms while training; :meth:`start_epoch` sets it (warm-up)
         self.latent_weight = 1.0
@@ -187,7 +204,7 @@ class ImageAutoencoder(nn.Module):
         """
         x = to_float(images)
         z, terms = self.objective(self.encoder(x))
-        if self.training and self.config.latent_noise > 0 and self.config.objective != "vae":
+        if self.training and self.config.latent_noise > 0 and self.config.objective.name != "vae":
             z = z + self.config.latent_noise * torch.randn_like(z)
         mse = F.mse_loss(self.decoder(z).float(), x.float())
         weight = self.latent_weight if self.training else 1.0
@@ -202,11 +219,15 @@ def load_image_model(path: str | Path, device: str | torch.device = "cpu") -> tu
         ``(model in eval mode, checkpoint dict)``.
 
     Raises:
-        ValueError: the checkpoint holds another kind of model.
+        CheckpointError: the checkpoint holds another kind of model, or unreadable settings.
     """
     ckpt = load_checkpoint(path, map_location=device)
     if ckpt.get("kind") != "image":
-        raise ValueError(f"checkpoint {path} holds a {ckpt.get('kind')!r} model, not an image autoencoder")
-    model = ImageAutoencoder(ImageModelConfig.from_dict(ckpt["model_config"]))
+        raise CheckpointError(path, f"holds a {ckpt.get('kind')!r} model, not an image autoencoder")
+    try:
+        config = ImageModelConfig.from_dict(ckpt["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(path, f"its settings are not readable: {e}") from None
+    model = ImageAutoencoder(config, estimate=False)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

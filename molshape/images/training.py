@@ -12,6 +12,7 @@ numbers).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,7 +56,7 @@ def make_validator(data: ImageData, indices: Tensor, batch_size: int,
             zs.append(model.encode(batch).float())
         res = {f"{prefix}_{k}": v / max(indices.numel(), 1) for k, v in sums.items()}
         z = torch.cat(zs)
-        if model.config.objective == "gmm":
+        if model.config.objective.name == "gmm":
             res.update({f"{prefix}_{k}": v for k, v in model.objective.statistics(z).items()})
             diag = latent_diagnostics(z, model.prior)
             res.update({f"{prefix}_{k}": float(diag[k]) for k in ("inside_share", "occupancy_tv", "mean_nearest_distance")})
@@ -72,7 +73,7 @@ def train_images(model_config: ImageModelConfig, train_config: TrainConfig, data
     """Train an image autoencoder on ``data``'s train split, validating on its test split.
 
     Args:
-        model_config: sizes and objective; ``reg_batch_size`` is set to the batch size.
+        model_config: sizes and objective; the gmm objective's ``batch_size`` is set to the training batch size.
         train_config: optimisation settings (``limit`` caps the training images).
         data: from :func:`molshape.images.data.load_images`.
         out_dir: output folder (``last.pt``, ``best.pt``, ``metrics.csv``, ``curves.png``).
@@ -100,7 +101,7 @@ def _train_images(model_config: ImageModelConfig, train_config: TrainConfig, dat
         model_config, split = ImageModelConfig.from_dict(ckpt["model_config"]), ckpt["split"]
     else:
         split["train"] = split["train"][:cfg.limit]
-        model_config = ImageModelConfig.from_dict({**model_config.to_dict(), "reg_batch_size": cfg.batch_size})
+        model_config = dataclasses.replace(model_config, objective=model_config.objective.fitted_to_batch(cfg.batch_size))
     if split["train"].numel() < cfg.batch_size or split["test"].numel() == 0:
         raise ValueError(f"{data.name}: {split['train'].numel()} training images for batch size "
                          f"{cfg.batch_size} and {split['test'].numel()} held-out images; need more data")
@@ -118,5 +119,5 @@ def _train_images(model_config: ImageModelConfig, train_config: TrainConfig, dat
     validate = make_validator(data, split["test"], max(cfg.batch_size, 100))
     summary = fit(model, batches, validate, cfg, out_dir, extra, resume=resume)
     summary.update(n_parameters=count_parameters(model), n_train=int(split["train"].numel()),
-                   n_test=int(split["test"].numel()), dataset=data.name, objective=model_config.objective)
+                   n_test=int(split["test"].numel()), dataset=data.name, objective=model_config.objective.name)
     return summary

@@ -30,7 +30,7 @@ from molshape.core.atomic import write_bytes, write_json
 from molshape.core.hashing import file_hash
 from molshape.grammar.representation import is_kekule
 from molshape.gvae import generation as gen
-from molshape.gvae.model import load_model
+from molshape.gvae.checkpoint import load_model
 from molshape.screening.chunks import Chunk, partition_of
 from molshape.screening.columns import columns_of, score_columns
 

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from molshape.data.batching import shard
 from molshape.core.atomic import save_figure, write_csv
 from molshape.core.checkpoint import FORMAT_KEY, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from molshape.core.config import config_from_dict
 from molshape.core.errors import TrainingDiverged
 from molshape.core.runtime import resolve_device
 
@@ -77,8 +78,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """Raises ConfigError on an unknown key (:func:`molshape.core.config.config_from_dict`)."""
+        return config_from_dict(cls, d)
 
 
 # -- distributed ------------------------------------------------------------------------
