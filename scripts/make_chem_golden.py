@@ -1,4 +1,4 @@
-"""One-off: write data/chem_golden.csv, reference molecule scores for tests/test_chem.py.
+"""One-off: write data/chem_golden.csv, reference molecule scores for tests/scoring/test_chem.py.
 
 Computed along GVAE's own straightforward path (its
 ``molecule_optimization/latent_features_and_targets_grammar`` script), independent of

@@ -1,4 +1,4 @@
-"""Shared fixtures: the committed small data sets (tests/data), and the full ones when present
+"""Shared fixtures: the committed small data sets (tests/fixtures), and the full ones when present
 (../shared/data or MOLSHAPE_DATA_DIR; tests that need them are marked ``full_data``)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ SHARED_DATA = Path(os.environ.get("MOLSHAPE_DATA_DIR", ROOT.parent / "shared" / 
 
 
 #: small committed slices of the same data, so unit and CLI tests run on a fresh clone
-SMALL_DATA = ROOT / "tests" / "data"
+SMALL_DATA = ROOT / "tests" / "fixtures"
 ZINC_SMALL = SMALL_DATA / "zinc_2k.smi"            # the first 2,000 lines of zinc250k.smi
 EXPR_SMALL = SMALL_DATA / "expr_3k.txt.gz"         # the first 3,000 lines of equation2_15_dataset.txt.gz
 MNIST_SMALL = SMALL_DATA / "mnist"                 # the first 500 MNIST test images and labels (idx, gzip)
@@ -125,7 +125,7 @@ def read_lines(path: Path, n: int, start: int = 0) -> list[str]:
 
 @pytest.fixture(scope="session")
 def zinc_sample() -> list[str]:
-    """The first 2,000 ZINC250k SMILES (committed: tests/data/zinc_2k.smi)."""
+    """The first 2,000 ZINC250k SMILES (committed: tests/fixtures/zinc_2k.smi)."""
     return read_lines(ZINC_SMALL, 2000)
 
 

@@ -17,8 +17,8 @@ prior's central box) whose proposals are pulled back into the ball that holds
 only about latents like those it was trained on.
 
 Example:
-    >>> region = Region.around(prior_centers, 1.0, center=z_lead, radius=1.0, quantile=0.99)
-    >>> result = run_search(evaluate, region, n_objectives=1, cfg=SearchConfig(budget=30), start=z_lead[None])
+    >>> region = Region.around(prior_centers, 1.0, center=z_lead, radius=1.0, quantile=0.99)  # doctest: +SKIP
+    >>> result = run_search(evaluate, region, n_objectives=1, cfg=SearchConfig(budget=30), start=z_lead[None])  # doctest: +SKIP
 """
 
 from __future__ import annotations

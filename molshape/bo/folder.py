@@ -9,7 +9,7 @@ which does not resume: it refuses any non-empty folder. ``molshape optimize`` an
 :func:`molshape.optimize` both go through them.
 
 Example:
-    >>> with run_folder(out, {"target": "logp", "optimize": cfg.to_dict()}) as resuming:
+    >>> with run_folder(out, {"target": "logp", "optimize": cfg.to_dict()}) as resuming:  # doctest: +SKIP
     ...     summary = run_bo(problem, cfg, out)
 """
 

@@ -1,7 +1,7 @@
 """Entry point of constrained, multi-objective and lead searches: run, write, summarise.
 
 Example:
-    >>> summary = optimize_search(model, grammar, spec, out_dir, checkpoint_path=path, leads=[(1, "CCO")])
+    >>> summary = optimize_search(model, grammar, spec, out_dir, checkpoint_path=path, leads=[(1, "CCO")])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ score (0 when none is feasible, as in the benchmark), and the calls spent. Leads
 ``workers`` spawned processes, each loading the model once.
 
 Example:
-    >>> spec = SearchSpec([Objective("plogp")], [], similarity=0.4, cfg=SearchConfig(budget=40))
-    >>> rows = run_leads(model, grammar, [(1, "CCOc1ccccc1")], spec, checkpoint_path=path)
+    >>> spec = SearchSpec([Objective("plogp")], [], similarity=0.4, cfg=SearchConfig(budget=40))  # doctest: +SKIP
+    >>> rows = run_leads(model, grammar, [(1, "CCOc1ccccc1")], spec, checkpoint_path=path)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ latents (:mod:`molshape.bo.problem` builds one that decodes with a model);
 :mod:`molshape.bo.run` saves the states and :mod:`molshape.bo.report` writes the outputs.
 
 Example:
-    >>> state = initial_state(problem, OptimizeConfig(iterations=1, batch=4), seed=0)
-    >>> state = step(problem, OptimizeConfig(iterations=1, batch=4), state)
-    >>> state.iteration, len(state.records)
+    >>> state = initial_state(problem, OptimizeConfig(iterations=1, batch=4), seed=0)  # doctest: +SKIP
+    >>> state = step(problem, OptimizeConfig(iterations=1, batch=4), state)  # doctest: +SKIP
+    >>> state.iteration, len(state.records)  # doctest: +SKIP
     (1, 4)
 """
 

@@ -4,7 +4,7 @@ problem, run the seeds (in worker processes when asked) and write the report. Th
 itself (:mod:`molshape.bo.loop`) sees only a :class:`~molshape.bo.loop.Problem`.
 
 Example:
-    >>> summary = optimize(model, grammar, "logp", OptimizeConfig(seeds=1, iterations=2), out,
+    >>> summary = optimize(model, grammar, "logp", OptimizeConfig(seeds=1, iterations=2), out,  # doctest: +SKIP
     ...                    checkpoint=ckpt, checkpoint_path=path, init="prior", n_init=100)
 """
 

@@ -1,9 +1,9 @@
 """Pareto fronts and hypervolumes of multi-objective searches (all objectives maximised).
 
 Example:
-    >>> mask = pareto_mask(Y)                      # Y [n x m], True on the non-dominated rows
-    >>> hypervolume(Y[mask], ref_point)             # dominated volume above ref_point
-    >>> hypervolume_curve(Y, feasible, ref, steps)  # after each of the first steps[i] calls
+    >>> mask = pareto_mask(Y)                      # Y [n x m], True on the non-dominated rows  # doctest: +SKIP
+    >>> hypervolume(Y[mask], ref_point)             # dominated volume above ref_point  # doctest: +SKIP
+    >>> hypervolume_curve(Y, feasible, ref, steps)  # after each of the first steps[i] calls  # doctest: +SKIP
 """
 
 from __future__ import annotations

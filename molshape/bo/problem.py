@@ -14,7 +14,7 @@ New latents are decoded once by argmax, or with ``attempts = k > 1`` by GVAE's m
 vote over ``k`` stochastic decodes (the argmax decode is then recorded alongside).
 
 Example:
-    >>> problem = build_problem(model, grammar, "logp", checkpoint=ckpt, checkpoint_path=path)
+    >>> problem = build_problem(model, grammar, "logp", checkpoint=ckpt, checkpoint_path=path)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ the run's files, and is the only part of a protocol run that knows molecules (th
 best ones, drug-likeness filters and realism shares).
 
 Example:
-    >>> summary = write_report(problem, cfg, states, out_dir)
-    >>> summary["fraction_valid"]["mean"], summary["top"][:3]
+    >>> summary = write_report(problem, cfg, states, out_dir)  # doctest: +SKIP
+    >>> summary["fraction_valid"]["mean"], summary["top"][:3]  # doctest: +SKIP
 """
 
 from __future__ import annotations

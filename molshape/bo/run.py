@@ -6,7 +6,7 @@ The steps themselves are :func:`molshape.bo.loop.step`; this module adds the fil
 iteration) and, through :func:`molshape.bo.report.write_report`, the outputs.
 
 Example:
-    >>> summary = run_bo(problem, OptimizeConfig(seeds=1, iterations=1, batch=4), out_dir)
+    >>> summary = run_bo(problem, OptimizeConfig(seeds=1, iterations=1, batch=4), out_dir)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ only turns states into files and back. The file is the plain dict of
 :meth:`SeedState.to_dict` (tensors, numbers, strings), loaded with ``weights_only=True``.
 
 Example:
-    >>> save_state(state, out_dir / "state" / "seed_0.pt")
-    >>> state = load_state(out_dir / "state" / "seed_0.pt", fingerprint)   # None when absent
+    >>> save_state(state, out_dir / "state" / "seed_0.pt")  # doctest: +SKIP
+    >>> state = load_state(out_dir / "state" / "seed_0.pt", fingerprint)   # None when absent  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ after ``failure_tolerance`` non-improving ones and restarts at ``length_init`` w
 shrinks below ``length_min``. All coordinates are in the unit cube.
 
 Example:
-    >>> tr = TrustRegion.create(dim=56, batch=50)
-    >>> lo, hi = tr.bounds(center, lengthscales)   # 2 tensors [d] inside [0, 1]
-    >>> tr = tr.update(new_best=float(y_batch.max()))
+    >>> tr = TrustRegion.create(dim=56, batch=50)  # doctest: +SKIP
+    >>> lo, hi = tr.bounds(center, lengthscales)   # 2 tensors [d] inside [0, 1]  # doctest: +SKIP
+    >>> tr = tr.update(new_best=float(y_batch.max()))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ lengths; ZINC (mean 128, max 277 rules) then needs about half the decoder steps 
 padding everything to 277.
 
 Example:
-    >>> batches = bucket_batches(lengths, batch_size=500, generator=torch.Generator().manual_seed(0))
-    >>> shard(batches, rank=0, world_size=2)  # this process's share under DDP
+    >>> batches = bucket_batches(lengths, batch_size=500, generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
+    >>> shard(batches, rank=0, world_size=2)  # this process's share under DDP  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ also scores the argmax derivation (a width-1 beam) and keeps whichever is more l
 its result is never less likely than argmax decoding's.
 
 Example:
-    >>> out = beam_decode(make_decoder(grammar), model, z, width=5)
-    >>> out.rules.shape, out.log_likelihood[:3]
+    >>> out = beam_decode(make_decoder(grammar), model, z, width=5)  # doctest: +SKIP
+    >>> out.rules.shape, out.log_likelihood[:3]  # doctest: +SKIP
 """
 
 from __future__ import annotations

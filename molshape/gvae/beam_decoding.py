@@ -4,8 +4,8 @@
 strings as :func:`molshape.gvae.generation.decode_latents` does, with their log-likelihoods.
 
 Example:
-    >>> out = decode_beam(model, grammar, z, width=5)
-    >>> out.decoded[:3], out.log_likelihood[:3], out.argmax_log_likelihood[:3]
+    >>> out = decode_beam(model, grammar, z, width=5)  # doctest: +SKIP
+    >>> out.decoded[:3], out.log_likelihood[:3], out.argmax_log_likelihood[:3]  # doctest: +SKIP
 """
 
 from __future__ import annotations

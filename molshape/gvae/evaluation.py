@@ -7,9 +7,9 @@ failure categories, realism and FCD for molecules, and writes its pictures and
 ``summary.json`` into a folder, every file atomically.
 
 Example:
-    >>> summary = evaluate_model(model, grammar, ckpt, checkpoint_data(ckpt, grammar), Path("eval"),
+    >>> summary = evaluate_model(model, grammar, ckpt, checkpoint_data(ckpt, grammar), Path("eval"),  # doctest: +SKIP
     ...                          checkpoint_path="best.pt", n=1000)
-    >>> summary["samples"]["validity"], summary["reconstruction"]["recon_sequence"]
+    >>> summary["samples"]["validity"], summary["reconstruction"]["recon_sequence"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 Parquet needs ``pyarrow`` (``pip install 'molshape[parquet]'``).
 
 Example:
-    >>> write_latents("latents.csv", z, inputs=["CCO"], lines=[1], names=None)
+    >>> write_latents("latents.csv", z, inputs=["CCO"], lines=[1], names=None)  # doctest: +SKIP
 """
 
 from __future__ import annotations

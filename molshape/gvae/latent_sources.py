@@ -7,7 +7,7 @@ strings) and ``input`` (given strings, reconstructed) decode in one go, unparsea
 reported in their place.
 
 Example:
-    >>> for chunk in decode_source(model, grammar, ckpt, path, "prior", n=100, generator=g):
+    >>> for chunk in decode_source(model, grammar, ckpt, path, "prior", n=100, generator=g):  # doctest: +SKIP
     ...     print("\\n".join(chunk.lines))       # the string, or '# <reason>'
 """
 

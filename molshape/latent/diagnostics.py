@@ -19,10 +19,10 @@ say that each latent sits inside one mode of the mixture. These numbers do, for 
   value of exact samples of well-separated components.
 
 Example:
-    >>> prior = GMMPrior(10, 10, layout="onehot")
-    >>> z, _ = prior.sample(10000, generator=torch.Generator().manual_seed(0))
-    >>> d = latent_diagnostics(z, prior)
-    >>> round(d["inside_share"], 2), round(d["occupancy_tv"], 2)
+    >>> prior = GMMPrior(10, 10, layout="onehot")  # doctest: +SKIP
+    >>> z, _ = prior.sample(10000, generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
+    >>> d = latent_diagnostics(z, prior)  # doctest: +SKIP
+    >>> round(d["inside_share"], 2), round(d["occupancy_tv"], 2)  # doctest: +SKIP
     (0.99, 0.01)
 """
 

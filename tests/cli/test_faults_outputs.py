@@ -1,7 +1,7 @@
 """Outputs that would clobber other files, silent wrong results, numbers that go NaN.
 
-The first part has one test (or a few) per case of the second hardening probe, numbered as
-in docs/failure-behaviour.md's list of rules; the rest covers the same rules across commands
+The first part has one test (or a few) per rule, numbered as in docs/failure-behaviour.md's
+list of rules; the rest covers the same rules across commands
 (BOM and header lines, FIFOs as inputs, caches, signals).
 """
 

@@ -29,7 +29,7 @@ from click.testing import CliRunner, Result
 
 from molshape.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_EXPR = ROOT / "molshape" / "pretrained" / "expr-gmm-cpu.pt"
 TRAIN = ("train", "--grammar", "expr", "--limit", "200", "--batch-size", "50", "--hidden", "32", "--device", "cpu",
          "--no-progress", "--threads", "1")

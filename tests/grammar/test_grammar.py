@@ -12,7 +12,7 @@ import torch
 
 from molshape.grammar.cfg import GrammarError, grammar_path, load_grammar
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _file_rules(name: str) -> list[tuple[str, list[str | None], list[str]]]:

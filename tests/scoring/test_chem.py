@@ -11,7 +11,7 @@ import pytest
 
 from molshape.scoring import chem
 
-GOLDEN = Path(__file__).resolve().parent.parent / "data" / "chem_golden.csv"
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "chem_golden.csv"
 
 
 def golden_rows() -> list[dict]:

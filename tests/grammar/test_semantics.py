@@ -20,7 +20,7 @@ from molshape.grammar.semantic_oracle import ReferenceSemantics
 from molshape.grammar.semantic_rules import INF, Kind
 from molshape.grammar.semantics import SmilesSemantics, semantics_for
 
-ZINC = Path(__file__).parent / "data" / "zinc_2k.smi"
+ZINC = Path(__file__).resolve().parents[1] / "fixtures" / "zinc_2k.smi"
 
 
 @pytest.fixture(scope="module")

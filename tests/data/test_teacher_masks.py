@@ -14,7 +14,7 @@ from molshape.grammar.cfg import load_grammar
 from molshape.grammar.decoding import make_decoder
 from molshape.gvae.model import PRESETS, build_model
 
-ZINC = Path(__file__).parent / "data" / "zinc_2k.smi"
+ZINC = Path(__file__).resolve().parents[1] / "fixtures" / "zinc_2k.smi"
 
 
 @pytest.fixture(scope="module")
