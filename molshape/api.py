@@ -49,7 +49,7 @@ from molshape.bo.lead_optimize import optimize_search
 from molshape.bo.leads import SearchSpec, read_leads
 from molshape.bo.outcomes import parse_constraint
 from molshape.bo.surrogate import SurrogateConfig
-from molshape.core.errors import InputError
+from molshape.core.errors import InputError, LatentError, MolshapeError  # noqa: F401 (api.LatentError, api.MolshapeError)
 from molshape.core.runtime import resolve_device
 from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen

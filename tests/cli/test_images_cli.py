@@ -41,7 +41,8 @@ def test_train_writes_checkpoint_and_config(trained: Path) -> None:
     config = json.loads((trained / "config.json").read_text())
     assert config["data"]["n_images"] == 200 and config["model_config"]["objective"]["name"] == "gmm"
     # MNIST defaults: the clustering prior (5 e_k, std 1) and lambda_REC 500
-    assert (model.config.layout, model.config.center_scale, model.config.lambda_rec) == ("onehot", 5.0, 500.0)
+    assert (model.config.objective.layout, model.config.objective.center_scale, model.config.lambda_rec) == \
+        ("onehot", 5.0, 500.0)
     assert {"valid_inside_share", "valid_occupancy_tv", "valid_mean_nearest_distance"} <= set(ckpt["history"][-1])
 
 
