@@ -32,9 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from molshape.bo.rng import isolated_rng
 from molshape.bo.surrogate import linear_algebra
-from molshape.core.runtime import BO_STRIDE
+from molshape.core.runtime import BO_STRIDE, seeded_globally
 
 #: multi-objective acquisitions
 MO_METHODS = ("qnehvi", "qnparego")
@@ -154,7 +153,7 @@ def run_search(evaluate: Evaluate, region: Region, n_objectives: int, cfg: Searc
     it = 1
     while X.shape[0] < cfg.budget:
         q = min(cfg.batch, cfg.budget - X.shape[0])
-        with isolated_rng(cfg.seed * BO_STRIDE + it):  # BoTorch draws restarts and sampler seeds globally
+        with seeded_globally(cfg.seed * BO_STRIDE + it):  # BoTorch draws restarts and sampler seeds globally
             u = propose_constrained(X, _filled(Y, n_objectives), n_objectives, q, cfg, ref)
             u = region.to_unit(region.project(region.from_unit(u)))
             new, y = _call(evaluate, region, u, it)

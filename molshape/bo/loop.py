@@ -11,7 +11,7 @@ evaluation and enters the GP with the worst objective of the training data, as i
 
 :func:`step` maps one :class:`~molshape.bo.state.SeedState` to the next and depends only
 on it, the problem and the settings: iteration ``it`` of seed ``s`` draws its random
-numbers from ``s * BO_STRIDE + it`` (:func:`~molshape.bo.rng.isolated_rng`), so the
+numbers from ``s * BO_STRIDE + it`` (:func:`~molshape.core.runtime.seeded_globally`), so the
 caller's global generators are left as they were and a resumed seed continues exactly.
 The loop writes no file and knows nothing of models or molecules: a :class:`Problem`
 supplies the initial latents with their scores and an ``evaluate`` function for new
@@ -46,11 +46,10 @@ from torch import Tensor
 
 from molshape.bo.config import OptimizeConfig
 from molshape.bo.constrained import Region
-from molshape.bo.rng import isolated_rng
 from molshape.bo.state import SeedState
 from molshape.bo.surrogate import evaluate_surrogate, fit_surrogate, lengthscales, linear_algebra
 from molshape.bo.trust_region import TrustRegion
-from molshape.core.runtime import BO_STRIDE
+from molshape.core.runtime import BO_STRIDE, seeded_globally
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def step(problem: Problem, cfg: OptimizeConfig, state: SeedState,
     device = torch.device(device)
     it, X, Y, lo, hi = state.iteration, state.X, state.Y, state.lo, state.hi
     step_seed = state.seed * BO_STRIDE + it
-    with isolated_rng(step_seed):  # BoTorch draws restarts and sampler seeds from the global generator
+    with seeded_globally(step_seed):  # BoTorch draws restarts and sampler seeds from the global generator
         t0 = time.perf_counter()
         model = fit_surrogate(X.to(device), Y.to(device), cfg.surrogate, torch.Generator().manual_seed(step_seed))
         t_fit = time.perf_counter() - t0
@@ -194,7 +193,7 @@ def propose(model, X: Tensor, Y: Tensor, cfg: OptimizeConfig, trust: TrustRegion
     """``cfg.batch`` new points ``[q x d]`` in the unit cube by greedy sequential qLogEI.
 
     Draws from torch's global generator (BoTorch offers no other for the restarts); call it
-    inside :func:`~molshape.bo.rng.isolated_rng` to make it depend on a seed alone.
+    inside :func:`~molshape.core.runtime.seeded_globally` to make it depend on a seed alone.
 
     Args:
         X: ``n x d`` training inputs (unit cube); Y: ``n x 1`` objective (maximised).

@@ -9,7 +9,7 @@ import torch
 
 from molshape.bo.folder import check_resume, fresh_folder, run_folder
 from molshape.bo.loop import initial_state, problem_fingerprint, step
-from molshape.bo.rng import isolated_rng
+from molshape.core.runtime import seeded_globally
 from molshape.bo.state import SeedState, load_state, save_state
 from molshape.core.errors import OutputRefused
 from molshape.core.rundir import RunLock, RunLocked
@@ -37,14 +37,14 @@ def test_step_is_pure_and_depends_on_the_state_alone() -> None:
     assert torch.equal(again.X, s1.X) and [r["string"] for r in again.records] == [r["string"] for r in s1.records]
 
 
-def test_isolated_rng_restores_the_callers_generator() -> None:
+def test_seeded_globally_restores_the_callers_generator() -> None:
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    with isolated_rng(11):
+    with seeded_globally(11):
         inside = torch.rand(3)
     assert torch.equal(torch.rand(3), expected)
-    with isolated_rng(11):
+    with seeded_globally(11):
         assert torch.equal(torch.rand(3), inside)
 
 
