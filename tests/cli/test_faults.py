@@ -66,6 +66,14 @@ def temp_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob(".*") if ".tmp" in p.name]
 
 
+def first_lines(src: Path, n: int, dest: Path) -> Path:
+    """The first ``n`` lines of ``src`` (plain or .gz) as the plain file ``dest``."""
+    from conftest import read_lines
+
+    dest.write_text("\n".join(read_lines(src, n)) + "\n")
+    return dest
+
+
 def spawn(*args: object, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "molshape", *map(str, args)], cwd=cwd, env=env,
@@ -147,11 +155,7 @@ def full_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def expr_data(expr_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1,300 expressions as a plain data file (the standard split holds out 1,000)."""
-    from conftest import read_lines
-
-    path = tmp_path_factory.mktemp("data") / "expr.txt"
-    path.write_text("\n".join(read_lines(expr_path, 1300)) + "\n")
-    return path
+    return first_lines(expr_path, 1300, tmp_path_factory.mktemp("data") / "expr.txt")
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +176,7 @@ def run_copy(trained: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def smiles_file(zinc_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import read_lines
-
-    path = tmp_path_factory.mktemp("smi") / "mols.smi"
-    path.write_text("\n".join(read_lines(zinc_path, 400)) + "\n")
-    return path
+    return first_lines(zinc_path, 400, tmp_path_factory.mktemp("smi") / "mols.smi")
 
 
 # -- data loss --------------------------------------------------------------------------
