@@ -46,7 +46,7 @@ from torch import Tensor
 
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.semantic_rules import (GUIDE_MAX_DEPTH, GUIDE_MAX_MULTI, GUIDE_MAX_OPEN, GUIDE_MAX_PER_ATOM, INF,
-                                             LONG_CHAIN, MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Column,
+                                             GUIDE_HOME_SPARE, LONG_CHAIN, MAX_BRANCH_DEPTH, MAX_RING, MIN_RING, SYMBOLS, Column,
                                              Kind, classify, rule_columns, supports)
 
 
@@ -80,6 +80,7 @@ class State:
     run: Tensor | None = None  # ``B``: CH2 atoms in a row just before the current atom on its chain
     digits: Tensor | None = None  # ``B``: ring bonds written on the newest atom
     multi: Tensor | None = None  # ``B``: atoms that carry two or more ring bonds
+    tcomp: Tensor | None = None  # ``B x N``: component of each atom in the graph without its triple bonds
 
 
 class SmilesSemantics:
@@ -131,7 +132,8 @@ class SmilesSemantics:
                      pend=torch.zeros(batch, **z), ring_open=torch.zeros(batch, k, dtype=torch.bool, device=device),
                      ring_from=torch.zeros(batch, k, **z),
                      ch2=torch.zeros(batch, n, dtype=torch.bool, device=device), run=torch.zeros(batch, **z),
-                     digits=torch.zeros(batch, **z), multi=torch.zeros(batch, **z))
+                     digits=torch.zeros(batch, **z), multi=torch.zeros(batch, **z),
+                     tcomp=torch.arange(n, device=device).expand(batch, n).clone())
 
     @staticmethod
     def select(s: State, keep: Tensor) -> State:
@@ -178,6 +180,9 @@ class SmilesSemantics:
         _put(s.ring_from, ring, opens, cur)
         if bool(was_open.any()):
             self._add_edge(s, was_open, cur, opener)
+            # a closure joins the triple-free components of its ends (guidance avoids joining two)
+            c_cur, c_open = _at(s.tcomp, cur), _at(s.tcomp, opener)
+            s.tcomp = torch.where(was_open.unsqueeze(1) & (s.tcomp == c_open.unsqueeze(1)), c_cur.unsqueeze(1), s.tcomp)
         # a new atom: bonded to the current one (none for the first)
         new = kind == Kind.NEW_ATOM
         if bool(new.any()):
@@ -196,6 +201,9 @@ class SmilesSemantics:
             cols = torch.arange(N, device=rule.device).unsqueeze(0) * N + x.unsqueeze(1)  # [B, N]
             s.dist.view(B, N * N).scatter_(1, cols, row)
             _put(s.in_bond, x.unsqueeze(1), new, s.pend)
+            # across a triple bond a new component starts: a ring through it would hold the triple bond
+            joined = torch.where(first | (s.pend == 3), x, _at(s.tcomp, cur))
+            _put(s.tcomp, x.unsqueeze(1), new, joined)
             s.cur = torch.where(new, x, s.cur)
             s.digits = torch.where(new, 0, s.digits)
             s.n_atoms = s.n_atoms + new.long()
@@ -352,7 +360,7 @@ class SmilesSemantics:
         hard = self.needs(s, frames) <= steps_left
         if not guide:
             return hard
-        soft = hard & ~self.guidance(s, frames)
+        soft = hard & ~self.guidance(s, frames, steps_left)
         dev = hard.device
         # asking for another ring bond when no digit is left but ones to avoid would only end
         # in the fallback below, which then writes one of them (a ring of more than 8 atoms)
@@ -363,7 +371,8 @@ class SmilesSemantics:
         some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
         return torch.where(some.index_select(1, lhs), soft, hard)
 
-    def guidance(self, s: State, frames: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
+    def guidance(self, s: State, frames: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
+                 steps_left: int | Tensor | None = None) -> Tensor:
         """``B x R`` rules to avoid so that rings close as rings of at most ``MAX_RING`` atoms.
 
         The ring a closure makes runs along the shortest path between its two ends, so
@@ -371,14 +380,18 @@ class SmilesSemantics:
         open ring has no atom left within reach: the current atom itself (while its ring
         bonds are written), a new atom bonded to it or to an atom waiting below a branch,
         or a new atom that first closes another open ring (fused rings: the closure of one
-        ring shortens the path of the other).
+        ring shortens the path of the other). Also avoided: (c) closing a ring with the
+        current atom's last bond while another open ring needs it; (d) given ``steps_left``,
+        growing away from an open ring that only an atom below a branch can close once
+        going back there needs all but ``GUIDE_HOME_SPARE`` of the steps left; (e) a ring
+        bond or a chain bond that would put a triple bond inside a ring.
         """
         dev = s.cur.device
         B, K = s.ring_open.shape
         far = MAX_RING - 1
         # distances stay int32 here: far below its range, and min-reductions are much faster on it
         d_cur = _dist(s, s.ring_from, s.cur.unsqueeze(1))  # [B, K]
-        f_atoms, f_valid, _, _ = frames if frames is not None else self._frames(s)
+        f_atoms, f_valid, f_rem, f_at = frames if frames is not None else self._frames(s)
         d_f = _dist(s, s.ring_from.unsqueeze(2), f_atoms.unsqueeze(1))  # [B, K, W]
         d_f = _amin(torch.where(f_valid.unsqueeze(1), d_f, INF), -1)  # nearest waiting atom
         pair = _dist(s, s.ring_from.unsqueeze(2), s.ring_from.unsqueeze(1))  # [B, K, K]
@@ -399,6 +412,13 @@ class SmilesSemantics:
         stuck_after_cur = last_chance.any(1)  # cur's own ring bonds are the last chance
         frames_only = torch.minimum(d_f, via(d_f)) + 1
         stuck_without_cur = (saved_by_cur & (frames_only > far)).any(1)
+        # an open ring that only a waiting atom can close needs the decoder back there in time:
+        # late in the derivation, moves that go on growing away from it are avoided
+        cur_side = (d_cur <= far) | (torch.minimum(d_cur, via(d_cur)) + 1 <= far)
+        go_home = torch.zeros_like(s.depth, dtype=torch.bool)
+        if steps_left is not None:
+            home = s.depth + self._grow_frames(s.ring_open.sum(1), f_at, f_rem, f_valid)
+            go_home = (s.ring_open & ~cur_side & (new_atom <= far)).any(1) & (home + GUIDE_HOME_SPARE >= steps_left)
         # what ZINC never has: more open rings at once, more rings opened on one atom, or a third
         # atom with two ring bonds
         n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
@@ -410,8 +430,8 @@ class SmilesSemantics:
         # a third atom with two ring bonds: avoid a second ring bond here unless a ring must close here
         caged = (s.multi >= GUIDE_MAX_MULTI) & (s.digits >= 1)
         cols = _columns({Column.FREE: never, Column.END: stuck_without_cur,
-                         Column.CHAIN: stuck_after_cur | eighth_ch2, Column.BOND_CHAIN: stuck_after_cur,
-                         Column.BRANCH: deep, Column.BRANCH_BOND: deep,
+                         Column.CHAIN: stuck_after_cur | eighth_ch2 | go_home, Column.BOND_CHAIN: stuck_after_cur | go_home,
+                         Column.BRANCH: deep | go_home, Column.BRANCH_BOND: deep | go_home,
                          Column.MORE_RINGS: caged & ~stuck_after_cur, Column.RINGS_DONE: stuck_after_cur})
         # a new atom that must close a ring itself, or carry the chain on to an atom that can,
         # needs a bond left for it (an F or a =O there ends the chain and strands the ring)
@@ -421,8 +441,19 @@ class SmilesSemantics:
         # while a ring must close on cur, a new ring opened here would only take its place; and a
         # ring opened with cur's last bond leaves it no way on to the atom that would close it
         last_bond = _at(s.rem, s.cur) <= 1
-        digit = torch.where(s.ring_open, d_cur > far, (crowded | caged | stuck_after_cur | last_bond).unsqueeze(1))
-        bond = never.unsqueeze(1).expand(-1, len(self._bond_orders))
+        # closing one ring with cur's last bond strands another that only cur's side can still close
+        relies = s.ring_open & (frames_only > far)
+        others_rely = (relies.long().sum(1, keepdim=True) - relies.long()) > 0
+        strands = last_bond.unsqueeze(1) & others_rely
+        # a closure whose ends lie on either side of a triple bond puts that bond in a ring
+        tc_cur, tc_open = _at(s.tcomp, s.cur), s.tcomp.gather(1, s.ring_from)
+        same_side = tc_open == tc_cur.unsqueeze(1)
+        digit = torch.where(s.ring_open, (d_cur > far) | strands | ~same_side,
+                            (crowded | caged | stuck_after_cur | last_bond | go_home).unsqueeze(1))
+        # a triple bond on the chain leaves a ring opened before it to close through it, unless an
+        # atom waiting below a branch can close that ring (a nitrile in a branch, C1=C(C#N)...)
+        before = (s.ring_open & same_side & (frames_only > far)).any(1)
+        bond = torch.stack([before if int(o) == 3 else never for o in self._bond_orders], dim=1)
         avoid = torch.cat([cols, atom, digit, bond], dim=1).index_select(1, self._rule_col.to(dev))
         return avoid
 

@@ -357,3 +357,20 @@ def test_guidance_asks_for_no_ring_bond_when_every_one_is_to_be_avoided(g, sem):
     more = next(r for r in range(g.n_productions) if str(g.productions[r]) == "rings -> ring rings")
     assert bool(sem.allowed(st, 200, guide=False)[0, more])
     assert not bool(sem.allowed(st, 200, guide=True)[0, more])
+
+
+def test_guidance_keeps_triple_bonds_out_of_rings(g, sem):
+    # closing ring 1 across C#C would put the triple bond in the ring; across C=C it would not
+    assert "'1'" in _avoided(g, sem, "C1CC#CCC1", "ring", 1, literal=True)
+    assert "'1'" not in _avoided(g, sem, "C1CC=CCC1", "ring", 1, literal=True)
+    # a triple bond on the chain while ring 1 waits for its closure is avoided; a nitrile in a
+    # branch is not (the ring closes on the atoms after the branch)
+    assert "'#'" in _avoided(g, sem, "C1CC#CCC1", "bond", 0, literal=True)
+    assert "'#'" not in _avoided(g, sem, "C1CC(C#N)CC1", "bond", 0, literal=True)
+
+
+def test_guidance_keeps_a_ring_that_needs_the_current_atom(g, sem):
+    # rings 1 and 2 are open and no atom below a branch can close them: closing ring 1 with the
+    # O's last bond would strand ring 2, so it is avoided; an N has a bond to spare, so not there
+    assert "'1'" in _avoided(g, sem, "C1CCC2CO1", "ring", 2, literal=True)
+    assert "'1'" not in _avoided(g, sem, "C1CCC2CN1", "ring", 2, literal=True)

@@ -12,7 +12,7 @@ from molshape.pretrained import checkpoint_path
 
 ARGMAX = [
     'O=S(=O)(CCC[NH+](C)C)C1CCCCC1',
-    'CC1=NC2=C(C(=O)N1CC1=CC=C(S(=O)(=O)N3CCN(C4=CC=C(F)C=C4)CC3)C(=O)N1C)C(=O)N3CC1=CC=CC=C1C#CC(=O)N3CCO2',
+    'CC1=NC2=C(C(=O)N1CC1=CC=C(S(=O)(=O)N3CCN(C4=CC=C(F)C=C4)CC3)C(=O)N1C)C(=O)N3CC1=CC=CC=C1C=C1C=CC=C1C3=CC=C2',
     'CC(=O)NCCC(=O)C1=CC=CC=C1CN1C=CC=N1',
     'O=S(=O)(NC1=CC=C(NC(=O)C2=CC=C(F)C=C2)C=C1)C1=CC2=C(C=C1)OCO2',
     'O=[N+]([O-])C1CCCCC2=C1CCCC2',
