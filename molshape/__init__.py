@@ -15,6 +15,8 @@ Python API (:mod:`molshape.api`)::
     molshape.score(["CCO"], target="logp")    # Table (a pandas DataFrame printing complete SMILES)
     molshape.optimize(m, target="logp", seeds=1, iterations=3, batch=20)  # .top(k), .to_frame()
     molshape.screen(m, "runs/lib", n=100_000, keep=["qed>=0.6"], workers=2)  # .top(), .library()
+    molshape.decode(m, 100_000, "lib.smi", workers=2)                       # decode --n, chunked, on Dask
+    molshape.score_to_csv(smiles, "scores.csv", scheduler="tcp://head:8786")  # score --input, chunked
 
 Nothing writes a file unless given a folder (``out_dir=``); long calls take ``progress=True``.
 """
@@ -22,7 +24,8 @@ Nothing writes a file unless given a folder (``out_dir=``); long calls take ``pr
 __version__ = "0.1.0"
 
 #: names served lazily from :mod:`molshape.api`
-API = ("load", "score", "optimize", "evaluate", "screen", "Model", "OptimizeResult", "ScreenResult", "resolve_model",
+API = ("load", "score", "optimize", "evaluate", "screen", "decode", "score_to_csv", "Model", "OptimizeResult",
+       "ScreenResult", "resolve_model",
        "open_model", "MolshapeError", "InputError", "LatentError")
 __all__ = ["__version__", *API]
 

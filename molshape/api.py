@@ -26,6 +26,8 @@ Example::
     r.top(5)                                     # best distinct proposals, complete SMILES and scores
     s = molshape.screen("zinc", "runs/lib", n=20_000, keep=["qed>=0.6"], targets=["logp", "qed"], workers=2)
     s.top(), s.library()                         # best kept molecules; every kept molecule
+    molshape.decode(m, 100_000, "lib.smi", workers=8)          # decode --n in chunks, on Dask; same lines in-process
+    molshape.score_to_csv(smiles, "scores.csv", target="qed")  # score --input in chunks (scheduler=... for Dask)
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ from molshape.gvae.latent_quality import (LATENT_N, SIGMAS, LatentOptions, gvae_
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.checkpoint import GrammarMismatch, ModelCheckpoint  # noqa: F401 (GrammarMismatch: api.GrammarMismatch)
 from molshape.scoring.targets import TARGETS, Objective, default_target, get_target, resolve_objectives, score_rows
+from molshape.screening import decode_stream, score_stream
+from molshape.screening.decode_stream import neutralised
 from molshape.screening.run import ScreenResult
 from molshape.screening.run import screen as run_screen
 
@@ -327,15 +331,6 @@ class Model:
         return evaluate(self, out_dir, **options)
 
 
-def neutralised(decoded: gen.Decoded) -> gen.Decoded:
-    """``decoded`` with each molecule's charges neutralised (RDKit's uncharger; see
-    :func:`molshape.scoring.chem.neutralise`); ``reasons`` and ``raw`` kept."""
-    # RDKit is heavy: loaded only when molecules are involved
-    from molshape.scoring.chem import neutralise
-
-    return gen.Decoded([None if s is None else neutralise(s) or s for s in decoded], decoded.reasons, decoded.raw)
-
-
 def _neutralised_chunk(chunk: SourceChunk) -> SourceChunk:
     decoded = neutralised(chunk.decoded)
     fixed = iter(s for s in decoded if s is not None)
@@ -590,6 +585,55 @@ def screen(model: Model | str | Path = "zinc", out: str | Path = "runs/screen", 
     """
     m = model if isinstance(model, Model) else load(model, "cpu")
     return run_screen(m, out, n, **options)
+
+
+def decode(model: Model | str | Path = "zinc", n: int = 1000, output: str | Path | None = None,
+           **options: Any) -> dict[str, Any]:
+    """What ``molshape decode --n`` does: ``n`` latents of the prior (a component, the ex-post
+    GMM) decoded in chunks, in this process or on Dask, one line per draw in draw order.
+
+    Chunk 0 is drawn with ``seed`` itself and chunk ``i`` with a seed derived from ``seed`` and
+    ``i``, so the lines are the same on any engine and with any number of workers, and a run of
+    at most ``chunk_size`` (5,000) latents is ``Model.sample(n, seed=seed)`` (argmax).
+
+    Args:
+        model: a loaded :class:`Model`, a shipped name or a checkpoint path (loaded on CPU).
+        output: the file (written through ``<output>.partial``, which ``resume=True`` continues);
+            None: the lines are in the summary's ``results``.
+        options: see :func:`molshape.screening.decode_stream.decode`: ``seed``, ``source``,
+            ``component``, ``data``, ``mode``, ``attempts``, ``constraints``, ``batch_size``,
+            ``neutralise``, ``chunk_size``, ``workers=N`` or ``scheduler="tcp://host:8786"`` (Dask;
+            the lines are the same as in-process), ``threads``, ``resume``, ``progress``.
+
+    Returns:
+        the summary (``n, valid, unique, incomplete, invalid``, engine, chunks, times).
+
+    Example:
+        >>> molshape.decode("zinc", 100_000, "lib.smi", seed=0, workers=8)["valid"]  # doctest: +SKIP
+    """
+    m = model if isinstance(model, Model) else load(model, "cpu")
+    return decode_stream.decode(m, _count(n), output, **options)
+
+
+def score_to_csv(strings: Sequence[str], output: str | Path | None, target: str = "logp",
+                 **options: Any) -> dict[str, Any]:
+    """What ``molshape score --input FILE -o OUTPUT`` does with FILE's strings: the CSV of
+    :func:`score`, written chunk by chunk in input order, in this process or on Dask.
+
+    Args:
+        output: the CSV file (written through ``<output>.partial``, which ``resume=True``
+            continues); None: the rows are in the summary's ``rows``.
+        options: see :func:`molshape.screening.score_stream.score`: ``names``, ``neutralise``,
+            ``workers`` (processes per chunk here), ``scheduler="tcp://host:8786"`` (Dask),
+            ``chunk_size``, ``resume``, ``progress``.
+
+    Returns:
+        the summary (``n, valid, invalid, mean_valid_score, best, invalid_rows``, engine, times).
+
+    Example:
+        >>> molshape.score_to_csv(smiles, "scores.csv", target="qed", scheduler="tcp://head:8786")  # doctest: +SKIP
+    """
+    return score_stream.score(as_strings(strings), output, target=target, **options)
 
 
 def search_spec(objectives: list[Objective], similarity: float | None, constraint: Sequence[str] | str | None,

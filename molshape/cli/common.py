@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from molshape.core.runtime import json_safe
+from molshape.core.runtime import clip, json_safe  # noqa: F401 (clip: the commands' summaries)
 from molshape.grammar.cfg import GRAMMARS
 from molshape.grammar.decoding import CONSTRAINTS
 
@@ -200,11 +200,6 @@ def inference_options(f):
 
 
 # -- inputs and outputs -------------------------------------------------------------------
-def clip(s: str, n: int = 200) -> str:
-    """A long input shortened for a summary (the output files keep it whole)."""
-    return s if len(s) <= n else f"{s[:n]}... ({len(s):,} characters)"
-
-
 def _input_path(path: str | os.PathLike, param_hint: str) -> Path | None:
     """``None`` for stdin (``-``); else the path, after refusing a missing file or a folder (exit 2)."""
     if str(path) == "-":

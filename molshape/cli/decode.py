@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from molshape.core.atomic import PartialFile
 from molshape.grammar.decoding import MODES
 from molshape.cli.common import (EXIT_ROWS_FAILED, check_constraints, checkpoint_option, constraints_option,
                                       emit_summary, guard_output, inference_options, load_run_model, read_lines)
 
-from molshape.cli.streaming import announce, timed
-from molshape.core.runtime import PROBE_SEED_OFFSET
+from molshape.cli.cluster import check_engine, chunk_size_option, dask_workers_option, engine_failures, \
+    scheduler_option
+from molshape.cli import streaming
 from molshape.gvae import tally
 from molshape.gvae.generation import canonical_key
 from molshape.gvae.latent_sources import DRAWN, SOURCES, SourceChunk, SourceError
@@ -62,10 +62,15 @@ class _Sink:
 @click.command("decode", epilog="Output: one line per result, in order: the string, or '# <reason>' "
                "('# incomplete', '# invalid: <smiles> (RDKit: ...)', '# unparseable (line N): ...'), to -o or "
                "stdout. -o is written chunk by chunk to <-o>.partial and renamed when complete, so an existing "
-               "file is replaced only by a complete one and a killed run keeps its finished chunks. "
+               "file is replaced only by a complete one and a killed run keeps its finished chunks (--resume "
+               "continues it). Drawn latents (prior, component, expost) come in chunks of --chunk-size: chunk 0 "
+               "is drawn with --seed itself, chunk i with a seed derived from --seed and i, so the lines are the "
+               "same in this process, with --workers N or on --scheduler, and a run of at most one chunk is "
+               "what one generator seeded --seed gives. "
                "With --json, stdout holds one JSON document (with the results as \"results\" when there is "
-               "no -o). Runs of 20,000 and more print their expected time and memory on stderr first. "
-               "Exit status: 0 ok, 3 some --input lines did not parse, 2 usage error, 1 error.")
+               "no -o). Runs of 20,000 and more, and every Dask run, print their expected time on stderr first. "
+               "Exit status: 0 ok, 3 some --input lines did not parse, 2 usage error (also: Dask missing, an "
+               "unreachable scheduler, a --resume of another run), 1 error.")
 @checkpoint_option
 @click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Latents to draw (prior, component, expost).")
@@ -91,13 +96,19 @@ class _Sink:
 @click.option("--neutralise", is_flag=True,
               help="Neutralise charged molecules where a neutral form exists (RDKit's uncharger: [NH+] -> N, "
                    "[O-] -> O). The shipped models write ZINC's protonation states otherwise.")
+@chunk_size_option(5000, "Latents per chunk (task) of --n draws; the lines depend on it, not on the engine.")
+@scheduler_option
+@dask_workers_option
+@click.option("--resume", is_flag=True, help="Continue the killed run of the same settings in <-o>.partial "
+              "(finished chunks are kept).")
 @constraints_option
 @inference_options
 @click.pass_context
 def command(ctx: click.Context, checkpoint: Path | None, grammar: str, n: int, source: str | None,
             component: int | None, ends: tuple[str, str] | None, steps: int, input_path: Path | None,
             mode: str | None, attempts: int, data: Path | None, batch_size: int, output: Path | None,
-            neutralise: bool, constraints: str, seed: int, device: str, threads: int | None, as_json: bool) -> None:
+            neutralise: bool, chunk_size: int, scheduler: str | None, workers: int | None, resume: bool,
+            constraints: str, seed: int, device: str, threads: int | None, as_json: bool) -> None:
     """Sample latents and decode them to SMILES or expressions with the masked grammar decoder.
 
     Molecules come back as canonical SMILES without stereochemistry (the Kekulé grammar has none)."""
@@ -114,19 +125,35 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, n: int, s
     if as_json and output is None and source in DRAWN and n > tally.CHUNK:
         raise click.UsageError("--json without -o holds every result in memory; pass -o FILE for --n above "
                                f"{tally.CHUNK:,}")
+    if source not in DRAWN:
+        for flag, given in (("--workers", workers), ("--scheduler", scheduler), ("--resume", resume)):
+            if given:
+                raise click.UsageError(f"{flag} goes with latents drawn with --n (--source prior, component or "
+                                       f"expost), not with --source {source}")
+    if resume and output is None:
+        raise click.UsageError("--resume continues the <-o>.partial of a killed run; pass -o FILE")
+    check_engine(scheduler, workers)
     _say_ignored(ctx, source)
-    guard_output(output, [input_path, data, checkpoint], side=(".partial",))
+    guard_output(output, [input_path, data, checkpoint], side=(".partial", ".partial.json"))
     checkpoint, dev, model, g, ckpt = load_run_model(checkpoint, grammar, device, threads)
     check_constraints(g, constraints)
     generator = seed_everything(seed)
-    inputs = read_inputs(input_path, g.name) if input_path else None
     m = Model(model, g, ckpt, checkpoint)
+    config = {"argv": sys.argv, "checkpoint": str(checkpoint), "source": source, "n": n, "component": component,
+              "between": ends, "steps": steps, "input": str(input_path) if input_path else None, "mode": mode,
+              "attempts": attempts, "constraints": constraints, "neutralise": neutralise, "seed": seed}
     if source in DRAWN:
-        probe = seed + PROBE_SEED_OFFSET  # its own latents and noise: the run's draws stay as they were
-        announce(model, g, n, attempts, batch_size, mode, str(output) + ".partial" if output else "stdout",
-                 probe=lambda k: timed(lambda: m.decode(m.latents(k, generator=torch.Generator().manual_seed(probe)),
-                                                        mode, attempts, probe, constraints, batch_size)))
-
+        summary = _drawn(m, n, output, as_json, seed=seed, source=source, component=component, data=data, mode=mode,
+                         attempts=attempts, constraints=constraints, batch_size=batch_size, neutralise=neutralise,
+                         chunk_size=chunk_size, scheduler=scheduler, workers=workers, threads=threads, resume=resume)
+        config.update(chunk_size=chunk_size, scheduler=scheduler, workers=workers)
+        summary = {"checkpoint": str(checkpoint), "grammar": g.name, "source": source, "mode": mode,
+                   "attempts": attempts, "constraints": constraints, **summary, "unparseable": 0,
+                   "s_per_1000": round(1000 * summary["wall_s"] / max(summary["n"], 1), 3), "device": str(dev),
+                   "config": config}
+        emit_summary(summary, as_json, _human)
+        return
+    inputs = read_inputs(input_path, g.name) if input_path else None
     start = time.perf_counter()
     results = tally.Tally(canonical_key(g))
     sink = _Sink(output, keep=as_json)
@@ -140,16 +167,39 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, n: int, s
         "checkpoint": str(checkpoint), "grammar": g.name, "source": source, "mode": mode, "attempts": attempts,
         "constraints": constraints, "n": n_out, "valid": results.n_valid, "unique": results.metrics()["n_unique"],
         **counts, "wall_s": round(wall, 3), "s_per_1000": round(1000 * wall / max(n_out, 1), 3),
-        "device": str(dev), "output": str(output) if output else None,
-        "config": {"argv": sys.argv, "checkpoint": str(checkpoint), "source": source, "n": n, "component": component,
-                   "between": ends, "steps": steps, "input": str(input_path) if input_path else None, "mode": mode,
-                   "attempts": attempts, "constraints": constraints, "neutralise": neutralise, "seed": seed},
+        "device": str(dev), "output": str(output) if output else None, "config": config,
     }
     if sink.kept is not None:
         summary["results"] = sink.kept
     emit_summary(summary, as_json, _human)
     if counts["unparseable"]:
         sys.exit(EXIT_ROWS_FAILED)
+
+
+def _drawn(m: Any, n: int, output: Path | None, as_json: bool, **options: Any) -> dict[str, Any]:
+    """Latents drawn with --n, in chunks on the engine asked for (see :mod:`molshape.screening.decode_stream`)."""
+    # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
+    from molshape.screening.decode_stream import decode
+
+    def say(line: str) -> None:
+        if "expected time" in line:
+            chunk = min(n, options["chunk_size"])
+            mb = streaming.memory_mb(m.net, m.grammar, chunk, options["attempts"], options["batch_size"], n)
+            line += f"; memory about {mb:,.0f} MB here"
+        click.echo(line, err=True)
+
+    emit = None if output is not None or as_json else (lambda text: click.echo(text, nl=False))
+    try:
+        with engine_failures(f"{output}.partial" if output is not None else None):
+            return decode(m, n, output, progress=True, announce=say, estimate_from=streaming.ESTIMATE_FROM,
+                          emit=emit, **options)
+    except SourceError as e:
+        raise (click.BadParameter(str(e), param_hint=e.option) if e.option else click.UsageError(str(e))) from e
+    except KeyboardInterrupt:
+        if output is not None:
+            click.echo(f"interrupted: the finished chunks are in {output}.partial; the same command with --resume "
+                       "continues the run", err=True)
+        raise
 
 
 #: options that only some sources read: option name -> (parameter, the sources that use it)

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from molshape.cli.cluster import check_engine, chunk_size_option, dask_workers_option, engine_failures, \
+    scheduler_option
 from molshape.cli.common import checkpoint_option, check_constraints, constraints_option, emit_summary, \
     json_option, load_run_model, seed_option, threads_option
 from molshape.grammar.decoding import MODES
@@ -36,8 +38,7 @@ from molshape.scoring.targets import TARGETS
               help="Best kept molecules written to top.csv.")
 @click.option("--by", type=click.Choice(list(TARGETS)), default=None,
               help="Target ranking top.csv [default: the first scored].")
-@click.option("--chunk-size", default=5000, show_default=True, type=click.IntRange(min=1),
-              help="Latents per task (about 2 min on one core).")
+@chunk_size_option(5000, "Latents per task (about 2 min on one core).")
 @click.option("--partitions", type=click.IntRange(min=1), default=None,
               help="Hash partitions for deduplication [default: one per 1,000,000 latents].")
 @click.option("--mode", type=click.Choice(MODES), default=None,
@@ -46,11 +47,8 @@ from molshape.scoring.targets import TARGETS
               help="Sampled decodes per latent; the most frequent valid result is kept.")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Sequences decoded per model call.")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Dask scheduler to run on: tcp://host:8786, or the file of `dask scheduler --scheduler-file F.json`; "
-                   "needs molshape[dask].")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Start a local Dask cluster of N single-threaded worker processes; needs molshape[dask].")
+@scheduler_option
+@dask_workers_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out (finished chunks are skipped).")
 @click.option("--force", is_flag=True, help="Delete the screen run in --out and start over.")
 @constraints_option
@@ -63,38 +61,24 @@ def command(checkpoint: Path | None, grammar: str, n: int, out: Path, source: st
             workers: int | None, resume: bool, force: bool, constraints: str, seed: int, threads: int | None,
             as_json: bool) -> None:
     """Generate N molecules, keep the unique ones passing --keep, score and rank them, in chunks."""
-    import logging
-
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.api import Model
-    from molshape.screening.engine import EngineError
-    from molshape.screening.run import ScreenError, screen
+    from molshape.screening.run import screen
 
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")
-    if scheduler and workers:
-        raise click.UsageError("--scheduler and --workers exclude each other (--workers starts a local cluster)")
+    check_engine(scheduler, workers)
     mode = mode or ("sample" if attempts > 1 else "argmax")
     if attempts > 1 and mode != "sample":
         raise click.BadParameter("--attempts > 1 needs --mode sample", param_hint="--mode")
-    if logging.getLogger().level > logging.DEBUG:  # Dask's per-worker INFO lines only with -vv
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     path, _, net, g, ckpt = load_run_model(checkpoint, grammar, "cpu", threads or 1)
     check_constraints(g, constraints)
-    try:
+    with engine_failures(str(out)):
         result = screen(Model(net, g, ckpt, path), out, n, seed=seed, keep=keep, targets=targets or None, top=top,
                         by=by, chunk_size=chunk_size, partitions=partitions, source=source, component=component,
                         mode=mode, attempts=attempts, constraints=constraints, batch_size=batch_size,
                         scheduler=scheduler, workers=workers, threads=threads or 1, resume=resume, force=force,
                         progress=True, announce=lambda line: click.echo(line, err=True))
-    except (ScreenError, EngineError) as e:
-        raise (click.BadParameter(str(e), param_hint=e.option) if e.option else click.UsageError(str(e))) from None
-    except Exception as e:
-        if type(e).__name__ != "KilledWorker":  # Dask's: a task killed every worker that ran it
-            raise
-        raise click.ClickException(f"Dask workers died running a chunk too often ({' '.join(str(e).split())}); "
-                                   f"the finished chunks are kept in {out}: fix the cause and run again with "
-                                   "--resume") from None
     emit_summary(result.summary, as_json, _human)
 
 

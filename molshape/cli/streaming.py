@@ -36,12 +36,12 @@ def announce(model: Any, grammar: Any, n: int, attempts: int, batch_size: int, m
         return None
     per = probe(PROBE) / PROBE if probe is not None else float("nan")
     seconds = per * n * attempts
-    memory_mb = _memory_mb(model, grammar, min(n, tally.CHUNK), attempts, batch_size, n)
+    mb = memory_mb(model, grammar, min(n, tally.CHUNK), attempts, batch_size, n)
     took = human_duration(seconds) if seconds == seconds else "unknown"
     click.echo(f"{n:,} latents ({mode}, {attempts} attempt(s) each) in chunks of {min(n, tally.CHUNK):,}: "
-               f"expected time {took} (measured on {PROBE} latents), memory about {memory_mb:,.0f} MB; "
+               f"expected time {took} (measured on {PROBE} latents), memory about {mb:,.0f} MB; "
                f"results go to {where} chunk by chunk", err=True)
-    return {"seconds": seconds, "memory_mb": memory_mb}
+    return {"seconds": seconds, "memory_mb": mb}
 
 
 #: measured on the shared 2-core CPU: seconds per valid molecule of ChemNet (FCD), of the
@@ -69,7 +69,7 @@ def plan(n: int, n_held: int, shipped: bool, with_fcd: bool, mode: str, molecule
     return seconds
 
 
-def _memory_mb(model: Any, grammar: Any, chunk: int, attempts: int, batch_size: int, n: int) -> float:
+def memory_mb(model: Any, grammar: Any, chunk: int, attempts: int, batch_size: int, n: int) -> float:
     """Rough peak working set: latents and strings of one chunk, one decode batch, the hashes."""
     d = int(getattr(model.config, "latent_dim", 64))
     latents = chunk * attempts * d * 4

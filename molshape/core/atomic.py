@@ -257,24 +257,38 @@ class PartialFile:
     file is renamed to ``path`` only when complete.
 
     A run killed half-way leaves every finished chunk in ``<path>.partial`` and an existing
-    ``path`` untouched; a run that fails with an error removes the partial file.
+    ``path`` untouched; a run that fails with an error removes the partial file. ``keep``
+    bytes (the :attr:`size` after some chunk of an earlier run) continues that run's partial
+    file: anything after them, a chunk cut short, is cut off.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, keep: int = 0) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         check_regular(self.path)
         check_regular(self.partial)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f: IO[str] = open(self.partial, "w", encoding="utf-8")
+            self._f: IO[bytes] = open(self.partial, "r+b" if keep else "wb")
+            if keep:
+                self._f.truncate(keep)
+                self._f.seek(keep)
         except OSError as e:
             raise _named(e, self.partial) from e
 
+    @property
+    def size(self) -> int:
+        """Bytes written so far (all of them durable after :meth:`write_chunk`)."""
+        return self._f.tell()
+
     def write_chunk(self, lines: list[str]) -> None:
         """Append lines (without newlines) and make them durable."""
+        self.write_text("".join(line + "\n" for line in lines))
+
+    def write_text(self, text: str) -> None:
+        """Append ``text`` and make it durable."""
         try:
-            self._f.write("".join(line + "\n" for line in lines))
+            self._f.write(text.encode("utf-8"))
             self._f.flush()
             os.fsync(self._f.fileno())
         except OSError as e:
@@ -290,6 +304,11 @@ class PartialFile:
             raise _named(e, self.path) from e
         _fsync_dir(self.path.parent)
         return self.path
+
+    def close(self) -> None:
+        """Close, keeping the partial file (an interrupted run)."""
+        with contextlib.suppress(OSError):
+            self._f.close()
 
     def discard(self) -> None:
         """Close and remove the partial file (after an error)."""

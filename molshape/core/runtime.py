@@ -117,6 +117,11 @@ def json_safe(x: Any) -> Any:
     return x
 
 
+def clip(s: str, n: int = 200) -> str:
+    """A long input shortened for a summary (the output files keep it whole)."""
+    return s if len(s) <= n else f"{s[:n]}... ({len(s):,} characters)"
+
+
 def human_duration(seconds: float) -> str:
     """``42 s``, ``17 min`` or ``3.2 h``: an expected run time as a person reads it."""
     if seconds < 90:

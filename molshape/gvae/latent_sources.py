@@ -25,6 +25,7 @@ from molshape.data.trained import TrainedOn
 from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen
 from molshape.gvae.tally import chunk_sizes
+from molshape.latent.expost import ExPostGMM
 
 SOURCES = ("prior", "component", "expost", "interpolate", "input")
 #: sources that draw ``n`` latents (streamed in chunks); the others decode given strings
@@ -80,11 +81,21 @@ def drawer(source: str, model: nn.Module, grammar: Grammar, checkpoint: TrainedO
         if not 0 <= component < k:
             raise SourceError(f"{component} is not in [0, {k}) (the prior has {k} components)", "--component")
         return lambda m: gen.component_latents(model, component, m, generator)
+    gmm = fit_expost(model, grammar, checkpoint, checkpoint_path, data, progress)
+    return lambda m: gmm.sample(m, generator)
+
+
+def fit_expost(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, checkpoint_path: str | Path,
+               data: str | Path | None = None, progress: bool = False) -> ExPostGMM:
+    """The checkpoint's ex-post GMM (fitted once, cached; see :func:`~molshape.gvae.generation.expost_gmm`).
+
+    Raises:
+        SourceError: it cannot be fitted (the data found is not the checkpoint's).
+    """
     try:
-        gmm = gen.expost_gmm(model, grammar, checkpoint, checkpoint_path, data=data, progress=progress)
+        return gen.expost_gmm(model, grammar, checkpoint, checkpoint_path, data=data, progress=progress)
     except ValueError as e:
         raise SourceError(f"--source expost: {e}") from e
-    return lambda m: gmm.sample(m, generator)
 
 
 def given_latents(source: str, model: nn.Module, grammar: Grammar, ends: tuple[str, str] | None = None,

@@ -38,11 +38,16 @@ def chunk_seed(run_seed: int, index: int) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-def plan(n: int, chunk_size: int = CHUNK_SIZE, seed: int = 0) -> list[Chunk]:
-    """The chunks of a run of ``n`` draws (a few numbers per chunk, so fine for any ``n``)."""
+def plan(n: int, chunk_size: int = CHUNK_SIZE, seed: int = 0, first_seed: int | None = None) -> list[Chunk]:
+    """The chunks of a run of ``n`` draws (a few numbers per chunk, so fine for any ``n``).
+
+    ``first_seed``: chunk 0's seed instead of ``chunk_seed(seed, 0)`` (``decode --n`` draws its
+    first chunk with the run seed itself, as one generator seeded ``seed`` would).
+    """
     if n < 1 or chunk_size < 1:
         raise ValueError(f"n and the chunk size must be >= 1, got n={n}, chunk size={chunk_size}")
-    return [Chunk(i, start, min(chunk_size, n - start), chunk_seed(seed, i))
+    return [Chunk(i, start, min(chunk_size, n - start),
+                  first_seed if i == 0 and first_seed is not None else chunk_seed(seed, i))
             for i, start in enumerate(range(0, n, chunk_size))]
 
 

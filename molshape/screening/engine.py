@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from molshape.core.runtime import human_duration
 
 
 class EngineError(ValueError):
@@ -75,9 +78,11 @@ class DaskEngine:
                 self.client = Client(scheduler, timeout=connect_timeout)
             else:
                 has_bokeh = importlib.util.find_spec("bokeh") is not None
-                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0" if has_bokeh else None,
-                                            silence_logs=logging.ERROR)
+                with warnings.catch_warnings():  # another cluster's dashboard port: Dask takes a free one
+                    warnings.filterwarnings("ignore", message="Port .* is already in use")
+                    self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=":0" if has_bokeh else None,
+                                                silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as e:
             if self.cluster is not None:
@@ -120,6 +125,41 @@ class DaskEngine:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def expected_line(n: int, unit: str, chunks: int, chunk_size: int, engine: InProcess | DaskEngine,
+                  seconds: float, where: str, measured: str) -> str:
+    """The line a run prints before its work: what runs where, its expected time, where results go.
+
+    Args:
+        n / unit: the items to run and what they are (``latents``, ``rows``).
+        seconds: the expected wall time (already divided among the engine's cores).
+        measured: what the time was measured on (``64 latents here``).
+    """
+    on = "in this process" if isinstance(engine, InProcess) else f"on {engine.describe()}"
+    return (f"{n:,} {unit} in {chunks:,} chunk(s) of {chunk_size:,} {on}: expected time "
+            f"{human_duration(seconds)} (measured on {measured}); results go to {where}"
+            + (f"; dashboard {engine.dashboard}" if engine.dashboard else ""))
+
+
+def ordered(engine: InProcess | DaskEngine, fn: Callable[..., Any], tasks: Iterable[tuple],
+            names: Iterable[str] | None = None) -> Iterator[Any]:
+    """``fn(*args)`` per task like ``engine.map``, but yielded in the order of ``tasks``.
+
+    Results that finish early wait in memory for their turn: at most the tasks in flight
+    (the engine's window), so memory does not grow with the run.
+    """
+    waiting: dict[int, Any] = {}
+    turn = 0
+    for position, result in engine.map(_numbered, ((fn, i, args) for i, args in enumerate(tasks)), names):
+        waiting[position] = result
+        while turn in waiting:
+            yield waiting.pop(turn)
+            turn += 1
+
+
+def _numbered(fn: Callable[..., Any], position: int, args: tuple) -> tuple[int, Any]:
+    return position, fn(*args)
 
 
 def open_engine(scheduler: str | None = None, workers: int | None = None) -> InProcess | DaskEngine:

@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ from molshape.screening.columns import columns_of, score_columns
 
 #: latent sources a screen draws from
 SOURCES = ("prior", "component")
+#: latents (or rows) timed here to say a run's expected time
+PROBE = 64
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,13 @@ class ScreenSpec:
     threads: int = 1
 
 
+def model_ref(path: str | Path) -> ModelRef:
+    """How workers find ``path``: by name when it is a shipped model, else by path (made absolute)."""
+    path = Path(path).resolve()
+    shipped = path.stem if path.parent == pretrained.pretrained_dir().resolve() else None
+    return ModelRef(str(path), file_hash(path), shipped)
+
+
 _MODELS: dict[str, Any] = {}
 
 
@@ -92,18 +102,33 @@ def marker_path(out_dir: str | Path, chunk: int) -> Path:
     return Path(out_dir) / "chunks" / f"c{chunk:07d}.json"
 
 
-def chunk_rows(spec: ScreenSpec, chunk: Chunk) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The chunk's rows (``smiles, chunk, row`` and the score columns; first occurrence of each
-    canonical string in the chunk) and its counts (``n, valid, incomplete, invalid, repeats``)."""
-    torch.set_num_threads(spec.threads)
+def decode_chunk(spec: ScreenSpec | Any, chunk: Chunk) -> gen.Decoded:
+    """The chunk's latents, drawn and decoded with one generator seeded ``chunk.seed``.
+
+    ``spec`` is a :class:`ScreenSpec` or any spec with its draw and decode fields (``model,
+    source, component, mode, attempts, constraints, batch_size, threads``; ``expost``: the
+    fitted :class:`~molshape.latent.expost.ExPostGMM` for ``source="expost"``). ``threads``
+    None leaves torch's thread count as it is (an in-process run keeps its ``--threads``).
+    """
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
     net, grammar = worker_model(spec.model)
     generator = torch.Generator().manual_seed(chunk.seed)  # seeds the draws and the sampling noise
     if spec.source == "component":
         z = gen.component_latents(net, spec.component, chunk.size, generator)
+    elif spec.source == "expost":
+        z = spec.expost.sample(chunk.size, generator)
     else:
         z = gen.prior_latents(net, chunk.size, generator)
-    decoded = gen.decode_latents(net, grammar, z, spec.mode, spec.attempts, generator, spec.batch_size,
-                                 constraints=spec.constraints)
+    return gen.decode_latents(net, grammar, z, spec.mode, spec.attempts, generator, spec.batch_size,
+                              constraints=spec.constraints)
+
+
+def chunk_rows(spec: ScreenSpec, chunk: Chunk) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The chunk's rows (``smiles, chunk, row`` and the score columns; first occurrence of each
+    canonical string in the chunk) and its counts (``n, valid, incomplete, invalid, repeats``)."""
+    decoded = decode_chunk(spec, chunk)
+    _, grammar = worker_model(spec.model)
     key = (lambda s: s) if is_kekule(grammar) else gen.canonical_key(grammar)  # Kekulé decodes are canonical already
     seen: set[str] = set()
     strings, rows = [], []
@@ -166,9 +191,10 @@ def read_marker(out_dir: str | Path, chunk: int) -> dict[str, Any] | None:
         return None
 
 
-def probe_seconds(spec: ScreenSpec, k: int = 64) -> float:
-    """Seconds per latent to decode and score ``k`` latents of ``spec`` here (nothing written)."""
-    chunk_rows(spec, Chunk(-1, 0, 4, 54321))  # first calls build caches (decoder tables, RDKit): not timed
+def probe_seconds(task: Callable[[Chunk], Any], k: int = PROBE, seed: int = 12345) -> float:
+    """Seconds per item of ``task`` (a chunk's work, e.g. ``lambda c: chunk_rows(spec, c)``) on a
+    chunk of ``k`` items here, after a first call of 4 that builds caches (decoder tables, RDKit)."""
+    task(Chunk(-1, 0, min(4, k), seed + 1))
     t0 = time.perf_counter()
-    chunk_rows(spec, Chunk(-1, 0, k, 12345))
+    task(Chunk(-1, 0, k, seed))
     return (time.perf_counter() - t0) / k

@@ -29,18 +29,17 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from molshape import pretrained
 from molshape.core.atomic import write_csv, write_json
-from molshape.core.hashing import file_hash
 from molshape.core.rundir import RunLock, RunLocked, leftovers
-from molshape.core.runtime import human_duration, json_safe
+from molshape.core.runtime import json_safe
 from molshape.scoring.targets import default_target, fits, get_target
 from molshape.screening import chunks as chunking
 from molshape.screening import filters
 from molshape.screening.columns import SCORE_COLUMN, columns_of, targets_for
 from molshape.screening.dedup import library_path, merge_partition, top_rows
-from molshape.screening.engine import EXTRA, open_engine
-from molshape.screening.pipeline import SOURCES, ModelRef, ScreenSpec, probe_seconds, read_marker, remember, run_chunk
+from molshape.screening.engine import EXTRA, expected_line, open_engine
+from molshape.screening.pipeline import (PROBE, SOURCES, ScreenSpec, chunk_rows, model_ref, probe_seconds, read_marker,
+                                        remember, run_chunk)
 
 MANIFEST = "screen.json"
 #: what a run writes in its folder (``--force`` removes exactly these)
@@ -78,13 +77,6 @@ class ScreenResult:
     def top(self) -> pd.DataFrame:
         """The best kept molecules (``top.csv``)."""
         return pd.read_csv(self.out_dir / "top.csv")
-
-
-def model_ref(path: Path) -> ModelRef:
-    """How workers find ``path``: by name when it is a shipped model, else by path (made absolute)."""
-    path = Path(path).resolve()
-    shipped = path.stem if path.parent == pretrained.pretrained_dir().resolve() else None
-    return ModelRef(str(path), file_hash(path), shipped)
 
 
 def plan_targets(grammar: Any, targets: Sequence[str] | None, keep: Sequence[str], by: str | None,
@@ -229,10 +221,9 @@ def _run(spec: ScreenSpec, plan: list[chunking.Chunk], manifest: dict[str, Any],
     n_todo = sum(c.size for c in todo)
     expected = None
     if todo and announce is not None:
-        expected = probe_seconds(spec) * n_todo / engine.cores
-        announce(f"{n_todo:,} latents in {len(todo):,} chunk(s) of {manifest['chunk_size']:,} on {engine.describe()}"
-                 f": expected time {human_duration(expected)} (measured on 64 latents here); results go to {out}"
-                 + (f"; dashboard {engine.dashboard}" if engine.dashboard else ""))
+        expected = probe_seconds(lambda c: chunk_rows(spec, c)) * n_todo / engine.cores
+        announce(expected_line(n_todo, "latents", len(todo), manifest["chunk_size"], engine, expected, str(out),
+                               f"{PROBE} latents here"))
     start = time.perf_counter()
     task_seconds = 0.0
     bar = tqdm(total=manifest["n"], initial=manifest["n"] - n_todo, desc="screen", unit="mol",

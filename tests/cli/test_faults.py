@@ -376,12 +376,10 @@ def test_deeply_nested_expression_is_scored() -> None:
 
 
 def test_big_decode_says_its_cost_and_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from molshape.gvae import generation, tally
+    from molshape.gvae import generation
     from molshape.cli import streaming
 
-    monkeypatch.setattr(tally, "CHUNK", 40)  # a chunk of 40 stands for 50,000
     monkeypatch.setattr(streaming, "ESTIMATE_FROM", 50)
-    monkeypatch.setattr(streaming, "PROBE", 4)
     drawn: list[int] = []
     real_prior, real_decode = generation.prior_latents, generation.decode_latents
 
@@ -396,23 +394,31 @@ def test_big_decode_says_its_cost_and_streams(tmp_path: Path, monkeypatch: pytes
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # the probe, two chunks, then the third: a Ctrl-C / kill
+        if calls["n"] == 5:  # the probe (4 latents to warm up, then 64), two chunks, then the third: a Ctrl-C / kill
             raise KeyboardInterrupt
         return real_decode(*args, **kwargs)
 
     monkeypatch.setattr(generation, "decode_latents", interrupted)
-    res = cli("decode", "--grammar", "expr", "--n", "100", "-o", out, "--threads", "1")
+    run = ("decode", "--grammar", "expr", "--n", "100", "--chunk-size", "40", "-o", out, "--threads", "1")
+    res = cli(*run)
     assert res.exit_code != 0
-    assert "expected time" in res.stderr and "memory about" in res.stderr
+    assert "expected time" in res.stderr and "memory about" in res.stderr and "--resume" in res.stderr
     assert out.read_text() == "old\n"  # the old file stands until a complete one replaces it
     assert len((tmp_path / "out.txt.partial").read_text().splitlines()) == 80  # finished chunks survive
-    assert drawn == [4, 40, 40, 20]  # latents drawn per chunk, never all at once
+    assert drawn == [4, 64, 40, 40, 20]  # latents drawn per chunk, never all at once
 
     monkeypatch.setattr(generation, "decode_latents", real_decode)
-    res = cli("decode", "--grammar", "expr", "--n", "100", "-o", out, "--threads", "1", "--json")
+    drawn.clear()
+    res = cli(*run, "--resume", "--json")
     assert res.exit_code == 0, res.output
+    assert drawn == [20]  # only the chunk that was cut off
     assert len(out.read_text().splitlines()) == json.loads(res.stdout)["n"] == 100
-    assert not (tmp_path / "out.txt.partial").exists()
+    assert json.loads(res.stdout)["chunks_skipped"] == 2
+    resumed = out.read_text()
+    res = cli(*run, "--json")  # without --resume: a new run, the same lines
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["chunks_run"] == 3 and out.read_text() == resumed
+    assert not (tmp_path / "out.txt.partial").exists() and not (tmp_path / "out.txt.partial.json").exists()
 
 
 # -- one sentence instead of a traceback -------------------------------------------------
