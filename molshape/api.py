@@ -54,6 +54,7 @@ from molshape.bo.surrogate import SurrogateConfig
 from molshape.core.errors import InputError, LatentError, MolshapeError  # noqa: F401 (api.LatentError, api.MolshapeError)
 from molshape.core.runtime import resolve_device
 from molshape.grammar.cfg import Grammar
+from molshape.grammar.representation import is_molecular
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
 from molshape.gvae.evaluation import evaluate_model, evaluation_data, held_out
@@ -499,6 +500,8 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
     (``"qed>=0.5"``, several allowed), several objectives or a callable, the search is the
     constrained one of :mod:`molshape.bo.leads` sized by ``search``
     (:class:`~molshape.bo.constrained.SearchConfig`: ``budget`` oracle calls per lead, ...).
+    Several objectives from the prior search a pool of ``pool_size`` decoded prior samples
+    with a Tanimoto GP (``space="pool"``, :mod:`molshape.bo.pool`) unless ``space="latent"``.
 
     Example:
         >>> r = molshape.optimize(m, "plogp", from_="CCOc1ccccc1", similarity=0.4, search=SearchConfig(budget=40))  # doctest: +SKIP
@@ -637,12 +640,15 @@ def score_to_csv(strings: Sequence[str], output: str | Path | None, target: str 
 
 
 def search_spec(objectives: list[Objective], similarity: float | None, constraint: Sequence[str] | str | None,
-                search: SearchConfig | None, constraints: str = "auto", with_leads: bool = False) -> SearchSpec:
+                search: SearchConfig | None, constraints: str = "auto", with_leads: bool = False,
+                molecular: bool = True) -> SearchSpec:
     """Check a constrained search's settings (before anything is created) and bundle them.
 
     Raises:
-        ValueError: similarity outside [0, 1] or without leads, a malformed constraint or an unknown property.
+        ValueError: similarity outside [0, 1] or without leads, a malformed constraint or an unknown
+            property, a candidate pool with leads or for a model that writes no molecules.
     """
+    (search or SearchConfig()).search_space(len(objectives), with_leads, molecular)
     if similarity is not None:
         if not 0.0 <= float(similarity) <= 1.0:
             raise ValueError(f"similarity must be in [0, 1], got {similarity}")
@@ -658,7 +664,8 @@ def search_spec(objectives: list[Objective], similarity: float | None, constrain
 def _optimize_search(model: Model, objectives: list[Objective], out_dir: str | Path | None, *, from_, similarity,
                      constraint, search, constraints: str, workers: int, threads: int,
                      progress: bool, record: dict[str, Any] | None = None) -> OptimizeResult:
-    spec = search_spec(objectives, similarity, constraint, search, constraints, with_leads=from_ is not None)
+    spec = search_spec(objectives, similarity, constraint, search, constraints, with_leads=from_ is not None,
+                       molecular=is_molecular(model.grammar))
     leads = None if from_ is None else read_leads(from_)
     if leads is not None and not leads:
         raise ValueError(f"no lead in {from_!r}")

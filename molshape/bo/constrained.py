@@ -37,6 +37,9 @@ from molshape.core.runtime import BO_STRIDE, seeded_globally
 
 #: multi-objective acquisitions
 MO_METHODS = ("qnehvi", "qnparego")
+#: where a search from the prior proposes: ``pool`` (decoded prior samples, a Tanimoto GP;
+#: :mod:`molshape.bo.pool`), ``latent`` (the latent box), ``auto`` (see :func:`search_space`)
+SPACES = ("auto", "pool", "latent")
 
 
 @dataclass
@@ -49,6 +52,8 @@ class SearchConfig:
     radius: float = 1.0            # trust-region half-width around a lead, in prior standard deviations
     prior_quantile: float | None = 0.99  # keep proposals in this mass ball of the nearest component; None: off
     mo_method: str = "qnehvi"
+    space: str = "auto"            # see SPACES and search_space()
+    pool_size: int = 5000          # prior samples decoded into a candidate pool (space "pool")
     num_restarts: int = 2
     raw_samples: int = 64
     mc_samples: int = 32
@@ -66,6 +71,30 @@ class SearchConfig:
             raise ValueError(f"prior_quantile must be in (0, 1), got {self.prior_quantile}")
         if self.mo_method not in MO_METHODS:
             raise ValueError(f"unknown multi-objective method {self.mo_method!r}; choose from {MO_METHODS}")
+        if self.space not in SPACES:
+            raise ValueError(f"unknown search space {self.space!r}; choose from {SPACES}")
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {self.pool_size}")
+
+    def search_space(self, n_objectives: int, with_leads: bool, molecular: bool = True) -> str:
+        """``pool`` or ``latent``: what ``space`` means for a search of ``n_objectives``.
+
+        ``auto`` is the pool for several objectives from the prior of a molecule model (it beats
+        random prior sampling in hypervolume where the latent search does not; see
+        docs/lead-optimisation.md), the latent box otherwise. A lead's search stays in the
+        trust region around its latent.
+
+        Raises:
+            ValueError: ``pool`` asked for with leads, or for a model that writes no molecules.
+        """
+        if self.space == "pool" and with_leads:
+            raise ValueError("the candidate pool searches from the prior; a search from leads stays in the "
+                             "trust region around each lead's latent (space 'latent')")
+        if self.space == "pool" and not molecular:
+            raise ValueError("the candidate pool needs a molecule model (it compares Morgan fingerprints)")
+        if self.space != "auto":
+            return self.space
+        return "pool" if n_objectives > 1 and not with_leads and molecular else "latent"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,12 +178,12 @@ def run_search(evaluate: Evaluate, region: Region, n_objectives: int, cfg: Searc
     if progress:
         progress(len(records))
     X = U
-    ref = _ref_point(Y[:, :n_objectives])
+    ref = reference_point(Y[:, :n_objectives])
     it = 1
     while X.shape[0] < cfg.budget:
         q = min(cfg.batch, cfg.budget - X.shape[0])
         with seeded_globally(cfg.seed * BO_STRIDE + it):  # BoTorch draws restarts and sampler seeds globally
-            u = propose_constrained(X, _filled(Y, n_objectives), n_objectives, q, cfg, ref)
+            u = propose_constrained(X, filled_outcomes(Y, n_objectives), n_objectives, q, cfg, ref)
             u = region.to_unit(region.project(region.from_unit(u)))
             new, y = _call(evaluate, region, u, it)
         records += new
@@ -173,14 +202,14 @@ def _call(evaluate: Evaluate, region: Region, U: Tensor, iteration: int) -> tupl
     return records, y
 
 
-def _ref_point(Y: np.ndarray) -> np.ndarray:
+def reference_point(Y: np.ndarray) -> np.ndarray:
     """Hypervolume reference: a little below the worst valid initial value of each objective."""
     lo, hi = np.nanmin(np.where(np.isfinite(Y), Y, np.inf), 0), np.nanmax(np.where(np.isfinite(Y), Y, -np.inf), 0)
     lo, hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 1.0)
     return lo - 0.1 * np.maximum(hi - lo, 1e-3)
 
 
-def _filled(Y: np.ndarray, n_objectives: int) -> Tensor:
+def filled_outcomes(Y: np.ndarray, n_objectives: int) -> Tensor:
     """Invalid calls enter the GP as the worst objective and a clearly infeasible slack."""
     out = Y.copy()
     for j in range(Y.shape[1]):
@@ -193,12 +222,15 @@ def _filled(Y: np.ndarray, n_objectives: int) -> Tensor:
     return torch.tensor(out, dtype=torch.float64)
 
 
-def fit_outcomes(X: Tensor, Y: Tensor):
+def fit_outcomes(X: Tensor, Y: Tensor, kernel: Callable[[torch.Size], object] | None = None):
     """One exact GP per column of ``Y`` (a batched ``SingleTaskGP``, standardised outcomes).
 
-    The kernel is isotropic RBF with BoTorch's dimension-scaled lengthscale prior: with at
-    most a hundred points in 56 dimensions, one lengthscale per dimension cannot be
+    The default kernel is isotropic RBF with BoTorch's dimension-scaled lengthscale prior:
+    with at most a hundred points in 56 dimensions, one lengthscale per dimension cannot be
     learned, and the isotropic fit is several times faster.
+
+    Args:
+        kernel: builds the covariance module for a batch shape (one GP per outcome) instead.
     """
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -208,8 +240,12 @@ def fit_outcomes(X: Tensor, Y: Tensor):
     from gpytorch.priors import LogNormalPrior
 
     d, m = X.shape[1], Y.shape[1]
-    kernel = RBFKernel(batch_shape=torch.Size([m]) if m > 1 else torch.Size([]),
-                       lengthscale_prior=LogNormalPrior(math.sqrt(2) + 0.5 * math.log(d), math.sqrt(3)))
+    batch = torch.Size([m]) if m > 1 else torch.Size([])
+    if kernel is not None:
+        kernel = kernel(batch)
+    else:
+        kernel = RBFKernel(batch_shape=batch,
+                           lengthscale_prior=LogNormalPrior(math.sqrt(2) + 0.5 * math.log(d), math.sqrt(3)))
     with warnings.catch_warnings():
         # inputs pulled into the prior's ball may leave the unit cube a little, and an
         # ill-conditioned fit is retried by BoTorch: both warnings are noise here

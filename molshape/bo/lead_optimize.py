@@ -13,8 +13,10 @@ from typing import Any
 from molshape.bo.folder import fresh_folder
 from molshape.bo.lead_report import lead_summary, prior_summary, write_lead_outputs
 from molshape.bo.leads import SearchSpec, optimise_prior, run_leads
+from molshape.bo.pool import optimise_pool
 from molshape.core.atomic import write_json
 from molshape.core.runtime import json_safe
+from molshape.grammar.representation import is_molecular
 
 
 def optimize_search(model, grammar, spec: SearchSpec, out_dir: Path, *, checkpoint_path: str | Path,
@@ -44,7 +46,10 @@ def _run_search(model, grammar, spec: SearchSpec, out_dir: Path, checkpoint_path
                 leads: list[tuple[int, str]] | None, workers: int, threads: int, progress: bool) -> dict:
     start = time.perf_counter()
     if leads is None:
-        result = optimise_prior(model, grammar, spec)
+        if spec.cfg.search_space(len(spec.objectives), with_leads=False, molecular=is_molecular(grammar)) == "pool":
+            result = optimise_pool(model, grammar, spec, progress=progress)
+        else:
+            result = optimise_prior(model, grammar, spec)
         summary = prior_summary(result, spec, out_dir)
     else:
         results = run_leads(model, grammar, leads, spec, checkpoint_path=checkpoint_path, workers=workers,

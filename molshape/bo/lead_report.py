@@ -134,12 +134,15 @@ def prior_summary(result: dict, spec, out_dir: Path) -> dict:
 
     b, rb = best(records), best(base)
     summary = {"target": [o.name for o in spec.objectives], "constraints": [str(c) for c in spec.constraints],
-               "search": spec.cfg.to_dict(), "oracle_calls": len(records),
+               "search": spec.cfg.to_dict(), "space": "pool" if "pool" in result else "latent",
+               "baseline": result.get("baseline"), "oracle_calls": len(records),
                "best": None if b is None else {"string": b["string"], first.name: b[first.name], "call": b["call"]},
                "random_best": None if rb is None else {"string": rb["string"], first.name: rb[first.name]},
                **proposal_stats(records), "random_prior": proposal_stats(base),
                "files": {"proposals_csv": str(out_dir / "proposals.csv"),
                          "random_prior_csv": str(out_dir / "random_prior.csv")}}
+    if "pool" in result:
+        summary["pool"] = result["pool"]
     if len(spec.objectives) > 1:
         summary.update(_pareto(records, spec, out_dir, prior=base))
         ref = np.array(result["ref_point"])
@@ -148,8 +151,10 @@ def prior_summary(result: dict, spec, out_dir: Path) -> dict:
         steps = [sum(r["iteration"] <= i for r in records) for i in iters]
         hv_bo = hypervolume_curve(_objective_matrix(records, spec) * signs, [r["feasible"] for r in records], ref, steps)
         hv_rand = hypervolume_curve(_objective_matrix(base, spec) * signs, [r["feasible"] for r in base], ref, steps)
+        space = "pool of decoded prior samples" if "pool" in result else "latent space"
         plot_hypervolume(steps, hv_bo, hv_rand, out_dir / "hypervolume.png",
-                         title=f"{' & '.join(summary['target'])}: BO vs random prior sampling")
+                         title=f"{' & '.join(summary['target'])}: BO in the {space} vs random prior sampling",
+                         random_label="random molecules of the pool" if "pool" in result else "random prior samples")
         summary["hypervolume"] = {"oracle_calls": steps, "bo": hv_bo, "random_prior": hv_rand,
                                   "ref_point": (ref * signs).tolist()}
         summary["files"]["hypervolume_png"] = str(out_dir / "hypervolume.png")

@@ -73,12 +73,25 @@ def read_leads(source: str | Path | Sequence[str]) -> list[tuple[int, str]]:
     return [(1, text)] if text else []
 
 
+Score = Callable[[list], tuple[list[dict], np.ndarray]]
+
+
 def make_evaluate(model, grammar, spec: SearchSpec, lead: str | None) -> Callable[[Tensor], tuple[list[dict], np.ndarray]]:
-    """``evaluate(z [q x d]) -> (records, outcomes [q x (m + k)])``: decode, score, compare with the lead."""
-    from molshape.scoring.similarity import tanimoto  # RDKit is heavy: loaded only when molecules are involved
+    """``evaluate(z [q x d]) -> (records, outcomes [q x (m + k)])``: decode, then :func:`make_scorer`."""
+    score = make_scorer(spec, lead)
 
     def evaluate(z: Tensor) -> tuple[list[dict], np.ndarray]:
-        strings = list(decode_latents(model, grammar, z.float(), mode="argmax", constraints=spec.decode_constraints))
+        return score(list(decode_latents(model, grammar, z.float(), mode="argmax", constraints=spec.decode_constraints)))
+
+    return evaluate
+
+
+def make_scorer(spec: SearchSpec, lead: str | None) -> Score:
+    """``score(strings [q]) -> (records, outcomes [q x (m + k)])``: one oracle call per string:
+    the objectives (to maximise), the constraint slacks, the similarity to the lead."""
+    from molshape.scoring.similarity import tanimoto  # RDKit is heavy: loaded only when molecules are involved
+
+    def score(strings: list) -> tuple[list[dict], np.ndarray]:
         values = {o.name: o.values(strings) for o in spec.objectives}
         for c in spec.constraints:
             if c.name not in values:
@@ -102,7 +115,7 @@ def make_evaluate(model, grammar, spec: SearchSpec, lead: str | None) -> Callabl
             records.append(r)
         return records, Y
 
-    return evaluate
+    return score
 
 
 def _plain(v: float) -> float | None:
@@ -174,7 +187,8 @@ def optimise_prior(model, grammar, spec: SearchSpec) -> dict:
         r.update(call=k + 1)
     for k, r in enumerate(result["records"]):
         r.update(call=k + 1)
-    return {**result, "random": base, "random_Y": base_y}
+    return {**result, "random": base, "random_Y": base_y,
+            "baseline": f"the search's {cfg.n_init} initial prior samples, then fresh prior samples"}
 
 
 # -- many leads --------------------------------------------------------------------------------------------------

@@ -71,14 +71,14 @@ def plot_front(Y: np.ndarray, front: np.ndarray, prior: np.ndarray | None, names
 
 
 def plot_hypervolume(calls: Sequence[int], bo: Sequence[float], random: Sequence[float], path: Path,
-                     title: str = "") -> Path:
-    """Hypervolume against oracle calls: BO beside random prior sampling."""
+                     title: str = "", random_label: str = "random prior samples") -> Path:
+    """Hypervolume against oracle calls: BO beside random prior sampling (``random_label``)."""
     from matplotlib.figure import Figure  # matplotlib is slow to import: only for figures
 
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.plot(calls, bo, "o-", label="BO")
-    ax.plot(calls, random, "s--", c="0.4", label="random prior samples")
+    ax.plot(calls, random, "s--", c="0.4", label=random_label)
     ax.set_xlabel("oracle calls")
     ax.set_ylabel("hypervolume (feasible proposals)")
     ax.set_title(title, fontsize=9)

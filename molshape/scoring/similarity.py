@@ -56,6 +56,22 @@ def fingerprints(smiles: Sequence[str | None]) -> list[object | None]:
     return out
 
 
+def count_fingerprints(smiles: Sequence[str]) -> np.ndarray:
+    """Morgan count fingerprints ``[N x 2048]`` float32 (radius 2, folded as :func:`fingerprint`):
+    how often each folded environment occurs, the input of a MinMax (count Tanimoto) kernel.
+
+    Raises:
+        ValueError: one of ``smiles`` is not a molecule.
+    """
+    out = np.zeros((len(smiles), BITS), dtype=np.float32)
+    for i, s in enumerate(smiles):
+        mol, reason = to_mol(s)
+        if mol is None:
+            raise ValueError(f"{s!r} is not a molecule ({reason})")
+        out[i] = _generator().GetCountFingerprintAsNumPy(mol)
+    return out
+
+
 def tanimoto_pairs(a: Sequence[str | None] | list[object | None], b: Sequence[str | None]) -> np.ndarray:
     """Tanimoto similarity of ``a[i]`` and ``b[i]`` for each ``i`` (0 where either is not a molecule).
 

@@ -148,10 +148,11 @@ def test_lead_is_kept_feasible_and_constraint_respected(zinc_model, tmp_path):
 def test_cli_pareto_front_and_hypervolume(tmp_path):
     out = tmp_path / "mo"
     res = CliRunner().invoke(main, ["optimize", "--target", "clogp,qed", "--budget", "12", "--n-init", "6",
-                                    "--batch", "3", "--threads", "1", "--out", str(out), "--json"])
+                                    "--batch", "3", "--space", "latent", "--threads", "1", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
-    assert s["hypervolume"]["oracle_calls"] == [6, 9, 12] and len(s["hypervolume"]["random_prior"]) == 3
+    assert s["space"] == "latent" and s["hypervolume"]["oracle_calls"] == [6, 9, 12]
+    assert len(s["hypervolume"]["random_prior"]) == 3
     assert s["hypervolume"]["bo"] == sorted(s["hypervolume"]["bo"])  # never shrinks
     front = np.array([[float(r["clogp"]), float(r["qed"])] for r in read_csv(out / "pareto.csv")])
     props = np.array([[float(r["clogp"]), float(r["qed"])] for r in read_csv(out / "proposals.csv")
