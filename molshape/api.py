@@ -489,7 +489,7 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
              progress: bool = False, from_: str | Path | Sequence[str] | None = None,
              similarity: float | None = None, constraint: Sequence[str] | str | None = None,
              search: SearchConfig | None = None, prior_quantile: float | None = None,
-             record: dict[str, Any] | None = None, **options: Any) -> OptimizeResult:
+             realism_gate: bool = True, record: dict[str, Any] | None = None, **options: Any) -> OptimizeResult:
     """Latent Bayesian optimisation of ``target`` (default: ``logp`` for SMILES models,
     ``expr`` for expressions) with a loaded model.
 
@@ -517,6 +517,10 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
             Default: nothing is written (a temporary folder, removed after).
         init / n_init / data / attempts / constraints / prior_quantile: see
             :func:`molshape.bo.problem.build_problem`.
+        realism_gate: latent BO of a molecule target rejects, unscored, every decoded molecule
+            with a ring of more than 8 atoms, a triple bond in a ring or a 3-membered aromatic
+            ring (:mod:`molshape.bo.realism_gate`); ``False`` scores every decode. The
+            constrained, lead and pool searches do not use it.
         record: entries of ``config.json`` that say how the run was started (default:
             ``{"api": "molshape.optimize"}``; ``molshape optimize`` records its command line).
 
@@ -551,7 +555,7 @@ def optimize(model: Model, target: Any = None, out_dir: str | Path | None = None
         return run_optimize(model.net, model.grammar, target, config, out, checkpoint=model.checkpoint,
                             checkpoint_path=model.path, init=init, n_init=n_init, data=data, attempts=attempts,
                             device=device, progress=progress, workers=workers, worker_threads=worker_threads,
-                            constraints=constraints, prior_quantile=prior_quantile,
+                            constraints=constraints, prior_quantile=prior_quantile, realism_gate=realism_gate,
                             record={"api": "molshape.optimize"} if record is None else record)
 
     if out_dir is None:

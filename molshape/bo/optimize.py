@@ -24,23 +24,26 @@ from molshape.bo.run import run_bo
 
 def run_config(target: str, config: OptimizeConfig, *, checkpoint_path: str | Path, init: str, n_init: int | None,
                data: str | Path | None, attempts: int, constraints: str, device: torch.device | str, workers: int,
-               prior_quantile: float | None) -> dict[str, Any]:
+               prior_quantile: float | None, realism_gate: bool = True) -> dict[str, Any]:
     """What ``config.json`` records of a run (and what a resumed run must share with it)."""
     return {"checkpoint": str(checkpoint_path), "target": target, "init": init, "n_init": n_init,
             "data": None if data is None else str(data), "attempts": attempts, "constraints": constraints,
             "device": str(device), "workers": workers, "prior_quantile": prior_quantile,
-            "optimize": config.to_dict()}
+            "realism_gate": realism_gate, "optimize": config.to_dict()}
 
 
 def optimize(model, grammar, target: str, config: OptimizeConfig, out_dir: Path, *, checkpoint: dict,
              checkpoint_path: str | Path, init: str = "auto", n_init: int | None = None,
              data: str | Path | None = None, attempts: int = 1, device: torch.device | str = "cpu",
              progress: bool = False, workers: int = 1, worker_threads: int = 1, constraints: str = "auto",
-             prior_quantile: float | None = None, record: dict[str, Any] | None = None) -> dict:
+             prior_quantile: float | None = None, realism_gate: bool = True,
+             record: dict[str, Any] | None = None) -> dict:
     """Latent BO of ``target`` (``logp`` or ``expr``) with a trained grammar autoencoder.
 
     Proposals are decoded under ``constraints`` (``auto``: semantic wherever the model's
-    grammar supports it, so every proposal is a valid molecule).
+    grammar supports it, so every proposal is a valid molecule). With ``realism_gate`` (the
+    default) a molecule raising a realism flag is rejected before it is scored
+    (:mod:`molshape.bo.realism_gate`); ``realism_gate=False`` scores every decode.
 
     ``out_dir`` is locked for the run; a folder holding a run of the same settings is resumed
     (``seeds`` and ``iterations`` may grow), any other non-empty folder is refused. The
@@ -59,16 +62,17 @@ def optimize(model, grammar, target: str, config: OptimizeConfig, out_dir: Path,
     """
     settings = run_config(target, config, checkpoint_path=checkpoint_path, init=init, n_init=n_init, data=data,
                           attempts=attempts, constraints=constraints, device=device, workers=workers,
-                          prior_quantile=prior_quantile)
+                          prior_quantile=prior_quantile, realism_gate=realism_gate)
     with run_folder(out_dir, {**(record or {}), **settings}):
         problem = build_problem(model, grammar, target, checkpoint=checkpoint, checkpoint_path=checkpoint_path,
                                 init=init, n_init=n_init, data=data, attempts=attempts, seed=config.seed,
-                                progress=progress, constraints=constraints, prior_quantile=prior_quantile)
+                                progress=progress, constraints=constraints, prior_quantile=prior_quantile,
+                                realism_gate=realism_gate)
         finished = None
         if workers > 1 and config.seeds > 1:
             spec = SeedJobSpec(str(checkpoint_path), target, config.to_dict(), str(out_dir), init, n_init,
                                None if data is None else str(data), attempts, str(device), worker_threads,
-                               constraints, prior_quantile)
+                               constraints, prior_quantile, realism_gate)
             finished = run_seeds_in_workers(spec, list(range(config.seed, config.seed + config.seeds)), workers,
                                             progress)
         return run_bo(problem, config, out_dir, progress=progress, device=device, finished=finished,

@@ -48,6 +48,7 @@ class SeedJobSpec:
     threads: int = 1
     constraints: str = "auto"
     prior_quantile: float | None = None
+    realism_gate: bool = True
 
 
 _WORKER: dict = {}
@@ -60,7 +61,8 @@ def _init_worker(spec: SeedJobSpec) -> None:
     cfg = OptimizeConfig(**spec.config)
     problem = build_problem(model, grammar, spec.target, checkpoint=ckpt, checkpoint_path=spec.checkpoint_path,
                             init=spec.init, n_init=spec.n_init, data=spec.data, attempts=spec.attempts,
-                            seed=cfg.seed, constraints=spec.constraints, prior_quantile=spec.prior_quantile)
+                            seed=cfg.seed, constraints=spec.constraints, prior_quantile=spec.prior_quantile,
+                            realism_gate=spec.realism_gate)
     _WORKER.update(problem=problem, cfg=cfg, fingerprint=problem_fingerprint(problem, cfg))
 
 

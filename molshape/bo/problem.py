@@ -12,6 +12,8 @@ Initial data (``init``):
 
 New latents are decoded once by argmax, or with ``attempts = k > 1`` by GVAE's majority
 vote over ``k`` stochastic decodes (the argmax decode is then recorded alongside).
+A decoded molecule that raises a realism flag is rejected before it is scored, unless
+``realism_gate=False`` (:mod:`molshape.bo.realism_gate`).
 
 Example:
     >>> problem = build_problem(model, grammar, "logp", checkpoint=ckpt, checkpoint_path=path)  # doctest: +SKIP
@@ -31,6 +33,7 @@ from molshape.grammar.cfg import Grammar
 from molshape.bo.config import INITS
 from molshape.bo.constrained import Region
 from molshape.bo.loop import Problem
+from molshape.bo.realism_gate import gated_scores
 from molshape.scoring.targets import OPTIMIZE_TARGETS, fits, get_target, score_values
 from molshape.gvae.generation import prior_latents
 from molshape.core.checkpoint import load_checkpoint, save_checkpoint
@@ -53,12 +56,14 @@ def _digest(*parts: str | bytes) -> str:
 def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, checkpoint_path: str | Path,
                   init: str = "auto", n_init: int | None = None, data: str | Path | None = None,
                   attempts: int = 1, seed: int = 0, progress: bool = False, constraints: str = "auto",
-                  prior_quantile: float | None = None) -> Problem:
+                  prior_quantile: float | None = None, realism_gate: bool = True) -> Problem:
     """Initial data and an ``evaluate`` function for latent BO with a trained model.
 
     With ``prior_quantile`` the search keeps to the ball holding that share of the mass of
     the nearest prior component (and the prior's central box), where the decoder writes
-    realistic molecules.
+    realistic molecules. With ``realism_gate`` (molecule targets) a decoded molecule that
+    raises a realism flag is rejected unscored (:mod:`molshape.bo.realism_gate`), in the
+    prior initial design as in the proposals.
 
     Raises:
         ValueError: the target does not match the model's grammar, or the data set is not the
@@ -79,12 +84,14 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     if prior_quantile is not None:
         prior = model.objective.prior
         region = Region.around(prior.centers.detach().cpu().double(), float(prior.std), quantile=prior_quantile)
-    evaluate = make_evaluate(model, grammar, target, attempts, constraints)
+    gate = realism_gate and get_target(target).molecular
+    evaluate = make_evaluate(model, grammar, target, attempts, constraints, gate)
+    gate_key = "-realism-gate" if gate else ""  # an ungated run keeps the state files it always had
     if init in ("auto", "data"):
         try:
             z, scores, source, key = _data_init(model, grammar, target, checkpoint, ckpt_sha, data, n_init, seed,
                                                 progress)
-            return Problem(z, scores, evaluate, higher, source, _digest(key, f"q{prior_quantile}"), grammar.name,
+            return Problem(z, scores, evaluate, higher, source, _digest(key, f"q{prior_quantile}{gate_key}"), grammar.name,
                            target, region)
         except FileNotFoundError as e:
             if init == "data":
@@ -96,9 +103,12 @@ def build_problem(model, grammar: Grammar, target: str, *, checkpoint: dict, che
     scores = np.array([r["score"] for r in records], dtype=np.float64)
     valid = sum(r["string"] is not None for r in records)
     log.info("prior initial design: %d of %d decodes valid", valid, n)
-    return Problem(z.double(), scores, evaluate, higher, f"prior ({valid}/{n} valid)",
-                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}-q{prior_quantile}"), grammar.name,
-                   target, region)
+    source = f"prior ({valid}/{n} valid)"
+    if gate:
+        source = f"prior ({valid}/{n} valid, {sum(bool(r['rejected']) for r in records)} rejected as unrealistic)"
+    return Problem(z.double(), scores, evaluate, higher, source,
+                   _digest(ckpt_sha, f"prior-{n}-{seed}-{attempts}-{constraints}-q{prior_quantile}{gate_key}"),
+                   grammar.name, target, region)
 
 
 def _prior_latents(model, n: int, seed: int) -> Tensor:
@@ -142,30 +152,43 @@ def _data_init(model, grammar: Grammar, target: str, checkpoint: dict, ckpt_sha:
     return z.double(), scores, source, _digest(ckpt_sha, prepared.source_sha256, rows_id)
 
 
-def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1, constraints: str = "auto"):
+def make_evaluate(model, grammar: Grammar, target: str, attempts: int = 1, constraints: str = "auto",
+                  realism_gate: bool = True):
     """``evaluate(z [q x d]) -> records``: decode (under ``constraints``), score, and record why
-    invalid ones failed."""
+    invalid ones failed. With ``realism_gate`` a molecule raising a realism flag is not scored
+    (:mod:`molshape.bo.realism_gate`); its record keeps the string, no score, and the flags
+    under ``rejected``."""
     key = canonical_key(grammar)
+
+    def oracle(strings: list) -> np.ndarray:
+        return score_values(target, strings)
 
     def evaluate(z: Tensor) -> list[dict]:
         zf = z.float()
         argmax = decode_latents(model, grammar, zf, mode="argmax", constraints=constraints)
-        argmax_scores = score_values(target, list(argmax))
+        argmax_scores, argmax_rejected = gated_scores(oracle, argmax, realism_gate)
         if attempts == 1:
-            return [_record(s, float(v), why, key) for s, v, why in zip(argmax, argmax_scores, argmax.reasons)]
+            return [_record(s, float(v), why, key, rej, realism_gate)
+                    for s, v, why, rej in zip(argmax, argmax_scores, argmax.reasons, argmax_rejected)]
         # seeded by the latents themselves, so a resumed run decodes the same way
         gen = torch.Generator().manual_seed(int(_digest(z.cpu().numpy().tobytes())[:12], 16))
         voted = decode_latents(model, grammar, zf, mode="sample", attempts=attempts, generator=gen,
                                constraints=constraints)
-        voted_scores = score_values(target, list(voted))
-        return [{**_record(s, float(v), why, key), "argmax_string": a,
+        voted_scores, voted_rejected = gated_scores(oracle, voted, realism_gate)
+        return [{**_record(s, float(v), why, key, rej, realism_gate), "argmax_string": a,
                  "argmax_score": float(av) if a is not None else float("nan"),
                  "argmax_canonical": key(a) if a is not None else None}
-                for s, v, why, a, av in zip(voted, voted_scores, voted.reasons, argmax, argmax_scores)]
+                for s, v, why, rej, a, av in zip(voted, voted_scores, voted.reasons, voted_rejected, argmax,
+                                                 argmax_scores)]
 
     return evaluate
 
 
-def _record(s: str | None, score: float, reason: str | None, key) -> dict:
-    return {"string": s, "score": score if s is not None else float("nan"),
-            "canonical": key(s) if s is not None else None, "reason": reason}
+def _record(s: str | None, score: float, reason: str | None, key, rejected: str | None = None,
+            gate: bool = False) -> dict:
+    out = {"string": s, "score": score if s is not None else float("nan"),
+           "canonical": key(s) if s is not None else None,
+           "reason": f"unrealistic: {rejected}" if rejected else reason}
+    if gate:  # the column exists only in gated runs, so an ungated run's files are as they always were
+        out["rejected"] = rejected
+    return out

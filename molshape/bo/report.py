@@ -6,7 +6,7 @@ The budget is counted exactly: every proposal is an evaluation, valid or not.
 
 States are :class:`~molshape.bo.state.SeedState` objects; this module reads them and writes
 the run's files, and is the only part of a protocol run that knows molecules (the grid of the
-best ones, drug-likeness filters and realism shares).
+best ones, drug-likeness filters, realism shares and what the realism gate rejected).
 
 Example:
     >>> summary = write_report(problem, cfg, states, out_dir)  # doctest: +SKIP
@@ -135,11 +135,27 @@ def write_report(problem, cfg, states: list[SeedState], out_dir: Path, extra: di
         summary["top_molecules_png"] = str(out_dir / "top_molecules.png")
     summary.update(extra or {})
     if molecules:
-        from molshape.scoring.similarity import realism_shares  # RDKit is heavy: loaded only for molecules
-
-        summary["realism"] = realism_shares([r["string"] for r in records if r.get("string")])
+        summary.update(realism_summary(records))
     write_json(out_dir / "summary.json", json_safe(summary), allow_nan=False)
     return summary
+
+
+def realism_summary(records: list[dict]) -> dict:
+    """``realism``: the realism shares of the scored proposals; ``realism_gate``: whether the
+    gate ran (gated records carry a ``rejected`` entry), how many proposals it rejected
+    unscored (in all and per flag) and the realism shares of every decoded proposal."""
+    from molshape.scoring.similarity import FLAGS, realism_shares  # RDKit is heavy: loaded only for molecules
+
+    rejected = [r["rejected"] for r in records if r.get("rejected")]
+    return {
+        "realism": realism_shares([r["string"] for r in records if r.get("valid")]),
+        "realism_gate": {
+            "enabled": any("rejected" in r for r in records),
+            "rejected": len(rejected),
+            "rejected_by_flag": {k: sum(k in why.split("+") for why in rejected) for k in FLAGS},
+            "decoded_realism": realism_shares([r["string"] for r in records if r.get("string")]),
+        },
+    }
 
 
 def _sign(problem) -> float:

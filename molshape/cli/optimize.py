@@ -146,6 +146,11 @@ def _check_constraint(ctx: click.Context, param: click.Parameter, value: tuple[s
 @click.option("--workers", default=1, show_default=True, type=int, callback=cap_workers,
               help="Run the seeds (with --from: the leads) in this many processes (each with --threads torch "
                    "threads, default 1); same results as one process.")
+@click.option("--allow-unrealistic", is_flag=True,
+              help="Latent BO protocol: score every decoded molecule. By default one with a ring of more than 8 "
+                   "atoms, a triple bond in a ring or a 3-membered aromatic ring is rejected before scoring and "
+                   "enters the GP as an invalid decode does. (The constrained, lead and pool searches do not "
+                   "use this gate.)")
 @click.option("--smoke", is_flag=True, help="Tiny run in seconds: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items())
               + " (explicit options win).")
 @constraints_option
@@ -162,7 +167,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
             radius: float, prior_quantile: float | None, mo_method: str, space: str, pool_size: int, strategy: str,
             iterations: int, batch: int, seeds: int, seed: int, init: str, n_init: int | None, data: Path | None,
             attempts: int, surrogate: str, inducing: int, exact_max: int, floor_quantile: float | None, num_restarts: int, raw_samples: int,
-            mc_samples: int, maxiter: int, workers: int, smoke: bool, constraints: str, threads: int | None,
+            mc_samples: int, maxiter: int, workers: int, allow_unrealistic: bool, smoke: bool, constraints: str, threads: int | None,
             out: Path | None, device: str, as_json: bool) -> None:
     """Bayesian optimisation in the latent space of a trained grammar autoencoder (BoTorch)."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
@@ -211,7 +216,7 @@ def command(ctx: click.Context, checkpoint: Path | None, grammar: str, target: s
         summary = api.optimize(api.Model(model, g, ckpt, checkpoint), target, out, config=cfg, init=params["init"],
                                n_init=params["n_init"], data=data, attempts=attempts, device=dev, progress=True,
                                workers=workers, worker_threads=threads or 1, constraints=constraints,
-                               prior_quantile=params["prior_quantile"],
+                               prior_quantile=params["prior_quantile"], realism_gate=not allow_unrealistic,
                                record={"argv": sys.argv, "command": ctx.command.name, "smoke": smoke}).summary
     emit_summary({**summary, "out": str(out)}, as_json, _human)
 
@@ -376,7 +381,19 @@ def _human(s: dict[str, Any]) -> str:
         lines.append(f"  top under {label}: " + ", ".join(f"{t['score']:.2f} {t['string']}" for t in rows))
     if "initial_best" in s:
         lines.append(f"  best of the initial data: {_pm(s['initial_best'])}")
+    if "realism_gate" in s:
+        lines += _realism_lines(s)
     if "top_molecules_png" in s:
         lines.append(f"  grid of the top molecules: {s['top_molecules_png']}")
     lines.append(f"  outputs in {s['out']}")
     return "\n".join(lines)
+
+
+def _realism_lines(s: dict[str, Any]) -> list[str]:
+    """The realism gate's count and the realism shares of the scored proposals."""
+    g, r = s["realism_gate"], s["realism"]
+    shares = (f"rings > 8 atoms {r['ring_over_8']:.1%}, triple bonds in rings {r['triple_bond_in_ring']:.1%}, "
+              f"3-membered aromatic rings {r['aromatic_3_ring']:.1%}") if r["n_valid"] else "none scored"
+    gate = (f"{g['rejected']} of {s['evaluations']} proposals rejected unscored" if g["enabled"]
+            else "off (--allow-unrealistic): every decode scored")
+    return [f"  realism gate: {gate}", f"  realism of the {r['n_valid']} scored proposals: {shares}"]
