@@ -39,6 +39,8 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     for key in HOW_IT_RAN:
         plain.pop(key, None)
     plain["optimize"] = {k: v for k, v in plain.get("optimize", {}).items() if k not in RESUME_FREE}
+    # runs written before the realism gate scored every decode: what --allow-unrealistic does now
+    plain.setdefault("realism_gate", False)
     for key in ("checkpoint", "data"):  # the same file, however it was spelled
         if plain.get(key):
             plain[key] = os.path.realpath(plain[key])

@@ -137,3 +137,14 @@ def test_library_default_surrogate_is_the_gvae_protocols() -> None:
 
     assert SurrogateConfig().kind == "svgp" == PROTOCOLS["gvae"]["surrogate"]
     assert OptimizeConfig().surrogate.kind == "svgp"
+
+
+def test_a_run_from_before_the_realism_gate_resumes_ungated(tmp_path) -> None:
+    out = tmp_path / "old"
+    out.mkdir()
+    old = {"target": "logp", "optimize": {"batch": 3}}  # written before config.json had realism_gate
+    (out / "config.json").write_text(json.dumps(old))
+    (out / "summary.json").write_text("{}")
+    assert check_resume(out, {**old, "realism_gate": False})
+    with pytest.raises(OutputRefused, match=r"other settings \(realism_gate\)"):
+        check_resume(out, {**old, "realism_gate": True})
