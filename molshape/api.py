@@ -58,8 +58,10 @@ from molshape.grammar.representation import is_molecular
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
 from molshape.gvae.evaluation import evaluate_model, evaluation_data, held_out
-from molshape.gvae.latent_quality import (LATENT_N, SIGMAS, LatentOptions, gvae_samples_for, latent_limit,
+from molshape.gvae.latent_quality import (LATENT_N, REFINE_N, SIGMAS, LatentOptions, gvae_samples_for, latent_limit,
+                                          refine_steps_for,
                                           latent_quality)
+from molshape.gvae.latent_refinement import REFINE_STEPS, Refined, RefineOptions, refine_latents
 from molshape.gvae.latent_sources import SourceChunk, decode_source
 from molshape.gvae.checkpoint import GrammarMismatch, ModelCheckpoint  # noqa: F401 (GrammarMismatch: api.GrammarMismatch)
 from molshape.scoring.targets import TARGETS, Objective, default_target, get_target, resolve_objectives, score_rows
@@ -190,21 +192,57 @@ class Model:
     def device(self) -> torch.device:
         return gen.model_device(self.net)
 
-    def encode(self, strings: Sequence[str], batch_size: int = 1000) -> Tensor:
+    def encode(self, strings: Sequence[str], batch_size: int = 1000, refine: int = 0) -> Tensor:
         """Latents ``z [N x d]`` (CPU, float32) of ``strings`` (SMILES or expressions); one
         string is one input (``encode("CCO")`` is ``[1 x d]``).
+
+        ``refine=k`` refines each encoder latent for up to k steps until it decodes back to its
+        input (:meth:`refine`); 0 is the encoder's latent.
 
         Raises:
             GrammarError: an input does not parse (the message names its position).
             InputError: ``strings`` is not a string or a list of strings.
         """
+        if refine:
+            return self.refine(strings, refine).z
         return gen.encode_strings(self.net, self.grammar, as_strings(strings), batch_size)
 
-    def encode_many(self, strings: Sequence[str], batch_size: int = 1000, progress: bool = False) -> gen.EncodedInputs:
-        """Latents of the ``strings`` that parse, skipping the others: ``(z [N_ok x d], index, failed)``
-        with ``index`` the input position of each row of ``z`` and ``failed`` ``(position, string,
-        reason)`` per skipped input (what ``molshape encode`` writes)."""
-        return gen.encode_inputs(self.net, self.grammar, list(strings), batch_size, progress)
+    def refine(self, strings: Sequence[str], steps: int = REFINE_STEPS, lr: float = RefineOptions.lr,
+               prior_quantile: float | None = None, progress: bool = False) -> Refined:
+        """Latents that decode back to ``strings``: the encoder's, refined by gradient steps on the
+        decoder's likelihood of each input until its argmax decode is the input (checked every
+        ``RefineOptions.check_every`` steps) or ``steps`` run out. ``prior_quantile=0.99`` keeps each
+        latent inside the ball holding 99 % of its nearest prior component's mass (where the
+        searches propose), at some cost in exact decodes.
+
+        Returns:
+            :class:`Refined`: ``z [N x d]``, ``exact [N]`` (decodes back), ``steps``, NLL and norm before / after.
+
+        Raises:
+            GrammarError: an input does not parse (the message names its position).
+
+        Example:
+            >>> r = molshape.load("zinc").refine(["CC(=O)Oc1ccccc1C(=O)O"])  # doctest: +SKIP
+            >>> bool(r.exact[0]), molshape.load("zinc").decode(r.z)[0]  # doctest: +SKIP
+        """
+        rules = gen.parse_strings(self.grammar, as_strings(strings))
+        options = RefineOptions(steps=_count(steps, "steps"), lr=lr, prior_quantile=prior_quantile)
+        return refine_latents(self.net, self.grammar, rules, options, progress=progress)
+
+    def encode_many(self, strings: Sequence[str], batch_size: int = 1000, progress: bool = False,
+                    refine: int = 0) -> gen.EncodedInputs:
+        """Latents of the ``strings`` that parse, skipping the others: ``(z [N_ok x d], index, failed,
+        exact)`` with ``index`` the input position of each row of ``z``, ``failed`` ``(position, string,
+        reason)`` per skipped input and, with ``refine=k`` (see :meth:`refine`), ``exact`` whether each
+        latent decodes back to its input (what ``molshape encode`` writes)."""
+        if not refine:
+            return gen.encode_inputs(self.net, self.grammar, list(strings), batch_size, progress)
+        parsed = gen.parse_inputs(self.grammar, list(strings), progress)
+        if not parsed.index:
+            return gen.EncodedInputs(torch.zeros(0, self.latent_dim), [], parsed.failed, torch.zeros(0, dtype=torch.bool))
+        out = refine_latents(self.net, self.grammar, parsed.rules, RefineOptions(steps=_count(refine, "refine")),
+                             progress=progress)
+        return gen.EncodedInputs(out.z, parsed.index, parsed.failed, out.exact)
 
     def decode(self, z: Tensor, mode: str = "argmax", attempts: int = 1, seed: int | None = None,
                constraints: str = "auto", batch_size: int = 2000, neutralise: bool = False,
@@ -270,7 +308,7 @@ class Model:
                       between: tuple[str, str] | None = None, steps: int = 10, inputs: Sequence[str] | None = None,
                       data: str | Path | None = None, mode: str = "argmax", attempts: int = 1,
                       batch_size: int = 1000, constraints: str = "auto", generator: torch.Generator | None = None,
-                      neutralise: bool = False, progress: bool = False) -> Iterator[SourceChunk]:
+                      neutralise: bool = False, progress: bool = False, refine: int = 0) -> Iterator[SourceChunk]:
         """Decoded latents of ``source``, chunk by chunk (what ``molshape decode`` writes).
 
         Args:
@@ -278,6 +316,8 @@ class Model:
                 GMM of the training latents; ``data``: the training file) draw ``n`` latents,
                 decoded 50,000 at a time; ``interpolate`` decodes ``steps`` latents on the line
                 ``between`` two strings; ``input`` reconstructs ``inputs``.
+            refine: ``interpolate`` / ``input``: refine the encoded latents for up to this many steps
+                first (:meth:`refine`: the ends or inputs then decode back where the decoder can).
             generator: seeds both the latents drawn and the sampling noise.
             neutralise: neutralise charged molecules (RDKit's uncharger).
 
@@ -301,12 +341,13 @@ class Model:
                                ends=between, steps=steps,
                                inputs=None if inputs is None else as_strings(inputs, "inputs"), data=data,
                                mode=mode, attempts=attempts, batch_size=batch_size, generator=generator,
-                               constraints=constraints, progress=progress)
+                               constraints=constraints, progress=progress, refine=_count(refine, "refine"))
         return (_neutralised_chunk(c) for c in chunks) if neutralise else chunks
 
     def latent_metrics(self, out_dir: str | Path | None = None, *, split: str = "test", limit: int = LATENT_N,
                        data: str | Path | None = None, beam_width: int = 5, gvae_samples: int = 10,
-                       sigmas: Sequence[float] = SIGMAS, nll: bool = True, constraints: str = "auto", seed: int = 0,
+                       sigmas: Sequence[float] = SIGMAS, nll: bool = True, refine_steps: int = REFINE_STEPS,
+                       refine_limit: int = REFINE_N, constraints: str = "auto", seed: int = 0,
                        batch_size: int = 1000, progress: bool = False) -> dict[str, Any]:
         """The latent metrics alone (``summary["latent"]`` of :func:`evaluate`) on the first ``limit``
         molecules of the checkpoint's ``split`` (without the data set, of a shipped model's shipped
@@ -318,7 +359,8 @@ class Model:
         prepared = evaluation_data(self.checkpoint, self.grammar, data)
         rules, lengths, _ = held_out(self.checkpoint, self.grammar, prepared, split, limit)
         options = LatentOptions(limit=limit, beam_width=beam_width, gvae_samples=gvae_samples, nll=nll,
-                                sigmas=tuple(sigmas), pictures=out_dir is not None, seed=seed)
+                                sigmas=tuple(sigmas), pictures=out_dir is not None, seed=seed,
+                                refine_steps=refine_steps, refine_limit=refine_limit)
         return latent_quality(self.net, self.grammar, rules, lengths, options,
                               out_dir=None if out_dir is None else Path(out_dir), batch_size=batch_size,
                               constraints=constraints, progress=progress)
@@ -382,7 +424,8 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
              limit: int | None = None, data: str | Path | None = None, with_fcd: bool = True, batch_size: int = 1000,
              mode: str = "argmax", constraints: str = "auto", seed: int = 0, progress: bool = False,
              latent: bool = True, beam_width: int = 5, gvae_samples: int | None = None,
-             sigmas: Sequence[float] = SIGMAS) -> dict[str, Any]:
+             sigmas: Sequence[float] = SIGMAS, refine_steps: int | None = None,
+             refine_limit: int = REFINE_N) -> dict[str, Any]:
     """What ``molshape evaluate`` measures: reconstruction of the held-out ``split`` (its first
     ``limit`` rows), the latent metrics (``summary["latent"]``, see
     :mod:`molshape.gvae.latent_quality`), validity / uniqueness / novelty of ``n`` decoded prior
@@ -404,8 +447,10 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
             exact reconstruction by argmax, by a beam of ``beam_width`` (0 skips it) and by the
             GVAE protocol with ``gvae_samples`` sampled decodes (0 skips it; default 10, or 0
             when ``n`` is under 2,000), round-trip
-            similarity, teacher-forced NLL with own / shuffled / zero latents, and the
-            neighbourhood curve at latent noise ``sigmas``.
+            similarity, teacher-forced NLL with own / shuffled / zero latents, the
+            neighbourhood curve at latent noise ``sigmas``, and refined encodings of the first
+            ``refine_limit`` molecules, ``refine_steps`` steps at most (0 skips them; default 300,
+            or 0 when ``n`` is under 2,000).
 
     Returns:
         the summary (``summary["samples"]["validity"]``, ``summary["reconstruction"]``, ...).
@@ -420,7 +465,8 @@ def evaluate(model: Model, out_dir: str | Path | None = None, *, split: str = "t
     generator = torch.Generator().manual_seed(seed)
     prepared = evaluation_data(model.checkpoint, model.grammar, data)
     options = (LatentOptions(limit=latent_limit(n, limit), beam_width=beam_width,
-                             gvae_samples=gvae_samples_for(n, gvae_samples), sigmas=tuple(sigmas), seed=seed)
+                             gvae_samples=gvae_samples_for(n, gvae_samples), sigmas=tuple(sigmas), seed=seed,
+                             refine_steps=refine_steps_for(n, refine_steps), refine_limit=refine_limit)
                if latent else None)
 
     def run(out: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ checkpoint's own (found through ``$MOLSHAPE_DATA_DIR`` or ``--data``).
 
 Usage:
     python scripts/latent_report.py CHECKPOINT [--limit 2000] [--beam-width 5] [--gvae-samples 10]
-        [--threads 1] [--device cpu] [--data FILE] [--out DIR] [--json FILE]
+        [--refine-steps 300] [--refine-limit 200] [--threads 1] [--device cpu] [--data FILE] [--out DIR] [--json FILE]
 
 CHECKPOINT: a best.pt / last.pt path, or a shipped model's name (zinc-kekule-gmm-cpu).
 Last line: ``latent: <argmax %> exact (beam k <%>, GVAE protocol <%>), tanimoto <mean> ...``.
@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=("test", "valid", "train"))
     ap.add_argument("--beam-width", type=int, default=5, help="0 skips the beam")
     ap.add_argument("--gvae-samples", type=int, default=10, help="0 skips the GVAE protocol")
+    ap.add_argument("--refine-steps", type=int, default=300, help="refined-encoding steps at most (0 skips them)")
+    ap.add_argument("--refine-limit", type=int, default=200, help="molecules whose latents are refined (default 200)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     ap.add_argument("--data", default=None, help="the checkpoint's training data file (default: found)")
@@ -44,7 +46,8 @@ def main() -> None:
     model = molshape.load(args.checkpoint, device=args.device)
     t0 = time.perf_counter()
     lat = model.latent_metrics(args.out, split=args.split, limit=args.limit, data=args.data,
-                               beam_width=args.beam_width, gvae_samples=args.gvae_samples, progress=True)
+                               beam_width=args.beam_width, gvae_samples=args.gvae_samples,
+                               refine_steps=args.refine_steps, refine_limit=args.refine_limit, progress=True)
     wall = time.perf_counter() - t0
     for key, value in flat_numbers({k: v for k, v in lat.items() if k not in ("options", "files")}).items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
@@ -70,6 +73,10 @@ def headline(lat: dict) -> str:
     if nll["own"] is not None:
         text += f", NLL {nll['own']:.2f} nats (shuffled {nll['shuffled']:.2f}, carried {nll['nats_carried']:.2f})"
     text += ", neighbourhood " + " ".join(f"{k.removeprefix('sigma_')}:{v:.2f}" for k, v in nb.items())
+    ref = lat["refined"]
+    if ref["n"]:
+        text += (f", refined ({ref['n']}, {ref['steps']} steps) {pct(ref['exact'])} exact, tanimoto "
+                 f"{ref['tanimoto_mean']:.3f}, NLL {ref['nll_after']:.2f}")
     return text + f", n {lat['n']}"
 
 

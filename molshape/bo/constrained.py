@@ -34,6 +34,7 @@ from torch import Tensor
 
 from molshape.bo.surrogate import linear_algebra
 from molshape.core.runtime import BO_STRIDE, seeded_globally
+from molshape.latent.prior import pull_into_balls
 
 #: multi-objective acquisitions
 MO_METHODS = ("qnehvi", "qnparego")
@@ -54,6 +55,7 @@ class SearchConfig:
     mo_method: str = "qnehvi"
     space: str = "auto"            # see SPACES and search_space()
     pool_size: int = 5000          # prior samples decoded into a candidate pool (space "pool")
+    refine_lead: int = 300         # refine a lead's latent for up to this many steps until it decodes back (0: encoder's)
     num_restarts: int = 2
     raw_samples: int = 64
     mc_samples: int = 32
@@ -73,6 +75,8 @@ class SearchConfig:
             raise ValueError(f"unknown multi-objective method {self.mo_method!r}; choose from {MO_METHODS}")
         if self.space not in SPACES:
             raise ValueError(f"unknown search space {self.space!r}; choose from {SPACES}")
+        if self.refine_lead < 0:
+            raise ValueError(f"refine_lead must be >= 0, got {self.refine_lead}")
         if self.pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {self.pool_size}")
 
@@ -140,13 +144,7 @@ class Region:
         """``z [n x d]`` pulled radially into the ball of its nearest component (no-op without a ball)."""
         if self.ball is None:
             return z
-        diff = z.double()[:, None, :] - self.centers[None]          # n x K x d
-        dist = diff.norm(dim=-1)
-        k = dist.argmin(-1)
-        near = self.centers[k]
-        d = dist.gather(1, k[:, None])[:, 0].clamp_min(1e-12)
-        scale = torch.clamp(self.ball / d, max=1.0)[:, None]
-        return near + (z.double() - near) * scale
+        return pull_into_balls(z.double(), self.centers, self.ball)
 
 
 Evaluate = Callable[[Tensor], tuple[list[dict], np.ndarray]]

@@ -31,7 +31,8 @@ from torch import Tensor
 
 from molshape.bo.constrained import Region, SearchConfig, run_search
 from molshape.bo.outcomes import Constraint
-from molshape.gvae.generation import decode_latents, encode_strings, prior_latents
+from molshape.gvae.generation import decode_latents, encode_rules, parse_strings, prior_latents
+from molshape.gvae.latent_refinement import RefineOptions, refine_latents
 from molshape.scoring.targets import Objective
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,13 @@ def optimise_lead(model, grammar, line: int, lead: str, spec: SearchSpec) -> dic
     if canonical is None:
         return {"row": {**row, "status": "invalid", "reason": _lead_reason(lead)}, "records": []}
     try:
-        z0 = encode_strings(model, grammar, [lead])
+        rules = parse_strings(grammar, [lead])
     except ValueError as e:
         return {"row": {**row, "status": "invalid", "reason": f"the grammar cannot encode it: {e}"}, "records": []}
+    z0 = encode_rules(model, rules)
+    if spec.cfg.refine_lead:  # start from a latent the decoder maps back to the lead, inside the region searched
+        options = RefineOptions(steps=spec.cfg.refine_lead, prior_quantile=spec.cfg.prior_quantile)
+        z0 = refine_latents(model, grammar, rules, options, z=z0, constraints=spec.decode_constraints).z
     first = spec.objectives[0]
     sign = 1.0 if first.higher_is_better else -1.0
     lead_score = float(first.values([lead])[0])

@@ -74,12 +74,16 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, str, str | None]]:
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Sequences encoded per model call.")
+@click.option("--refine", "refine", default=0, show_default=True, type=click.IntRange(min=0), metavar="STEPS",
+              help="Refine each latent for up to STEPS gradient steps until it decodes back to its input "
+                   "(about 1-2 s a molecule on one core at 300; 0: the encoder's latent). Tables get a "
+                   "decodes_back column.")
 @checkpoint_option
 @json_option
 @threads_option
 @device_option
-def command(input_path: Path, output: Path, force: bool, batch_size: int, checkpoint: Path | None, grammar: str,
-            as_json: bool, threads: int | None, device: str) -> None:
+def command(input_path: Path, output: Path, force: bool, batch_size: int, refine: int, checkpoint: Path | None,
+            grammar: str, as_json: bool, threads: int | None, device: str) -> None:
     """Encode the SMILES (or expressions) of FILE, one a line ('-' = stdin; .gz and .csv ok), to latents."""
     # imported when the command runs, not at the top: keeps the CLI's start-up and --help fast
     from molshape.api import Model
@@ -98,22 +102,25 @@ def command(input_path: Path, output: Path, force: bool, batch_size: int, checkp
         raise click.UsageError(f"{input_path}: no rows")
     start = time.perf_counter()
     model = Model(net, g, ckpt, path)
-    encoded = model.encode_many([s for _, s, _ in rows], batch_size, progress=True)
+    encoded = model.encode_many([s for _, s, _ in rows], batch_size, progress=True, refine=refine)
     if not encoded.index:
         raise click.ClickException(f"{input_path}: no row could be encoded (first: line {rows[0][0]}: "
                                    f"{encoded.failed[0][2]})")
     kept = [rows[i] for i in encoded.index]
     names = [name for _, _, name in kept] if any(name is not None for _, _, name in rows) else None
-    write_latents(output, encoded.z, [s for _, s, _ in kept], [n for n, _, _ in kept], names)
+    write_latents(output, encoded.z, [s for _, s, _ in kept], [n for n, _, _ in kept], names,
+                  None if encoded.exact is None else encoded.exact.tolist())
     wall = time.perf_counter() - start
     failed = [{"line": rows[i][0], "input": clip(s), "reason": why} for i, s, why in encoded.failed]
     summary: dict[str, Any] = {
         "checkpoint": str(path), "grammar": g.name, "input": str(input_path), "output": str(output),
         "format": output.suffix.lower().lstrip("."), "rows": len(rows), "encoded": len(encoded.index),
         "skipped": len(failed), "skipped_rows": failed[:LISTED], "latent_dim": int(encoded.z.shape[1]),
-        "names": names is not None, "wall_s": round(wall, 3), "device": str(dev),
+        "names": names is not None, "refine_steps": refine,
+        "decodes_back": None if encoded.exact is None else int(encoded.exact.sum()),
+        "wall_s": round(wall, 3), "device": str(dev),
         "config": {"argv": sys.argv, "checkpoint": str(path), "input": str(input_path), "batch_size": batch_size,
-                   "force": force},
+                   "refine": refine, "force": force},
     }
     emit_summary(summary, as_json, _human)
     if failed:
@@ -123,6 +130,9 @@ def command(input_path: Path, output: Path, force: bool, batch_size: int, checkp
 def _human(s: dict[str, Any]) -> str:
     lines = [f"encoded {s['encoded']:,} of {s['rows']:,} rows to {s['output']} ({s['latent_dim']} dimensions"
              + (", names kept" if s["names"] else "") + f") in {s['wall_s']:.1f} s; {s['skipped']} skipped"]
+    if s["decodes_back"] is not None:
+        lines.append(f"refined for up to {s['refine_steps']} steps: {s['decodes_back']:,} of {s['encoded']:,} "
+                     "latents decode back to their input")
     lines += [f"  line {r['line']}: {r['input']!r}: {r['reason']}" for r in s["skipped_rows"][:10]]
     if s["skipped"] > 10:
         lines.append(f"  ... {s['skipped'] - 10} more (--json lists the first {LISTED})")

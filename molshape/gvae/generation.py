@@ -174,11 +174,13 @@ class EncodedInputs(NamedTuple):
         z: ``N_ok x d`` float32 latents (CPU) of the inputs that parsed, in input order.
         index: the input position (0-based) of each row of ``z``.
         failed: ``(position, string, reason)`` of every input that did not parse.
+        exact: ``N_ok`` bool for refined encodings (the latent decodes back to the input), else None.
     """
 
     z: Tensor
     index: list[int]
     failed: list[tuple[int, str, str]]
+    exact: Tensor | None = None
 
 
 def encode_inputs(model: nn.Module, grammar: Grammar, strings: Sequence[str], batch_size: int = 1000,
@@ -198,13 +200,22 @@ def encode_strings(model: nn.Module, grammar: Grammar, strings: Sequence[str], b
     """
     if not strings:
         return torch.zeros(0, int(model.config.latent_dim))
+    return encode_rules(model, parse_strings(grammar, strings), batch_size)
+
+
+def parse_strings(grammar: Grammar, strings: Sequence[str]) -> Tensor:
+    """``rules [N x T]`` of ``strings``, all of which must parse.
+
+    Raises:
+        GrammarError: an input does not parse (message names its 1-based position).
+    """
     parsed = parse_inputs(grammar, strings)
     warn_dropped(parsed, grammar)
     if parsed.failed:
         i, s, reason = parsed.failed[0]
         raise GrammarError(s, None, f"input {i + 1} does not parse: {reason}"
                            + (f" ({len(parsed.failed) - 1} more failed)" if len(parsed.failed) > 1 else ""))
-    return encode_rules(model, parsed.rules, batch_size)
+    return parsed.rules
 
 
 # -- latents -> strings ---------------------------------------------------------------
@@ -375,6 +386,13 @@ def interpolate_latents(model: nn.Module, grammar: Grammar, a: str, b: str, step
     if steps < 2:
         raise ValueError(f"interpolation needs steps >= 2, got {steps}")
     za, zb = encode_strings(model, grammar, [a, b])
+    return latent_line(za, zb, steps)
+
+
+def latent_line(za: Tensor, zb: Tensor, steps: int) -> Tensor:
+    """``steps x d`` latents evenly spaced on the straight line from ``za [d]`` to ``zb [d]``, ends included."""
+    if steps < 2:
+        raise ValueError(f"interpolation needs steps >= 2, got {steps}")
     t = torch.linspace(0.0, 1.0, steps).unsqueeze(1)  # [steps, 1]
     return (1 - t) * za + t * zb
 

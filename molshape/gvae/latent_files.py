@@ -44,8 +44,9 @@ def latent_format(path: str | Path) -> str:
 
 
 def write_latents(path: str | Path, z: Tensor, inputs: Sequence[str], lines: Sequence[int],
-                  names: Sequence[str | None] | None = None) -> Path:
-    """Write latents ``z [N x d]`` of ``inputs`` (their 1-based ``lines``, optional ``names``) to ``path``.
+                  names: Sequence[str | None] | None = None, decodes_back: Sequence[bool] | None = None) -> Path:
+    """Write latents ``z [N x d]`` of ``inputs`` (their 1-based ``lines``, optional ``names``) to ``path``;
+    ``decodes_back`` (refined encodings: the latent's argmax decode is the input) becomes a column of tables.
 
     Returns:
         ``path``, replaced only once the new file is complete.
@@ -59,7 +60,7 @@ def write_latents(path: str | Path, z: Tensor, inputs: Sequence[str], lines: Seq
         buf = io.BytesIO()
         np.save(buf, values)
         return write_bytes(path, buf.getvalue())
-    frame = latent_frame(values, inputs, lines, names)
+    frame = latent_frame(values, inputs, lines, names, decodes_back)
     if kind == ".csv":
         return write_text(path, frame.to_csv(index=False, float_format="%.9g"))
     with atomic_path(path) as tmp:
@@ -68,14 +69,16 @@ def write_latents(path: str | Path, z: Tensor, inputs: Sequence[str], lines: Seq
 
 
 def latent_frame(values: np.ndarray, inputs: Sequence[str], lines: Sequence[int],
-                 names: Sequence[str | None] | None = None):
-    """A pandas DataFrame ``line, [name,] input, z0 .. z{d-1}``."""
+                 names: Sequence[str | None] | None = None, decodes_back: Sequence[bool] | None = None):
+    """A pandas DataFrame ``line, [name,] input, [decodes_back,] z0 .. z{d-1}``."""
     import pandas as pd
 
     columns: dict[str, object] = {"line": list(lines)}
     if names is not None:
         columns["name"] = list(names)
     columns["input"] = list(inputs)
+    if decodes_back is not None:
+        columns["decodes_back"] = [bool(b) for b in decodes_back]
     frame = pd.DataFrame(columns)
     latents = pd.DataFrame(values, columns=[f"z{i}" for i in range(values.shape[1])])
     return pd.concat([frame, latents], axis=1)

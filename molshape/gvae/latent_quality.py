@@ -22,12 +22,17 @@ split in ``molshape evaluate``):
 - **neighbourhood curve**: mean similarity to the molecule of the argmax decodes of
   ``z + sigma * eps`` (``eps ~ N(0, I)``, seeded), for ``sigma`` in ``sigmas``; sigma 0 is
   its own decode;
+- **refined encodings** (``refined``, and ``recon["refined"]``): the first ``refine_limit``
+  molecules' latents refined for up to ``refine_steps`` gradient steps on their own
+  likelihood (:mod:`molshape.gvae.latent_refinement`): the share whose argmax decode is then
+  the molecule, round trip, NLL and latent norm before / after, and the neighbourhood curve
+  around the refined latents;
 - **pictures** (molecules): ``latent_interpolation.png`` (argmax decodes along the line
   between the first two molecules) and ``latent_neighbourhood.png`` (decodes around the
   first molecule at increasing sigma); a blank cell is an invalid decode.
 
 Every part can be skipped (``beam_width=0``, ``gvae_samples=0``, ``nll=False``,
-``sigmas=()``, ``pictures=False``); its keys are then ``None``, so every model's summary
+``sigmas=()``, ``refine_steps=0``, ``pictures=False``); its keys are then ``None``, so every model's summary
 has the same keys.
 
 Example:
@@ -55,6 +60,7 @@ from molshape.grammar.representation import is_molecular, to_user_string
 from molshape.grammar.semantics import semantics_for
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
+from molshape.gvae.latent_refinement import REFINE_STEPS, RefineOptions, exact_matches, refine_latents
 
 #: held-out molecules the latent metrics use by default
 LATENT_N = 2000
@@ -73,13 +79,25 @@ def latent_limit(n: int, limit: int | None) -> int:
 def gvae_samples_for(n: int, gvae_samples: int | None) -> int:
     """GVAE-protocol samples of an evaluation with ``n`` prior samples: ``gvae_samples`` when
     given, else :data:`GVAE_SAMPLES`, or 0 (skipped) when ``n`` is under :data:`LATENT_N`: the
-    protocol is the costliest latent metric (``GVAE_SAMPLES`` decodes per molecule) and a quick
-    evaluation stays quick."""
-    if gvae_samples is not None:
-        return gvae_samples
-    return GVAE_SAMPLES if n >= LATENT_N else 0
+    protocol costs ``GVAE_SAMPLES`` decodes per molecule and a quick evaluation stays quick."""
+    return _full_only(n, gvae_samples, GVAE_SAMPLES)
+
+
+def refine_steps_for(n: int, refine_steps: int | None) -> int:
+    """Refinement steps of an evaluation with ``n`` prior samples: ``refine_steps`` when given,
+    else :data:`REFINE_STEPS`, or 0 (skipped) when ``n`` is under :data:`LATENT_N` (a gradient
+    pass per step and molecule: the costliest latent metric)."""
+    return _full_only(n, refine_steps, REFINE_STEPS)
+
+
+def _full_only(n: int, value: int | None, default: int) -> int:
+    if value is not None:
+        return value
+    return default if n >= LATENT_N else 0
 #: latent noise levels of the neighbourhood curve
 SIGMAS = (0.1, 0.3, 1.0)
+#: held-out molecules whose latents are refined (the costliest part: a gradient pass per step)
+REFINE_N = 200
 #: a "minus infinity" for rules the teacher-forced loss masks (finite, as the training loss's)
 _MASKED = -1e4
 #: steps of the interpolation picture; decodes per noise level in the neighbourhood picture
@@ -97,6 +115,8 @@ class LatentOptions:
     sigmas: tuple[float, ...] = SIGMAS
     pictures: bool = True
     seed: int = 0
+    refine_steps: int = REFINE_STEPS
+    refine_limit: int = REFINE_N
 
 
 def similarity_kind(grammar: Grammar) -> str:
@@ -114,9 +134,7 @@ def pair_similarity(grammar: Grammar, truth: Sequence[str], decoded: Sequence[st
 
 def exact_share(grammar: Grammar, truth: Sequence[str], decoded: Sequence[str | None]) -> float:
     """Share of ``decoded`` that are the same molecule (canonical SMILES) or string as ``truth``."""
-    key = gen.canonical_key(grammar)
-    hits = sum(d is not None and key(d) == key(t) for t, d in zip(truth, decoded))
-    return hits / max(len(truth), 1)
+    return float(exact_matches(grammar, truth, decoded).sum()) / max(len(truth), 1)
 
 
 def teacher_forced_nll(model: nn.Module, grammar: Grammar, z: Tensor, rules: Tensor, lengths: Tensor,
@@ -186,8 +204,8 @@ def latent_quality(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
 
     Returns:
         a dict with the same keys for every model: ``n``, ``similarity`` (its kind),
-        ``recon`` (``argmax`` / ``beam`` / ``gvae_protocol`` exact shares), ``beam``,
-        ``gvae_protocol``, ``roundtrip``, ``nll``, ``neighbourhood``, ``timing``, ``files``.
+        ``recon`` (``argmax`` / ``beam`` / ``gvae_protocol`` / ``refined`` exact shares), ``beam``,
+        ``gvae_protocol``, ``roundtrip``, ``nll``, ``neighbourhood``, ``refined``, ``timing``, ``files``.
     """
     o = options or LatentOptions()
     rules, lengths = rules[:o.limit], lengths[:o.limit]
@@ -253,6 +271,11 @@ def latent_quality(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
     if o.sigmas:
         lap("neighbourhood")
 
+    refined = _refined(model, grammar, rules, truth, z, o, constraints, progress)
+    recon["refined"] = None if refined is None else refined["exact"]
+    if refined is not None:
+        lap("refined")
+
     files: dict[str, str] = {}
     if o.pictures and out_dir is not None and is_molecular(grammar):
         files = _pictures(model, grammar, z[:2], truth[:2], out_dir, o, constraints)
@@ -262,9 +285,39 @@ def latent_quality(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
         "roundtrip": {"mean": float(own.mean()), "share_ge_0.6": float((own >= 0.6).mean()),
                       "share_ge_0.8": float((own >= 0.8).mean())},
         "nll": nll, "neighbourhood": neighbourhood, "neighbourhood_valid": neighbourhood_valid,
+        "refined": refined or {key: None for key in REFINED_KEYS},
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()},
         "timing": timing, "files": files,
     }
+
+
+#: keys of the ``refined`` section (all None when it is skipped)
+REFINED_KEYS = ("n", "steps", "exact", "tanimoto_mean", "share_ge_0.8", "nll_before", "nll_after", "norm_before",
+                "norm_after", "mean_steps_taken", "neighbourhood")
+
+
+def _refined(model: nn.Module, grammar: Grammar, rules: Tensor, truth: list[str], z: Tensor, o: LatentOptions,
+             constraints: str, progress: bool) -> dict[str, Any] | None:
+    """Refined encodings of the first ``o.refine_limit`` molecules: exact share (argmax decode of the
+    refined latent), round trip, NLL and norm before / after, and the neighbourhood curve around them."""
+    m = min(o.refine_limit, len(rules))
+    if not o.refine_steps or m < 1:
+        return None
+    out = refine_latents(model, grammar, rules[:m], RefineOptions(steps=o.refine_steps), z=z[:m],
+                         constraints=constraints, progress=progress)
+    decoded = gen.decode_latents(model, grammar, out.z, constraints=constraints)
+    close = pair_similarity(grammar, truth[:m], decoded)
+    generator = torch.Generator().manual_seed(o.seed)
+    around = {}
+    for sigma in o.sigmas:
+        noisy = out.z + sigma * torch.randn(out.z.shape, generator=generator)
+        near = gen.decode_latents(model, grammar, noisy, constraints=constraints)
+        around[f"sigma_{sigma:g}"] = float(pair_similarity(grammar, truth[:m], near).mean())
+    return {"n": m, "steps": o.refine_steps, "exact": exact_share(grammar, truth[:m], decoded),
+            "tanimoto_mean": float(close.mean()), "share_ge_0.8": float((close >= 0.8).mean()),
+            "nll_before": float(out.nll_before.mean()), "nll_after": float(out.nll_after.mean()),
+            "norm_before": float(out.norm_before.mean()), "norm_after": float(out.norm_after.mean()),
+            "mean_steps_taken": float(out.steps.float().mean()), "neighbourhood": around}
 
 
 def _finite_mean(values: Tensor) -> float | None:
@@ -334,4 +387,8 @@ def estimate_seconds(model: nn.Module, grammar: Grammar, rules: Tensor, lengths:
                             rules[:m], lengths[:m])
         nll = (time.perf_counter() - t0) / m
     per = argmax * (1 + options.gvae_samples + len(options.sigmas)) + beam + nll
-    return per * n + (argmax * (LINE_STEPS + 1 + AROUND * 3) if options.pictures else 0.0)
+    # nll timed three forward passes (own, shuffled, zero); a refinement step is one with its backward pass
+    checks = options.refine_steps // RefineOptions.check_every + 2 + len(options.sigmas)
+    refine = nll * options.refine_steps + argmax * checks
+    refined = min(options.refine_limit, n) * refine if options.refine_steps else 0.0
+    return per * n + refined + (argmax * (LINE_STEPS + 1 + AROUND * 3) if options.pictures else 0.0)

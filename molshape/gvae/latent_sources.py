@@ -24,6 +24,7 @@ from molshape.core.errors import MolshapeError
 from molshape.data.trained import TrainedOn
 from molshape.grammar.cfg import Grammar
 from molshape.gvae import generation as gen
+from molshape.gvae.latent_refinement import RefineOptions, refine_latents
 from molshape.gvae.tally import chunk_sizes
 from molshape.latent.expost import ExPostGMM
 
@@ -99,10 +100,11 @@ def fit_expost(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, checkp
 
 
 def given_latents(source: str, model: nn.Module, grammar: Grammar, ends: tuple[str, str] | None = None,
-                  steps: int = 10, inputs: list[str] | None = None,
-                  progress: bool = False) -> tuple[Tensor | None, list[str | None] | None]:
+                  steps: int = 10, inputs: list[str] | None = None, progress: bool = False,
+                  refine: int = 0) -> tuple[Tensor | None, list[str | None] | None]:
     """``(z [m x d] or None when no input parses, per-result input failure or None)`` for
-    ``interpolate`` (between ``ends``) and ``input`` (``inputs``).
+    ``interpolate`` (between ``ends``) and ``input`` (``inputs``); ``refine > 0`` refines the
+    encoder's latents of the ends or inputs (:mod:`molshape.gvae.latent_refinement`).
 
     Raises:
         SourceError: no ``ends``, or they do not parse / ``steps < 2``.
@@ -111,7 +113,10 @@ def given_latents(source: str, model: nn.Module, grammar: Grammar, ends: tuple[s
         if ends is None:
             raise SourceError("--source interpolate needs --between A B")
         try:
-            return gen.interpolate_latents(model, grammar, ends[0], ends[1], steps), None
+            if not refine:
+                return gen.interpolate_latents(model, grammar, ends[0], ends[1], steps), None
+            za, zb = _refined(model, grammar, gen.parse_strings(grammar, list(ends)), refine, progress)
+            return gen.latent_line(za, zb, steps), None
         except ValueError as e:
             raise SourceError(str(e), "--between / --steps") from e
     if inputs is None:
@@ -123,7 +128,13 @@ def given_latents(source: str, model: nn.Module, grammar: Grammar, ends: tuple[s
         failures[i] = f"unparseable (line {i + 1}): {s!r}: {reason}"
     if not parsed.index:
         return None, failures
+    if refine:
+        return _refined(model, grammar, parsed.rules, refine, progress), failures
     return gen.encode_rules(model, parsed.rules, progress=progress), failures
+
+
+def _refined(model: nn.Module, grammar: Grammar, rules: Tensor, steps: int, progress: bool) -> Tensor:
+    return refine_latents(model, grammar, rules, RefineOptions(steps=steps), progress=progress).z
 
 
 def decode_drawn(model: nn.Module, grammar: Grammar, draw: Callable[[int], Tensor], n: int, mode: str = "argmax",
@@ -141,11 +152,12 @@ def decode_source(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, che
                   ends: tuple[str, str] | None = None, steps: int = 10, inputs: list[str] | None = None,
                   data: str | Path | None = None, mode: str = "argmax", attempts: int = 1, batch_size: int = 1000,
                   generator: torch.Generator | None = None, constraints: str = "auto",
-                  progress: bool = False) -> Iterator[SourceChunk]:
+                  progress: bool = False, refine: int = 0) -> Iterator[SourceChunk]:
     """Latents of ``source`` decoded to strings, chunk by chunk, in order.
 
     Lazy: nothing is drawn, fitted or encoded before the first chunk is asked for. One
-    ``generator`` seeds both the draws and the sampling noise.
+    ``generator`` seeds both the draws and the sampling noise. ``refine`` (``interpolate`` and
+    ``input``): refinement steps at most of the encoded latents (0: the encoder's).
 
     Raises:
         SourceError: the source lacks what it needs (see :func:`drawer`, :func:`given_latents`).
@@ -158,7 +170,7 @@ def decode_source(model: nn.Module, grammar: Grammar, checkpoint: TrainedOn, che
                                     constraints):
             yield SourceChunk(*_merge(decoded, None), decoded)
         return
-    z, failures = given_latents(source, model, grammar, ends, steps, inputs, progress)
+    z, failures = given_latents(source, model, grammar, ends, steps, inputs, progress, refine)
     decoded = (gen.decode_latents(model, grammar, z, mode, attempts, generator, batch_size, progress=progress,
                                   constraints=constraints) if z is not None else gen.Decoded([], [], []))
     yield SourceChunk(*_merge(decoded, failures), decoded)

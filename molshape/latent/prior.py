@@ -274,3 +274,26 @@ class GMMPrior(nn.Module):
     def assign(self, z: Tensor) -> Tensor:
         """``[n]`` long: the most likely component of each latent (nearest center)."""
         return self._sq_dist(z).argmin(dim=-1)
+
+    def ball_radius(self, quantile: float = 0.99) -> float:
+        """Radius holding ``quantile`` of one component's mass: ``std * sqrt(chi2_d^-1(quantile))``."""
+        from scipy.stats import chi2
+
+        return float(self.std) * math.sqrt(float(chi2.ppf(quantile, self.dim)))
+
+    def pull_into_ball(self, z: Tensor, quantile: float = 0.99) -> Tensor:
+        """``z [n x d]`` pulled radially into the ``quantile`` mass ball of its nearest component."""
+        return pull_into_balls(z, self.centers, self.ball_radius(quantile))
+
+
+def pull_into_balls(z: Tensor, centers: Tensor, radius: float) -> Tensor:
+    """``z [n x d]`` pulled radially into the ball of ``radius`` around its nearest of ``centers [K x d]``
+    (points inside stay where they are), in ``z``'s dtype."""
+    dtype = _compute_dtype(z, centers)
+    diff = z.to(dtype).unsqueeze(-2) - centers.to(device=z.device, dtype=dtype)  # [n, K, d]
+    dist = diff.norm(dim=-1)
+    k = dist.argmin(dim=-1)
+    near = centers.to(device=z.device, dtype=dtype)[k]
+    scale = (radius / dist.gather(-1, k.unsqueeze(-1)).clamp_min(1e-12)).clamp(max=1.0)
+    return (near + (z.to(dtype) - near) * scale).to(z.dtype)
+

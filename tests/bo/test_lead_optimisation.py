@@ -117,6 +117,20 @@ def test_region_keeps_to_the_prior_ball():
     assert torch.equal(region.project(near), near)
 
 
+def test_refined_lead_starts_from_a_latent_that_decodes_to_it(zinc_model, tmp_path):
+    lead = "CC(C)CO"  # the encoder's latent decodes to another molecule; 50 refinement steps bring it back
+    assert zinc_model.decode(zinc_model.encode([lead]))[0] != lead
+    runs = {}
+    for name, search in (("encoder", SearchConfig(**TINY, refine_lead=0)), ("default", SearchConfig(**TINY))):
+        r = molshape.optimize(zinc_model, "plogp", tmp_path / name, from_=[lead], similarity=0.2, search=search)
+        runs[name] = r.summary["rows"][0]
+    assert runs["encoder"]["lead_decodes_to"] != lead and runs["default"]["lead_decodes_to"] == lead
+    res = CliRunner().invoke(main, ["optimize", "--target", "plogp", "--refine-lead", "5", "--threads", "1"])
+    assert res.exit_code == 2 and "--refine-lead needs --from" in res.output
+    with pytest.raises(ValueError, match="refine_lead"):
+        SearchConfig(refine_lead=-1)
+
+
 @pytest.mark.slow
 def test_lead_is_kept_feasible_and_constraint_respected(zinc_model, tmp_path):
     from molshape.scoring.chem import qed

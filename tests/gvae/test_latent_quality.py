@@ -81,7 +81,7 @@ def test_reconstruction_metrics_match_a_direct_computation(expr: molshape.Model,
     from rdkit import Chem, DataStructs
     from rdkit.Chem import AllChem
 
-    opts = LatentOptions(beam_width=3, gvae_samples=4, nll=False, sigmas=(), pictures=False, seed=5)
+    opts = LatentOptions(beam_width=3, gvae_samples=4, nll=False, sigmas=(), pictures=False, seed=5, refine_steps=0)
     # expressions: exact = the same string, round trip = string equality
     strings, rules, lengths = _held(expr, EXPR_SMALL, 80)
     lat = latent_quality(expr.net, expr.grammar, rules, lengths, opts)
@@ -93,8 +93,8 @@ def test_reconstruction_metrics_match_a_direct_computation(expr: molshape.Model,
     assert lat["roundtrip"]["mean"] == pytest.approx(lat["recon"]["argmax"])
     # molecules: exact = the same canonical SMILES, round trip = Morgan Tanimoto (r 2, 2048 bits)
     strings, rules, lengths = _held(kekule, ZINC_SMALL, 30)
-    lat = latent_quality(kekule.net, kekule.grammar, rules, lengths, LatentOptions(beam_width=0, gvae_samples=0,
-                                                                                   nll=False, sigmas=(), pictures=False))
+    lat = latent_quality(kekule.net, kekule.grammar, rules, lengths, LatentOptions(
+        beam_width=0, gvae_samples=0, nll=False, sigmas=(), pictures=False, refine_steps=0))
     back = kekule.reconstruct(strings)
 
     def fp(s):
@@ -108,6 +108,7 @@ def test_reconstruction_metrics_match_a_direct_computation(expr: molshape.Model,
     assert lat["roundtrip"]["share_ge_0.6"] == pytest.approx((sims >= 0.6).mean())
     assert lat["roundtrip"]["share_ge_0.8"] == pytest.approx((sims >= 0.8).mean())
     assert lat["recon"]["beam"] is None and lat["nll"]["own"] is None  # skipped parts keep their keys
+    assert lat["recon"]["refined"] is None and all(v is None for v in lat["refined"].values())
 
 
 def test_latent_carries_nats_and_nll_is_the_training_loss(expr: molshape.Model) -> None:
@@ -124,7 +125,7 @@ def test_latent_carries_nats_and_nll_is_the_training_loss(expr: molshape.Model) 
     zero = teacher_forced_nll(expr.net, expr.grammar, torch.zeros_like(z), rules, lengths)
     assert shuffled.mean() > own.mean() + 5 and zero.mean() > own.mean() + 5
     lat = latent_quality(expr.net, expr.grammar, rules, lengths,
-                         LatentOptions(beam_width=0, gvae_samples=0, sigmas=(0.1, 1.0), pictures=False))
+                         LatentOptions(beam_width=0, gvae_samples=0, sigmas=(0.1, 1.0), pictures=False, refine_steps=0))
     assert lat["nll"]["own"] == pytest.approx(own.mean().item())
     assert lat["nll"]["nats_carried"] == pytest.approx(lat["nll"]["shuffled"] - lat["nll"]["own"])
     nb = lat["neighbourhood"]
@@ -182,15 +183,19 @@ def test_encode_cli_reads_a_csv_of_molecules(kekule: molshape.Model, tmp_path: P
 def test_evaluate_writes_the_latent_section(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("MOLSHAPE_DATA_DIR", str(data_dir))  # the expression model's own data set
     args = ["evaluate", "--checkpoint", "expr-gmm-cpu", "--n", "50", "--limit", "40", "--threads", "1", "--json",
-            "--beam-width", "2", "--gvae-samples", "2"]
+            "--beam-width", "2", "--gvae-samples", "2", "--refine-steps", "20", "--refine-limit", "10"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lat = json.loads(result.stdout)["latent"]
     assert lat["n"] == 40 and lat["beam"]["width"] == 2 and lat["gvae_protocol"]["samples"] == 2
     assert set(lat) >= {"recon", "roundtrip", "nll", "neighbourhood"}
     assert "latent metrics on 40 test strings" in result.stderr
-    api = molshape.load("expr-gmm-cpu").latent_metrics(limit=40, beam_width=2, gvae_samples=2)
+    assert lat["refined"]["n"] == 10 and lat["refined"]["steps"] == 20 and lat["recon"]["refined"] is not None
+    api = molshape.load("expr-gmm-cpu").latent_metrics(limit=40, beam_width=2, gvae_samples=2, refine_steps=20,
+                                                       refine_limit=10)
     assert api["recon"] == lat["recon"] and api["nll"] == pytest.approx(lat["nll"])
+    assert api["refined"].pop("neighbourhood") == pytest.approx(lat["refined"].pop("neighbourhood"))
+    assert api["refined"] == pytest.approx(lat["refined"])
     result = CliRunner().invoke(main, [*args, "--no-latent-metrics", "--out", str(tmp_path / "b")],
                                 catch_exceptions=False)
     assert json.loads(result.stdout)["latent"] is None
