@@ -57,10 +57,10 @@ from molshape.core.atomic import atomic_path
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular, to_user_string
-from molshape.grammar.semantics import semantics_for
 from molshape.gvae import generation as gen
 from molshape.gvae.beam_decoding import decode_beam
-from molshape.gvae.latent_refinement import REFINE_STEPS, RefineOptions, exact_matches, refine_latents
+from molshape.gvae.latent_refinement import (REFINE_STEPS, RefineOptions, allowed_rules, exact_matches,
+                                             refine_latents)
 
 #: held-out molecules the latent metrics use by default
 LATENT_N = 2000
@@ -94,6 +94,8 @@ def _full_only(n: int, value: int | None, default: int) -> int:
     if value is not None:
         return value
     return default if n >= LATENT_N else 0
+
+
 #: latent noise levels of the neighbourhood curve
 SIGMAS = (0.1, 0.3, 1.0)
 #: held-out molecules whose latents are refined (the costliest part: a gradient pass per step)
@@ -158,17 +160,11 @@ def teacher_forced_nlls(model: nn.Module, grammar: Grammar, latents: dict[str, T
     constraints) are computed once per batch and shared by every set of latents.
     """
     device = gen.model_device(model)
-    semantic = getattr(getattr(model, "config", None), "constraints", "grammar") == "semantic"
-    sem = semantics_for(grammar) if semantic else None
-    lhs, masks = grammar.lhs_tensor(), grammar.masks
     out: dict[str, list[Tensor]] = {name: [] for name in latents}
     for i in range(0, len(rules), batch_size):
         steps = int(lengths[i:i + batch_size].max())
         r = rules[i:i + batch_size, :steps]
-        allowed = masks[lhs[r]]  # [b, steps, R]
-        if sem is not None:
-            allowed = allowed & sem.teacher_masks(r)
-        allowed, r_dev = allowed.to(device), r.to(device)
+        allowed, r_dev = allowed_rules(model, grammar, r).to(device), r.to(device)
         for name, z in latents.items():
             state = model.decoder_init(z[i:i + batch_size].to(device))
             prev = torch.full((len(r),), grammar.pad, dtype=torch.long, device=device)
@@ -260,14 +256,9 @@ def latent_quality(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: T
         nll["zero_minus_own"] = nll["zero"] - nll["own"]
         lap("nll")
 
-    neighbourhood: dict[str, float] = {"sigma_0": float(own.mean())}
-    neighbourhood_valid: dict[str, float] = {"sigma_0": _valid_share(argmax)}
-    generator = torch.Generator().manual_seed(o.seed)
-    for sigma in tqdm(o.sigmas, desc="neighbourhood", disable=not progress, leave=False):
-        noisy = z + sigma * torch.randn(z.shape, generator=generator)
-        decoded = gen.decode_latents(model, grammar, noisy, batch_size=batch_size, constraints=constraints)
-        neighbourhood[f"sigma_{sigma:g}"] = float(pair_similarity(grammar, truth, decoded).mean())
-        neighbourhood_valid[f"sigma_{sigma:g}"] = _valid_share(decoded)
+    around, around_valid = _neighbourhood(model, grammar, z, truth, o, batch_size, constraints, progress)
+    neighbourhood: dict[str, float] = {"sigma_0": float(own.mean()), **around}
+    neighbourhood_valid: dict[str, float] = {"sigma_0": _valid_share(argmax), **around_valid}
     if o.sigmas:
         lap("neighbourhood")
 
@@ -307,17 +298,27 @@ def _refined(model: nn.Module, grammar: Grammar, rules: Tensor, truth: list[str]
                          constraints=constraints, progress=progress)
     decoded = gen.decode_latents(model, grammar, out.z, constraints=constraints)
     close = pair_similarity(grammar, truth[:m], decoded)
-    generator = torch.Generator().manual_seed(o.seed)
-    around = {}
-    for sigma in o.sigmas:
-        noisy = out.z + sigma * torch.randn(out.z.shape, generator=generator)
-        near = gen.decode_latents(model, grammar, noisy, constraints=constraints)
-        around[f"sigma_{sigma:g}"] = float(pair_similarity(grammar, truth[:m], near).mean())
+    around, _ = _neighbourhood(model, grammar, out.z, truth[:m], o, constraints=constraints)
     return {"n": m, "steps": o.refine_steps, "exact": exact_share(grammar, truth[:m], decoded),
             "tanimoto_mean": float(close.mean()), "share_ge_0.8": float((close >= 0.8).mean()),
             "nll_before": float(out.nll_before.mean()), "nll_after": float(out.nll_after.mean()),
             "norm_before": float(out.norm_before.mean()), "norm_after": float(out.norm_after.mean()),
             "mean_steps_taken": float(out.steps.float().mean()), "neighbourhood": around}
+
+
+def _neighbourhood(model: nn.Module, grammar: Grammar, z: Tensor, truth: Sequence[str], o: LatentOptions,
+                   batch_size: int = 1000, constraints: str = "auto",
+                   progress: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean similarity to ``truth`` of the argmax decodes of ``z + sigma * eps`` for each of ``o.sigmas``
+    (seeded by ``o.seed``), and the valid share of those decodes: ``({"sigma_S": ...}, {"sigma_S": ...})``."""
+    generator = torch.Generator().manual_seed(o.seed)
+    similar, valid = {}, {}
+    for sigma in tqdm(o.sigmas, desc="neighbourhood", disable=not progress, leave=False):
+        noisy = z + sigma * torch.randn(z.shape, generator=generator)
+        decoded = gen.decode_latents(model, grammar, noisy, batch_size=batch_size, constraints=constraints)
+        similar[f"sigma_{sigma:g}"] = float(pair_similarity(grammar, truth, decoded).mean())
+        valid[f"sigma_{sigma:g}"] = _valid_share(decoded)
+    return similar, valid
 
 
 def _finite_mean(values: Tensor) -> float | None:

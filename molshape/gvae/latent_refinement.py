@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.parser import get_parser
+from molshape.grammar.semantics import semantics_for
 from molshape.gvae import generation as gen
 from molshape.latent.prior import pull_into_balls
 
@@ -103,12 +104,12 @@ def _sequence_nll(model: nn.Module, z: Tensor, target: Tensor, allowed: Tensor) 
     return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(dim=1)
 
 
-def _allowed(model: nn.Module, grammar: Grammar, target: Tensor) -> Tensor:
-    """The rules each true step may choose: the grammar's, and the semantic masks where the model trained with them."""
+def allowed_rules(model: nn.Module, grammar: Grammar, target: Tensor) -> Tensor:
+    """``[B x T x R]`` bool: the rules each true step of ``target [B x T]`` may choose, the grammar's
+    and, for a model trained under semantic constraints, the semantic masks (the training loss's softmax)."""
     allowed = grammar.masks[grammar.lhs_tensor()[target]]
-    semantics = getattr(model, "_semantics", None)
-    if semantics is not None:
-        allowed = allowed & semantics.teacher_masks(target)
+    if getattr(getattr(model, "config", None), "constraints", "grammar") == "semantic":
+        allowed = allowed & semantics_for(grammar).teacher_masks(target)
     return allowed
 
 
@@ -129,7 +130,7 @@ def _refine_batch(model: nn.Module, grammar: Grammar, rules: Tensor, lengths: Te
     device = z0.device
     steps = int(lengths.max())
     target = rules[:, :steps]
-    allowed = _allowed(model, grammar, target).to(device)
+    allowed = allowed_rules(model, grammar, target).to(device)
     target = target.to(device)
     out, exact = z0.detach().clone(), torch.zeros(len(z0), dtype=torch.bool)
     took = torch.zeros(len(z0), dtype=torch.long)
@@ -208,6 +209,6 @@ def _nll(model: nn.Module, grammar: Grammar, z: Tensor, rules: Tensor, lengths: 
     for i in range(0, len(rules), batch_size):
         steps = int(lengths[i:i + batch_size].max())
         target = rules[i:i + batch_size, :steps]
-        allowed = _allowed(model, grammar, target).to(device)
+        allowed = allowed_rules(model, grammar, target).to(device)
         parts.append(_sequence_nll(model, z[i:i + batch_size].to(device), target.to(device), allowed).double().cpu())
     return torch.cat(parts)
