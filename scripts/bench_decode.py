@@ -17,13 +17,19 @@
    REV (exported with ``git archive``, run in a subprocess), interleaved ``--rounds`` times,
    CPU time of the decode call, decoded strings asserted identical.
 
-Headline (last line): with ``--baseline``, the end-to-end speed-up over REV; otherwise the
+5. Model against model (``--compare A B ...``, checkpoints or shipped names): end-to-end decoding
+   of each model's own prior latents (same seed), interleaved ``--rounds`` times, CPU time of the
+   decode call; the first model is the reference. This is how a compressed model (the GRU run
+   at choice points only) is measured against today's.
+
+Headline (last line): with ``--compare``, the last model's speed-up over the first; with ``--baseline``, the end-to-end speed-up over REV; otherwise the
 speed-up of semantic decoding over the per-molecule loop, and its cost against grammar-only
 masking end to end.
 
 Usage:
     python scripts/bench_decode.py [--batch 1000] [--checkpoint best.pt] [--device auto] [--threads N]
     python scripts/bench_decode.py --threads 1 --baseline <rev> [--only-e2e]
+    python scripts/bench_decode.py --threads 1 --compare zinc-kekule-gmm-cpu runs/compressed/best.pt
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="git revision to compare end-to-end decoding against")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the before/after comparison")
     ap.add_argument("--only-e2e", action="store_true", help="skip sections 1-3 (with --baseline)")
+    ap.add_argument("--compare", nargs="+", default=None, metavar="MODEL",
+                    help="models to time against the first, end to end (section 5 alone)")
     ap.add_argument("--e2e-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -78,6 +86,8 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.only_e2e:
         return before_after(args)
+    if args.compare:
+        return compare(args, device)
     g = load_grammar("smiles")
     B, T, R = args.batch, g.max_length, g.n_productions
     logits = torch.randn(B, T, R, generator=torch.Generator().manual_seed(0))
@@ -166,6 +176,39 @@ def before_after(args) -> None:
           f"decoded strings identical")
     print(f"bench_decode: {after / before:.1f}x molecules/s end to end ({before:.0f} -> {after:.0f}) against "
           f"{args.baseline}, identical decodes")
+
+
+def compare(args, device) -> None:
+    """Section 5: end-to-end decoding of several models, interleaved, CPU time."""
+    from molshape.gvae.checkpoint import load_model
+    from molshape.gvae.generation import decode_latents, prior_latents
+    from molshape.api import resolve_model
+
+    B = args.batch
+    models = []
+    for name in args.compare:
+        model, g, _ = load_model(resolve_model(name), device)
+        z = prior_latents(model, B, torch.Generator().manual_seed(0))
+        decode_latents(model, g, z[:16])  # warm-up
+        models.append((name, model, g, z))
+    best = {name: float("inf") for name in args.compare}
+    stats: dict[str, tuple[int, float]] = {}
+    for _ in range(args.rounds):
+        for name, model, g, z in models:
+            c = time.process_time()
+            out = decode_latents(model, g, z, batch_size=B)
+            best[name] = min(best[name], time.process_time() - c)
+            valid = [s for s in out if s is not None]
+            stats[name] = (len(valid), sum(len(s) for s in valid) / max(len(valid), 1))
+    print(f"end to end, {B} prior latents of each model, {args.threads or torch.get_num_threads()} thread(s), "
+          f"CPU time, best of {args.rounds}:")
+    first, last = args.compare[0], args.compare[-1]
+    for name, model, _, _ in models:
+        extra = ", compressed derivations" if getattr(model.config, "compressed", False) else ""
+        print(f"  {name}{extra}: {B / best[name]:7.1f} molecules/s ({best[name] / best[first]:.2f}x the time of "
+              f"{first}); {stats[name][0]} of {B} valid, mean SMILES length {stats[name][1]:.1f}")
+    print(f"bench_decode: {best[first] / best[last]:.2f}x molecules/s end to end, {last} against {first} "
+          f"({B / best[first]:.0f} -> {B / best[last]:.0f}, one process, interleaved)")
 
 
 def semantic(args, device) -> None:

@@ -9,13 +9,16 @@ Variants (all on the same real ZINC batches, forward + backward + Adam step, one
 * ``preset+bf16``: the same under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
 * ``preset, batch B``: a larger batch (``--big-batch``), per molecule;
 * ``preset+bf16, batch B`` and ``shipped+bf16, batch B``: both levers together;
+* ``preset+compressed``: compressed derivations (the decoder GRU runs at choice points only),
+  and ``preset+bf16+compressed, batch B`` / ``shipped+bf16+compressed, batch B`` with the
+  other two levers;
 * ``preset+compile``: ``torch.compile`` of the model (with ``--compile``; its compile time is
   reported apart).
 
 The variants take turns batch by batch, so machine load affects them alike; the time is CPU
 time of this process (robust to other jobs on a shared machine). The semantic teacher masks of
-every batch are computed once before timing, so the figures are the steady state of epoch 2
-onwards. bf16 is also checked for its effect on the loss on the same batch.
+every batch are computed once before timing and passed in, as training does, so the figures
+are the steady state of a training run. bf16 is also checked for its effect on the loss on the same batch.
 
 Usage:
     python scripts/bench_train_levers.py [--limit 3000] [--batches 6] [--big-batch 250] [--compile]
@@ -30,21 +33,24 @@ from collections.abc import Callable
 import torch
 
 from molshape.data.batching import bucket_batches
-from molshape.data.datasets import load_dataset
+from molshape.data.datasets import PreparedData, load_dataset
+from molshape.data.teacher_masks import TeacherMasks
 from molshape.grammar.cfg import load_grammar
 from molshape.gvae.checkpoint import ModelCheckpoint
 from molshape.gvae.model import PRESETS, ModelConfig, build_model, rec_heuristic
 from molshape.pretrained import checkpoint_path
 
 
-def stepper(model: torch.nn.Module, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], tuple[float, float]]:
-    """One Adam step per call; returns (CPU seconds, loss)."""
+def stepper(model: torch.nn.Module, bf16: bool, data: PreparedData, masks: TeacherMasks) -> Callable[[torch.Tensor], tuple[float, float]]:
+    """One Adam step per call on data rows ``idx`` (their teacher masks precomputed, as in
+    training); returns (CPU seconds, loss)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(rules: torch.Tensor, lengths: torch.Tensor) -> tuple[float, float]:
+    def step(idx: torch.Tensor) -> tuple[float, float]:
+        rules, lengths = data.rules[idx].long(), data.lengths[idx]
         c0 = time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(rules, lengths)
+            out = model(rules, lengths, masks[idx])
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
@@ -71,6 +77,7 @@ def main() -> None:
     big = bucket_batches(data.lengths[idx], args.big_batch, torch.Generator().manual_seed(0),
                          indices=idx)[: max(1, args.batches * args.batch_size // args.big_batch)]
     lam = rec_heuristic(grammar, data.rules[idx])
+    masks = TeacherMasks.build(grammar, data.rules, torch.cat(small + big))
     shipped_cfg = ModelCheckpoint.load(checkpoint_path("zinc-kekule-gmm-cpu")).config
 
     def model(cfg: ModelConfig, batch_size: int) -> torch.nn.Module:
@@ -78,29 +85,34 @@ def main() -> None:
         return build_model(cfg.replace(objective=cfg.objective.fitted_to_batch(batch_size), lambda_rec=lam), grammar)
 
     preset = PRESETS["smiles_kekule"]["cpu"]
+    compressed = preset.replace(compressed=True)
     variants: dict[str, tuple[Callable, list]] = {
-        "shipped": (stepper(model(shipped_cfg, args.batch_size), False), small),
-        "preset": (stepper(model(preset, args.batch_size), False), small),
-        "preset+bf16": (stepper(model(preset, args.batch_size), True), small),
-        f"preset, batch {args.big_batch}": (stepper(model(preset, args.big_batch), False), big),
-        f"preset+bf16, batch {args.big_batch}": (stepper(model(preset, args.big_batch), True), big),
-        f"shipped+bf16, batch {args.big_batch}": (stepper(model(shipped_cfg, args.big_batch), True), big),
+        "shipped": (stepper(model(shipped_cfg, args.batch_size), False, data, masks), small),
+        "preset": (stepper(model(preset, args.batch_size), False, data, masks), small),
+        "preset+bf16": (stepper(model(preset, args.batch_size), True, data, masks), small),
+        f"preset, batch {args.big_batch}": (stepper(model(preset, args.big_batch), False, data, masks), big),
+        f"preset+bf16, batch {args.big_batch}": (stepper(model(preset, args.big_batch), True, data, masks), big),
+        f"shipped+bf16, batch {args.big_batch}": (stepper(model(shipped_cfg, args.big_batch), True, data, masks), big),
+        "preset+compressed": (stepper(model(compressed, args.batch_size), False, data, masks), small),
+        f"preset+bf16+compressed, batch {args.big_batch}": (stepper(model(compressed, args.big_batch), True, data, masks), big),
+        f"shipped+bf16+compressed, batch {args.big_batch}": (
+            stepper(model(shipped_cfg.replace(compressed=True), args.big_batch), True, data, masks), big),
     }
     if args.compile:
         m = model(preset, args.batch_size)
         t0 = time.perf_counter()
         compiled = torch.compile(m)
-        s = stepper(compiled, False)
+        s = stepper(compiled, False, data, masks)
         b = small[0]
-        s(data.rules[b].long(), data.lengths[b])
+        s(b)
         print(f"torch.compile: first step (compilation) {time.perf_counter() - t0:.0f} s", flush=True)
         variants["preset+compile"] = (s, small)
 
-    # teacher masks and one-off set-up out of the timing: one untimed step of every variant on
+    # one-off set-up out of the timing: one untimed step of every variant on
     # every batch it will see
     for name, (step, batches) in variants.items():
         for b in batches:
-            step(data.rules[b].long(), data.lengths[b])
+            step(b)
     # bf16 against fp32 on the same weights and batch
     b = small[0]
     m32 = model(preset, args.batch_size).eval()
@@ -117,7 +129,7 @@ def main() -> None:
         for name, (step, batches) in variants.items():
             if i < len(batches):
                 b = batches[i]
-                dt, _ = step(data.rules[b].long(), data.lengths[b])
+                dt, _ = step(b)
                 seconds[name] += dt
                 items[name] += len(b)
     rate = {k: items[k] / seconds[k] for k in variants}
@@ -125,10 +137,14 @@ def main() -> None:
         print(f"{k:>24}: {rate[k]:6.1f} molecules/s per core ({rate[k] / rate['shipped']:.2f}x shipped, "
               f"{items[k]} molecules)")
     both = f"preset+bf16, batch {args.big_batch}"
-    print(f"bench_train_levers: {rate[both] / rate['shipped']:.2f}x training molecules/s per core, {both} against "
-          f"the shipped model's design and settings ({rate['shipped']:.1f} -> {rate[both]:.1f}); preset fp32 "
+    every = f"preset+bf16+compressed, batch {args.big_batch}"
+    print(f"bench_train_levers: {rate[every] / rate['shipped']:.2f}x training molecules/s per core, {every} against "
+          f"the shipped model's design and settings ({rate['shipped']:.1f} -> {rate[every]:.1f}); preset fp32 "
           f"{rate['preset'] / rate['shipped']:.2f}x, bf16 {rate['preset+bf16'] / rate['preset']:.2f}x the preset, "
-          f"shipped design with both levers {rate[f'shipped+bf16, batch {args.big_batch}'] / rate['shipped']:.2f}x")
+          f"compressed {rate['preset+compressed'] / rate['preset']:.2f}x the preset, bf16 and batch "
+          f"{rate[both] / rate['shipped']:.2f}x, shipped design with bf16 and batch "
+          f"{rate[f'shipped+bf16, batch {args.big_batch}'] / rate['shipped']:.2f}x, and compressed "
+          f"{rate[f'shipped+bf16+compressed, batch {args.big_batch}'] / rate['shipped']:.2f}x")
 
 
 if __name__ == "__main__":

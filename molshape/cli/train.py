@@ -55,6 +55,9 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers, runs_dir
 @click.option("--rule-dropout", type=FiniteFloat(0, 1, max_open=True), default=None,
               help="Training: hide the decoder's previous rule with this probability (forces use of z).")
 @click.option("--dec-init/--no-dec-init", default=None, help="The decoder GRU's initial state is a function of z.")
+@click.option("--compressed/--no-compressed", default=None,
+              help="Compressed derivations: the decoder GRU runs only at choice points (steps whose masks allow "
+                   "more than one rule); needs --feed-rules.")
 @click.option("--schedule", type=click.Choice(["plateau", "exp"]), default=None,
               help="Learning-rate schedule: plateau (x0.2 on a validation plateau, GVAE) or exp (halves every "
                    "--lr-half-life steps). Default: the preset's.")
@@ -86,6 +89,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
             latent_dim: int | None, hidden: int | None, layers: int | None, components: int | None,
             std: float | None, layout: str | None, lambda_rec: float | None, feed_rules: bool | None,
             encoder: str | None, enc_hidden: int | None, rule_dropout: float | None, dec_init: bool | None,
+            compressed: bool | None,
             schedule: str | None, lr_half_life: int | None, min_lr: float | None, no_bucket: bool, max_minutes: float | None, grad_clip: float | None, amp: bool, cpu_bf16: bool, threads: int | None,
             out: Path | None, resume: bool, force: bool, no_progress: bool, device: str, seed: int,
             as_json: bool) -> None:
@@ -112,7 +116,7 @@ def command(grammar_name: str, objective: str, preset: str, data: Path | None, l
     model_cfg = PRESETS[grammar_name][preset].replace(
         objective=objective, latent_dim=latent_dim, dec_hidden=hidden, dec_layers=layers, lambda_rec=lambda_rec,
         decoder_feed_rules=feed_rules, encoder=encoder, enc_hidden=enc_hidden, rule_dropout=rule_dropout,
-        dec_init=dec_init)
+        dec_init=dec_init, compressed=compressed)
     # --components, --std and --layout set the gmm prior; the other objectives have no prior to set
     prior = {k: v for k, v in (("n_components", components), ("std", std), ("layout", layout))
              if k in model_cfg.objective.settings()}
@@ -178,7 +182,8 @@ MODEL_OPTIONS = {"objective": ("--model", "objective.name"), "latent_dim": ("--l
                  "components": ("--components", "objective.n_components"), "std": ("--std", "objective.std"),
                  "layout": ("--layout", "objective.layout"), "lambda_rec": ("--lambda-rec", "lambda_rec"),
                  "feed_rules": ("--feed-rules", "decoder_feed_rules"), "encoder": ("--encoder", "encoder"),
-                 "enc_hidden": ("--enc-hidden", "enc_hidden"), "dec_init": ("--dec-init", "dec_init")}
+                 "enc_hidden": ("--enc-hidden", "enc_hidden"), "dec_init": ("--dec-init", "dec_init"),
+                 "compressed": ("--compressed", "compressed")}
 
 
 def _check_folder(out: Path, grammar_name: str, resume: bool, force: bool) -> Any:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from molshape.grammar.decoding import StackDecoder, StepDecoder, sequence_logits
+from molshape.grammar.decoding import StackDecoder, StepDecoder, choice_step, sequence_logits
 
 
 @dataclass
@@ -125,15 +125,17 @@ def beam_search(decoder: StackDecoder, model: StepDecoder, z: Tensor, width: int
     parents: list[Tensor] = []
     base = (torch.arange(B, device=device) * k).unsqueeze(1)  # [B, 1] first row of each latent
     G = decoder.n_candidates
+    skip = decoder._skips(model)
     for t in range(decoder.max_length):
+        symbols = decoder._symbols(stack, top)
+        allowed, choice = decoder._masks(sem, t, symbols, skip)
         if fixed_logits is not None:
             logits = fixed_logits[:, t].repeat_interleave(k, dim=0)
         else:
-            logits, state = model.decoder_step(state, prev)
-        symbol = decoder._symbols(stack, top).squeeze(1)  # [rows]
+            logits, state = choice_step(model, state, prev, choice, g.n_productions)
+        symbol = symbols.squeeze(1)  # [rows]
         cand = t_["cand"].index_select(0, symbol)  # [rows, G]
         scores = logits.gather(1, cand).double() + t_["cand_neg"].index_select(0, symbol).double()
-        allowed = decoder._allowed(sem, t)
         if allowed is not None:
             scores = scores.masked_fill(~allowed.gather(1, cand), float("-inf"))
         done = top == 0

@@ -77,6 +77,30 @@ class SequenceDecoder(StepDecoder, Protocol):
         """``B x steps x R`` logits of latents ``z [B x d]``."""
 
 
+def skips_forced(model: StepDecoder) -> bool:
+    """Whether ``model`` is stepped at choice points only (compressed derivations): its
+    ``decoder_skips_forced`` is True. A step whose masks allow a single rule is then applied
+    without calling the model, which reads it as the previous rule at its next step."""
+    return bool(getattr(model, "decoder_skips_forced", False))
+
+
+def choice_step(model: StepDecoder, state: object, prev: Tensor, choice: Tensor | None,
+                n_rules: int) -> tuple[Tensor, object]:
+    """``model.decoder_step`` on the rows where ``choice [B]`` is True (every row when None).
+
+    Returns ``(logits [B x R], state)``: the other rows get zero logits (their single allowed
+    rule is taken anyway) and keep their state.
+    """
+    if choice is None or bool(choice.all()):
+        return model.decoder_step(state, prev)
+    rows = choice.nonzero().squeeze(1)
+    if not len(rows):
+        return torch.zeros(len(choice), n_rules, device=choice.device), state
+    logits, sub = model.decoder_step(select_state(model, state, rows), prev.index_select(0, rows))
+    full = logits.new_zeros(len(choice), logits.shape[1]).index_copy(0, rows, logits)
+    return full, merge_state(model, state, sub, rows)
+
+
 def sequence_logits(model: StepDecoder, z: Tensor, steps: int) -> Tensor | None:
     """Every step's logits in one call when ``model`` is a :class:`SequenceDecoder` that feeds
     no rules back; None when it must be stepped."""
@@ -204,6 +228,29 @@ class StackDecoder:
         """Semantically allowed rules at step ``t`` (None without semantic constraints)."""
         return None if sem is None else self.semantics.allowed(sem, self.max_length - t - 1, self.guide)
 
+    def _skips(self, model: StepDecoder) -> bool:
+        """:func:`skips_forced` for ``model``, checking that these masks find its choice points."""
+        skip = skips_forced(model)
+        if skip and self.semantics is None and getattr(getattr(model, "config", None), "constraints", "") == "semantic":
+            raise ValueError("a compressed model trained under semantic constraints decodes under them "
+                             "(constraints 'auto' or 'semantic'): its choice points are theirs")
+        return skip
+
+    def _masks(self, sem, t: int, symbol: Tensor, skip: bool) -> tuple[Tensor | None, Tensor | None]:
+        """``(allowed, choice)`` at step ``t``: :meth:`_allowed`, and with ``skip`` the ``B`` rows
+        with more than one rule under the masks the training loss uses (no ring guidance)."""
+        if not skip:
+            return self._allowed(sem, t), None
+        allowed = hard = None
+        if sem is not None:
+            allowed, hard = self.semantics.allowed_and_hard(sem, self.max_length - t - 1, self.guide)
+        tables = self._on(symbol.device)
+        sym = symbol.squeeze(1)
+        ok = tables["cand_neg"].index_select(0, sym) == 0  # [B, G] the symbol's real candidates
+        if hard is not None:
+            ok &= hard.gather(1, tables["cand"].index_select(0, sym))
+        return allowed, ok.sum(dim=1) > 1
+
     def _check_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -283,12 +330,14 @@ class StackDecoder:
         out = torch.full((batch, self.max_length), self.grammar.pad, dtype=torch.long, device=device)
         complete = torch.ones(batch, dtype=torch.bool, device=device)
         rows = torch.arange(batch, device=device)  # the batch row of each live row
+        skip = self._skips(model)
         for t in range(self.max_length):
             if len(rows):
-                logits, state = model.decoder_step(state, prev)
+                symbol = self._symbols(stack, top)
+                allowed, choice = self._masks(sem, t, symbol, skip)
+                logits, state = choice_step(model, state, prev, choice, self.grammar.n_productions)
                 noise = self._noise(batch, mode, generator, device)
-                allowed = self._allowed(sem, t)
-                prev = self._choose(logits, self._symbols(stack, top), mode, generator, allowed,
+                prev = self._choose(logits, symbol, mode, generator, allowed,
                                     noise=None if noise is None else noise.index_select(0, rows))
                 self._push(prev, stack, top)
                 if sem is not None:
@@ -328,6 +377,20 @@ def select_state(model: StepDecoder, state: object, keep: Tensor) -> object:
     if not isinstance(state, Tensor):  # None, step counters: not per row
         return state
     return state.index_select(1 if state.dim() == 3 else 0, keep)
+
+
+def merge_state(model: StepDecoder, state: object, sub: object, rows: Tensor) -> object:
+    """``state`` with its rows ``rows`` replaced by ``sub`` (the inverse of :func:`select_state`,
+    same layout rules; a model may say how with ``decoder_merge(state, sub, rows)``)."""
+    if hasattr(model, "decoder_merge"):
+        return model.decoder_merge(state, sub, rows)
+    if isinstance(state, (tuple, list)):
+        return type(state)(merge_state(model, a, b, rows) for a, b in zip(state, sub))
+    if not isinstance(sub, Tensor):
+        return state
+    if not isinstance(state, Tensor):  # a state made at the first step: only whole batches start
+        raise ValueError("merge_state: the first decoder step must run on every row")
+    return state.index_copy(1 if state.dim() == 3 else 0, rows, sub)
 
 
 def make_decoder(grammar: Grammar, constraints: str = "auto", max_length: int | None = None,

@@ -356,10 +356,15 @@ class SmilesSemantics:
         ring of at most ``MAX_RING`` atoms (:meth:`guidance`) are dropped too, except
         where that would leave a symbol with no rule: validity never depends on them.
         """
+        return self.allowed_and_hard(s, steps_left, guide)[0]
+
+    def allowed_and_hard(self, s: State, steps_left: int | Tensor, guide: bool = False) -> tuple[Tensor, Tensor]:
+        """``(allowed, hard)``: :meth:`allowed`, and the same without guidance (the masks the
+        training loss normalises over, which say where a compressed model's choice points are)."""
         frames = self._frames(s)
         hard = self.needs(s, frames) <= steps_left
         if not guide:
-            return hard
+            return hard, hard
         soft = hard & ~self.guidance(s, frames, steps_left)
         dev = hard.device
         # asking for another ring bond when no digit is left but ones to avoid would only end
@@ -369,7 +374,7 @@ class SmilesSemantics:
         soft = soft & (some_digit | (kinds != Kind.MORE_RINGS))
         masks, lhs = self._gmasks.to(dev), self._lhs.to(dev)
         some = (soft.unsqueeze(1) & masks.unsqueeze(0)).any(-1)  # [B, S]: a guided rule is left
-        return torch.where(some.index_select(1, lhs), soft, hard)
+        return torch.where(some.index_select(1, lhs), soft, hard), hard
 
     def guidance(self, s: State, frames: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
                  steps_left: int | Tensor | None = None) -> Tensor:

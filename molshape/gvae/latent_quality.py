@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from molshape.core.atomic import atomic_path
 from molshape.grammar.cfg import Grammar
+from molshape.grammar.decoding import choice_step, skips_forced
 from molshape.grammar.parser import get_parser
 from molshape.grammar.representation import is_molecular, to_user_string
 from molshape.gvae import generation as gen
@@ -161,6 +162,7 @@ def teacher_forced_nlls(model: nn.Module, grammar: Grammar, latents: dict[str, T
     """
     device = gen.model_device(model)
     out: dict[str, list[Tensor]] = {name: [] for name in latents}
+    skip = skips_forced(model)
     for i in range(0, len(rules), batch_size):
         steps = int(lengths[i:i + batch_size].max())
         r = rules[i:i + batch_size, :steps]
@@ -170,7 +172,8 @@ def teacher_forced_nlls(model: nn.Module, grammar: Grammar, latents: dict[str, T
             prev = torch.full((len(r),), grammar.pad, dtype=torch.long, device=device)
             nll = torch.zeros(len(r), dtype=torch.float64, device=device)
             for t in range(steps):
-                logits, state = model.decoder_step(state, prev)
+                choice = allowed[:, t].sum(dim=1) > 1 if skip else None
+                logits, state = choice_step(model, state, prev, choice, grammar.n_productions)
                 logp = F.log_softmax(logits.float().masked_fill(~allowed[:, t], _MASKED), dim=1)
                 nll -= logp.gather(1, r_dev[:, t:t + 1]).squeeze(1).double()
                 prev = r_dev[:, t]

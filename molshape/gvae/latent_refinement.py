@@ -100,7 +100,7 @@ def exact_matches(grammar: Grammar, truth: Sequence[str], decoded: Sequence[str 
 
 def _sequence_nll(model: nn.Module, z: Tensor, target: Tensor, allowed: Tensor) -> Tensor:
     """``B`` teacher-forced NLL (nats) of ``target [B x T]`` under ``allowed [B x T x R]``, differentiable in ``z``."""
-    logits = model.teacher_logits(z, target).float().masked_fill(~allowed, -1e4)
+    logits = model.teacher_logits(z, target, allowed).float().masked_fill(~allowed, -1e4)
     return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(dim=1)
 
 

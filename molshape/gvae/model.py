@@ -94,6 +94,10 @@ class ModelConfig:
     rule_dropout: float = 0.0
     # the GRU's initial hidden state is a function of z as well (not only its input)
     dec_init: bool = False
+    # compressed derivations: the GRU runs only at choice points, the steps whose masks allow
+    # more than one production; a forced step needs no prediction and is applied without it
+    # (the GRU still reads it as the previous rule). Needs decoder_feed_rules.
+    compressed: bool = False
     # weight of the reconstruction term; None -> resolved by train_grammar (rec_heuristic)
     lambda_rec: float | None = None
     # "semantic": the softmax is normalised over the semantically allowed productions in
@@ -221,7 +225,15 @@ class Encoder(nn.Module):
 
 class RuleGRUEncoder(nn.Module):
     """Padded rules ``B x T`` -> features ``B x enc_dense``: a bidirectional GRU over rule
-    embeddings, packed to each sequence's length (the padding production ends a sequence)."""
+    embeddings, each direction reading exactly a sequence's rules (the padding production ends
+    a sequence).
+
+    The two directions run as two plain passes over padded sequences, the backward one over
+    each sequence reversed within its length, and read their state at the last rule: the
+    same numbers as a packed sequence, but the CPU backward pass of a packed GRU fills a
+    zero gradient of the whole packed input at every step (quadratic in the length), which
+    made it 2.6x slower.
+    """
 
     def __init__(self, cfg: ModelConfig, pad: int) -> None:
         super().__init__()
@@ -233,10 +245,23 @@ class RuleGRUEncoder(nn.Module):
     def forward(self, rules: Tensor) -> Tensor:
         lengths = (rules != self.pad).sum(dim=1).clamp(min=1)
         steps = int(lengths.max())
-        packed = nn.utils.rnn.pack_padded_sequence(self.embed(rules[:, :steps]), lengths.cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        _, h = self.gru(packed)  # (2, B, H): last forward state, first backward state
-        return self.dense(torch.cat([h[0], h[1]], dim=-1))
+        x = self.embed(rules[:, :steps])  # (B, steps, E)
+        last = (lengths - 1).unsqueeze(1)  # (B, 1)
+        # position t of the reversed sequence holds rule last - t; past the end, rule 0 (never read)
+        backward = x.gather(1, (last - torch.arange(steps, device=x.device)).clamp(min=0).unsqueeze(2)
+                            .expand(-1, -1, x.shape[2]))
+        at_last = last.unsqueeze(2).expand(-1, 1, self.gru.hidden_size)
+        h = [self._direction(seq, suffix).gather(1, at_last).squeeze(1)
+             for seq, suffix in ((x, ""), (backward, "_reverse"))]
+        return self.dense(torch.cat(h, dim=-1))
+
+    def _direction(self, x: Tensor, suffix: str) -> Tensor:
+        """Outputs ``B x T x H`` of one direction of ``self.gru`` over ``x``, from a zero state."""
+        g = self.gru
+        weights = [getattr(g, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        h0 = x.new_zeros(1, x.shape[0], g.hidden_size)
+        out, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)
+        return out
 
 
 ENCODERS = ("conv", "gru")
@@ -262,6 +287,9 @@ class GrammarAutoencoder(nn.Module):
                              f"model expects {c.n_rules}")
         if c.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig: encoder {c.encoder!r} is not one of {ENCODERS}")
+        if c.compressed and not c.decoder_feed_rules:
+            raise ValueError("ModelConfig: compressed derivations need decoder_feed_rules (the GRU must "
+                             "read the forced steps it skips)")
         self.grammar = grammar
         self.encoder = Encoder(c) if c.encoder == "conv" else RuleGRUEncoder(c, pad=grammar.pad)
         self.objective = c.objective.build(c.latent_dim, c.enc_dense, estimate=estimate)
@@ -357,13 +385,19 @@ class GrammarAutoencoder(nn.Module):
         """Decoder state for latents ``z [B x d]``: ``(dense(z) [B x d], GRU hidden or None)``."""
         return self.dec_input(z), None
 
+    @property
+    def decoder_skips_forced(self) -> bool:
+        """Whether decoders call :meth:`decoder_step` at choice points only (``compressed``)."""
+        return self.config.compressed
+
     def decoder_step(self, state: tuple[Tensor, Tensor | None], prev_rule: Tensor) -> tuple[Tensor, tuple]:
         """One decoding step.
 
         Args:
             state: from :meth:`decoder_init` or the previous step.
-            prev_rule: ``B`` long, the rule chosen at the previous step (``n_rules`` or
-                any value at step 0); ignored unless ``decoder_feed_rules``.
+            prev_rule: ``B`` long, the rule applied at the previous step (any value at step 0;
+                a compressed model's first step may follow forced steps, and reads the last of
+                them); ignored unless ``decoder_feed_rules``.
 
         Returns:
             ``(logits [B x R], new state)``.
@@ -372,30 +406,53 @@ class GrammarAutoencoder(nn.Module):
         inp = x
         if self.config.decoder_feed_rules:
             if hidden is None:
-                prev_rule = torch.full_like(prev_rule, self.config.n_rules)
+                none = torch.full_like(prev_rule, self.config.n_rules)
+                # the pad rule never precedes a choice point: there it stands for "no rule yet"
+                prev_rule = prev_rule.where(self.config.compressed & (prev_rule != self.grammar.pad), none)
             inp = torch.cat([x, self.rule_embed(prev_rule)], dim=-1)
         if hidden is None:  # the first step
             hidden = self._initial_hidden(x)
         out, hidden = self.gru(inp.unsqueeze(1), hidden)
         return self.out(out[:, 0]), (x, hidden)
 
-    def teacher_logits(self, z: Tensor, rules: Tensor) -> Tensor:
-        """Training-time logits ``B x T' x R`` for the first ``T'`` steps of ``rules [B x T']``."""
+    def teacher_logits(self, z: Tensor, rules: Tensor, allowed: Tensor | None = None) -> Tensor:
+        """Training-time logits ``B x T' x R`` for the first ``T'`` steps of ``rules [B x T']``.
+
+        A compressed model runs its GRU at the choice points of ``allowed`` (``B x T' x R``,
+        :meth:`allowed_rules`; computed when not given) and leaves zeros at forced steps,
+        where the masked softmax has a single rule.
+        """
         steps = rules.shape[1]
         prev = self._shifted(rules) if self.config.decoder_feed_rules else None
-        x = self._gru_inputs(z, steps, prev)
+        if not self.config.compressed:
+            x = self._gru_inputs(z, steps, prev)
+            h, _ = self.gru(x, self._initial_hidden(x[:, 0, :self.config.latent_dim]))
+            return self.out(h)
+        allowed = self.allowed_rules(rules) if allowed is None else allowed
+        where, live = choice_positions(allowed.sum(dim=-1) > 1)  # [B, C]
+        x = self._gru_inputs(z, where.shape[1], prev.gather(1, where))
         h, _ = self.gru(x, self._initial_hidden(x[:, 0, :self.config.latent_dim]))
-        return self.out(h)
+        logits = self.out(h)  # [B, C, R]
+        # the padding slots of the compressed sequences land on an extra step that is dropped
+        index = where.masked_fill(~live, steps).unsqueeze(2).expand(-1, -1, logits.shape[2])
+        full = logits.new_zeros(rules.shape[0], steps + 1, logits.shape[2])
+        return full.scatter(1, index, logits)[:, :steps]
 
     # -- loss ---------------------------------------------------------------------------
-    def masked_logits(self, logits: Tensor, rules: Tensor, semantic_masks: Tensor | None = None) -> Tensor:
-        """Mask ``B x T x R`` logits with the productions allowed by each true step's symbol,
-        and under semantic constraints by ``semantic_masks`` (``B x T`` bit-packed words of
+    def allowed_rules(self, rules: Tensor, semantic_masks: Tensor | None = None) -> Tensor:
+        """``B x T x R`` bool: the productions each true step of ``rules`` may choose: its symbol's,
+        and under semantic constraints ``semantic_masks`` (``B x T`` bit-packed words of
         :mod:`molshape.data.teacher_masks`; computed here, slowly, when not given)."""
         allowed = self._masks[self._lhs[rules]]  # (B, T, R)
         if self._semantics is not None:  # normalise over what semantic decoding can choose
             allowed = allowed & (self._semantics.teacher_masks(rules) if semantic_masks is None
                                  else unpack_masks(semantic_masks, self.config.n_rules))
+        return allowed
+
+    def masked_logits(self, logits: Tensor, rules: Tensor, semantic_masks: Tensor | None = None,
+                      allowed: Tensor | None = None) -> Tensor:
+        """Mask ``B x T x R`` logits with :meth:`allowed_rules` (or ``allowed``), in fp32."""
+        allowed = self.allowed_rules(rules, semantic_masks) if allowed is None else allowed
         return logits.float().masked_fill(~allowed, MASK_VALUE)
 
     def forward(self, rules: Tensor, lengths: Tensor, semantic_masks: Tensor | None = None) -> dict[str, Tensor]:
@@ -417,7 +474,8 @@ class GrammarAutoencoder(nn.Module):
         z, terms = self.objective(self._features(rules))
         target = rules[:, :steps]
         masks = None if semantic_masks is None else semantic_masks[:, :steps]
-        logits = self.masked_logits(self.teacher_logits(z, target), target, masks)  # (B, steps, R) fp32
+        allowed = self.allowed_rules(target, masks)
+        logits = self.masked_logits(self.teacher_logits(z, target, allowed), target, allowed=allowed)  # fp32
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, steps)
         rec = ce.sum(dim=1).mean()
         loss = self.lambda_rec * rec + sum(t.float() for t in terms.values())
@@ -425,6 +483,22 @@ class GrammarAutoencoder(nn.Module):
             valid = torch.arange(steps, device=rules.device) < lengths.unsqueeze(1)
             acc = ((logits.argmax(-1) == target) & valid).sum() / valid.sum().clamp(min=1)
         return {"loss": loss, "rec": rec.detach(), "acc_rule": acc, **{k: v.detach() for k, v in terms.items()}}
+
+
+def choice_positions(choice: Tensor) -> tuple[Tensor, Tensor]:
+    """The choice points of ``choice [B x T]`` (bool) packed to the left: ``(where [B x C], live
+    [B x C])``, ``where`` the steps in order, ``live`` False on padding slots (which hold
+    forced steps), C the most choice points of any row (at least 1).
+
+    >>> choice_positions(torch.tensor([[False, True, False, True], [True, False, False, False]]))
+    (tensor([[1, 3],
+            [0, 1]]), tensor([[ True,  True],
+            [ True, False]]))
+    """
+    counts = choice.sum(dim=1)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    where = torch.argsort((~choice).to(torch.int8), dim=1, stable=True)[:, :width]
+    return where, torch.arange(width, device=choice.device) < counts.unsqueeze(1)
 
 
 def build_model(config: ModelConfig, grammar: Grammar | None = None) -> GrammarAutoencoder:

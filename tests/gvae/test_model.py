@@ -106,6 +106,28 @@ def test_gru_encoder_reads_each_sequence_to_its_own_end(zinc_data) -> None:
     assert not torch.allclose(moved[0], together[0]) and torch.allclose(moved[1:], together[1:], atol=1e-6)
 
 
+
+def test_gru_encoder_equals_a_packed_bidirectional_gru(zinc_data) -> None:
+    """The two padded passes give the packed sequence's numbers, and its gradients."""
+    model = _small_smiles(encoder="gru").train()
+    enc = model.encoder
+    idx = zinc_data.split["train"][:10]
+    rules = zinc_data.rules[idx].long()
+    lengths = (rules != enc.pad).sum(dim=1)
+    assert len(set(lengths.tolist())) > 5
+
+    def packed() -> torch.Tensor:
+        x = enc.embed(rules[:, : int(lengths.max())])
+        seq = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, h = enc.gru(seq)
+        return enc.dense(torch.cat([h[0], h[1]], dim=-1))
+
+    want, got = packed(), enc(rules)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    params = [enc.gru.weight_hh_l0, enc.gru.weight_hh_l0_reverse, enc.embed.weight]
+    for a, b in zip(torch.autograd.grad(got.square().sum(), params), torch.autograd.grad(want.square().sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
 def test_rule_dropout_hides_previous_rules_in_training_only(expr_data) -> None:
     cfg = PRESETS["expr"]["paper"].replace(objective=GMMConfig(batch_size=8), decoder_feed_rules=True, rule_dropout=0.5)
     torch.manual_seed(0)
