@@ -6,13 +6,13 @@
 # CUDA tests and the GPU benchmarks. Every stage logs under $OUT; a failed stage never stops the
 # next; what did not finish in time still comes back (BO state summarised per seed).
 #
-# Inputs beside the checkout (ignored by git, sent with the call):
-#   .whl/      wheels the GPU image lacks (rdkit, nltk, platformdirs, fcd-torch; python 3.12)
-#   .devdata/  zinc250k.smi.gz, equation2_15_dataset.txt.gz, zinc-vae-cpu.pt, expr-vae-cpu.pt
-#   Fill them with: pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
-#   --platform manylinux_2_28_x86_64 -d .whl rdkit nltk platformdirs fcd-torch; cp the data files; and
-#   python -c "..slim(load_checkpoint('runs/smiles-vae-cpu/best.pt'))..." (see scripts/ship_model.py).
+# Inputs beside the checkout (ignored by git, sent with the call): .whl/ (wheels the GPU image
+# lacks) and .devdata/ (the data files), filled by `bash scripts/gpu_inputs.sh`. Optional: fcd-torch
+# in .whl (FCD; skipped without it), and .devdata/zinc-vae-cpu.pt / expr-vae-cpu.pt (the VAE BO
+# runs; skipped without them).
 # Usage on the device:   OUT=... bash scripts/gpu_paper_run.sh
+#   TRAIN_MIN=4 (training budget, minutes), BENCH_TRAIN=1 (also the training benchmark), SKIP_BO=1
+#   (no BO runs or GP timings: the whole device call on the paper model), SKIP_TRAIN=1 (BO only)
 # Local rehearsal (CPU, tiny sizes, about 5 minutes):
 #   DRY=1 PY=.venv/bin/python OUT=/tmp/gpu-dry bash scripts/gpu_paper_run.sh
 set -u
@@ -41,10 +41,11 @@ fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export MOLSHAPE_DATA_DIR="$PWD/.devdata" MOLSHAPE_CACHE_DIR="$W/cache"
 MS="$PY -m molshape"
+NOFCD=$($PY -c "import fcd_torch" > /dev/null 2>&1 || echo --no-fcd)
 CKPT="$W/paper-gmm/best.pt"
 
 # -- 0. environment (stop at once if the stack does not import: nothing else could run) ----------
-{ $PY -c "import sys, torch, rdkit, nltk, botorch, gpytorch, fcd_torch, molshape
+{ $PY -c "import sys, torch, rdkit, nltk, botorch, gpytorch, molshape
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'rdkit', rdkit.__version__,
       'botorch', botorch.__version__)" && nproc && (nvidia-smi || true); } > "$W/logs/env.txt" 2>&1 \
@@ -63,9 +64,11 @@ fi
 wait $PREP; say "data prepared: $(grep -c . "$W/logs/prepare.log") log lines"
 
 if [ -z "${SKIP_TRAIN:-}" ]; then
-# -- 2. training throughput, GPU alone (bucketed vs full padding, same batches) ------------------
+# -- 2. training throughput, GPU alone (bucketed vs full padding, same batches; BENCH_TRAIN=1) ---
+if [ -n "${BENCH_TRAIN:-}" ]; then
 timeout 90 $PY scripts/bench_train.py $BENCH --device $DEV > "$W/logs/bench_train.log" 2>&1
 say "bench_train: $(tail -1 "$W/logs/bench_train.log")"
+fi
 
 # -- 3. paper-preset GMM-DAE on all of ZINC250k, time-limited (GPU) -----------------------------
 $MS train --grammar smiles_kekule --model gmm $TRAIN --device $DEV --no-progress --out "$W/paper-gmm" --json \
@@ -74,38 +77,42 @@ TRAIN_PID=$!
 say "training started"
 fi
 
-# -- 4. BO protocol for the shipped cpu-preset models, niced so training keeps its CPU ----------
+# -- 4. BO protocol for the shipped cpu-preset models, niced so training keeps its CPU (SKIP_BO=1) -
 ACQ="--surrogate svgp --num-restarts 2 --raw-samples 64 --mc-samples 64 --maxiter 25 --device $DEV --threads 1"
 bo() {  # name, then optimize options
   local name=$1; shift
   nice -n 10 timeout $(( BO_END - $(t) )) $MS optimize $ACQ "$@" --out "$W/bo/$name" --json \
     > "$W/logs/bo-$name.json" 2> "$W/logs/bo-$name.log" &
 }
+if [ -z "${SKIP_BO:-}" ]; then
 [ -n "${SKIP_TRAIN:-}" ] || sleep 5
 bo logp-gmm --checkpoint molshape/pretrained/zinc-gmm-cpu.pt --target logp $BO --workers $W5
 bo expr-gmm --checkpoint molshape/pretrained/expr-gmm-cpu.pt --target expr $BO --workers $W3
-bo expr-vae-vote --checkpoint .devdata/expr-vae-cpu.pt --target expr $BO --attempts $VOTE --workers $W3
+[ -f .devdata/expr-vae-cpu.pt ] && bo expr-vae-vote --checkpoint .devdata/expr-vae-cpu.pt --target expr $BO --attempts $VOTE --workers $W3
 # the logp runs share the scores of the same 40,000 training molecules: let the first one cache them
 for _ in $(seq 90); do ls "$MOLSHAPE_CACHE_DIR"/optimize/scores-logp-* > /dev/null 2>&1 && break; sleep 1; done
-bo logp-vae-vote --checkpoint .devdata/zinc-vae-cpu.pt --target logp $BO --attempts $VOTE --workers $W5
+[ -f .devdata/zinc-vae-cpu.pt ] && bo logp-vae-vote --checkpoint .devdata/zinc-vae-cpu.pt --target logp $BO --attempts $VOTE --workers $W5
 bo logp-gmm-turbo --checkpoint molshape/pretrained/zinc-gmm-cpu.pt --target logp --strategy turbo \
   $BO --seeds $(( W5 > 2 ? 5 : 2 )) --workers $W3
 say "BO runs started (end by t=${BO_END}s)"
+fi
 
 if [ -z "${SKIP_TRAIN:-}" ]; then
 wait $TRAIN_PID; say "training done: rc $? $(tr -d '\n' < "$W/logs/train.json" | cut -c1-300)"
 
-# -- 5. evaluate the paper model (GPU) beside the GP fit timings --------------------------------
+# -- 5. evaluate the paper model and measure its latent space (GPU), then the GP fit timings -----
 
-timeout 120 $MS evaluate --checkpoint "$CKPT" --n $NEVAL --device $DEV --data .devdata/zinc250k.smi.gz \
+timeout 120 $MS evaluate --checkpoint "$CKPT" --n $NEVAL --device $DEV $NOFCD --data .devdata/zinc250k.smi.gz \
   --out "$W/paper-eval" --json > "$W/logs/evaluate.json" 2> "$W/logs/evaluate.log" &
 EVAL_PID=$!
-timeout 120 $PY scripts/bench_surrogate.py --sizes $SIZES --device $DEV > "$W/logs/bench_surrogate.log" 2>&1
-say "bench_surrogate: $(tail -1 "$W/logs/bench_surrogate.log")"
-wait $EVAL_PID; say "evaluate: rc $?"
 timeout 150 $PY scripts/latent_report.py "$CKPT" --limit $NEVAL --device $DEV --json "$W/logs/latent.json" \
   > "$W/logs/latent.log" 2>&1
 say "latent: $(tail -1 "$W/logs/latent.log")"
+wait $EVAL_PID; say "evaluate: rc $?"
+if [ -z "${SKIP_BO:-}" ]; then
+timeout 120 $PY scripts/bench_surrogate.py --sizes $SIZES --device $DEV > "$W/logs/bench_surrogate.log" 2>&1
+say "bench_surrogate: $(tail -1 "$W/logs/bench_surrogate.log")"
+fi
 fi
 
 # -- 6. wait for BO, then collect -----------------------------------------------------------------

@@ -72,7 +72,8 @@ from molshape.core.rundir import RunLock, RunLocked, leftovers, runs_dir
               help="Clip the gradient norm to this value (default: no clipping, as GVAE).")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--cpu-bf16", is_flag=True,
-              help="bfloat16 autocast on CPU: about 1.4x faster per core where the CPU has AVX512-BF16.")
+              help="bfloat16 autocast on CPU: about 1.5x faster per core where the CPU has AVX512-BF16 or AMX; "
+                   "on other CPUs it would be about 16x slower, so it trains in float32 and warns.")
 @threads_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: runs/<grammar>-<model>-<preset>.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (same --model, grammar and data).")

@@ -38,6 +38,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX).
+
+    Without it, bf16 autocast falls back to scalar matrix products: on an AVX2-only CPU the
+    Kekulé preset trained 16 times slower than in float32 (5.6 against 93 molecules/s).
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU generator seeded the same way.
 

@@ -39,7 +39,7 @@ from molshape.core.atomic import save_figure, write_csv
 from molshape.core.checkpoint import FORMAT_KEY, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from molshape.core.config import config_from_dict
 from molshape.core.errors import TrainingDiverged
-from molshape.core.runtime import resolve_device
+from molshape.core.runtime import cpu_bf16_supported, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision (float16) on CUDA
     # bfloat16 autocast on CPU: ~1.4x molecules/s per core on CPUs with AVX512-BF16 at the same
-    # loss to 3 decimals (scripts/bench_train_levers.py); without bf16 hardware it is slower
+    # loss to 3 decimals (scripts/bench_train_levers.py); without bf16 hardware it is ~16x slower,
+    # so training falls back to float32 there (core.runtime.cpu_bf16_supported)
     cpu_bf16: bool = False
     limit: int | None = None  # train on the first N training items (smoke runs)
     valid_limit: int | None = None  # validate/test on the first N items (None: all, or limit // 9 with --limit)
@@ -247,8 +248,13 @@ class _Run:
         optimizer = torch.optim.Adam(groups, lr=cfg.lr)
         scheduler = _scheduler(optimizer, cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        cpu_bf16 = cfg.cpu_bf16 and device.type == "cpu"
+        if cpu_bf16 and not cpu_bf16_supported():
+            log.warning("cpu_bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), where "
+                        "bf16 autocast runs about 16x slower than float32; training in float32 instead")
+            cpu_bf16 = False
         return cls(model, model, optimizer, scheduler, scaler, device, rank, world, use_amp,
-                   per_step=cfg.schedule == "exp", cpu_bf16=cfg.cpu_bf16 and device.type == "cpu")
+                   per_step=cfg.schedule == "exp", cpu_bf16=cpu_bf16)
 
     def autocast(self) -> torch.autocast:
         """float16 on CUDA with ``amp``, bfloat16 on CPU with ``cpu_bf16``, else off."""

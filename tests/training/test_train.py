@@ -206,8 +206,9 @@ def test_exp_schedule_halves_per_half_life_and_resumes_on_the_same_curve(expr_da
         assert torch.equal(v, split["model"][k]), k
 
 
-def test_cpu_bf16_trains_to_nearly_the_same_loss_and_differs_from_fp32(expr_data, tmp_path) -> None:
+def test_cpu_bf16_trains_to_nearly_the_same_loss_and_differs_from_fp32(expr_data, tmp_path, monkeypatch) -> None:
     """bfloat16 autocast on CPU changes the arithmetic (weights differ) but not the learning."""
+    monkeypatch.setattr("molshape.training.fit.cpu_bf16_supported", lambda: True)  # slow but exact on any CPU
     model_cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1)
     fp32 = train_grammar(model_cfg, _cfg(epochs=1), expr_data, tmp_path / "fp32")
     bf16 = train_grammar(model_cfg, _cfg(epochs=1, cpu_bf16=True), expr_data, tmp_path / "bf16")
@@ -216,3 +217,16 @@ def test_cpu_bf16_trains_to_nearly_the_same_loss_and_differs_from_fp32(expr_data
     b = load_checkpoint(tmp_path / "bf16" / "last.pt")["model"]
     assert any(not torch.equal(v, b[k]) for k, v in a.items())  # the flag did take effect
     assert load_checkpoint(tmp_path / "bf16" / "last.pt")["train_config"]["cpu_bf16"] is True
+
+
+def test_cpu_bf16_falls_back_to_float32_on_a_cpu_without_bf16_arithmetic(expr_data, tmp_path, monkeypatch, caplog) -> None:
+    """Where bf16 has no native arithmetic it is 16 times slower, so the flag trains in float32 and says so."""
+    monkeypatch.setattr("molshape.training.fit.cpu_bf16_supported", lambda: False)
+    model_cfg = PRESETS["expr"]["cpu"].replace(dec_hidden=32, dec_layers=1)
+    train_grammar(model_cfg, _cfg(epochs=1), expr_data, tmp_path / "fp32")
+    with caplog.at_level("WARNING", logger="molshape.training.fit"):
+        train_grammar(model_cfg, _cfg(epochs=1, cpu_bf16=True), expr_data, tmp_path / "asked")
+    assert "training in float32 instead" in caplog.text
+    a = load_checkpoint(tmp_path / "fp32" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "asked" / "last.pt")["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
