@@ -181,7 +181,7 @@ def _save_histograms(sets: list[tuple[str, Any]], out: Path) -> None:
 @_data_option
 @seed_option
 @click.option("--limit", type=int, help="Smoke run: first N training records of the split (not cached).")
-@click.option("--workers", type=int, callback=cap_workers, help="Parser processes (default: all cores).")
+@click.option("--workers", type=int, callback=cap_workers, help="Processes for parsing and the semantic check (default: all cores).")
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG histogram of derivation lengths.")
 @json_option
 def prepare_command(grammar: str, data: Path | None, seed: int, limit: int | None, workers: int | None,

@@ -37,6 +37,7 @@ from molshape.core.cache import load_entry, save_entry
 from molshape.core.runtime import cache_dir
 from molshape.data.sources import RecordSource, file_source, list_source, standard_source
 from molshape.data.splits import SPLITS, VALID_FRACTION, limit_split, split_capped
+from molshape.data.teacher_masks import CHUNK_ROWS, first_violations, teacher_mask_bits
 from molshape.grammar.cfg import Grammar, GrammarError, load_grammar
 from molshape.grammar.representation import is_kekule, to_grammar_strings
 from molshape.grammar.semantics import semantics_for
@@ -130,7 +131,7 @@ def _parse(grammar: Grammar, records: list[tuple[int, str]], workers: int | None
         converted = to_grammar_strings(grammar, [s for _, s in records], workers=workers, progress=progress)
         records = [(line, k if k is not None else s) for (line, s), k in zip(records, converted)]
     results = parser.parse_many(grammar, [s for _, s in records], workers=workers, progress=progress)
-    results = _check_semantics(grammar, results)
+    results = _check_semantics(grammar, results, workers)
     ok: list[int] = []
     seqs: list[list[int]] = []
     failed: list[list] = []
@@ -163,17 +164,19 @@ def _parse(grammar: Grammar, records: list[tuple[int, str]], workers: int | None
     }
 
 
-def _check_semantics(grammar: Grammar, results: list) -> list:
-    """Derivations that break the grammar's semantic constraints become errors (few: rings over 8 atoms)."""
-    sem = semantics_for(grammar)
+def _check_semantics(grammar: Grammar, results: list, workers: int | None = None, chunk_size: int = CHUNK_ROWS) -> list:
+    """Derivations that break the grammar's semantic constraints become errors (few: bonds the
+    valence rules forbid). The replay runs in ``workers`` processes, like the parse."""
     good = [i for i, r in enumerate(results) if not isinstance(r, GrammarError) and len(r) <= grammar.max_length]
-    if sem is None or not good:
+    if semantics_for(grammar) is None or not good:
         return results
-    rules = torch.full((len(good), grammar.max_length), grammar.pad, dtype=torch.long)
+    dtype = torch.uint8 if grammar.n_productions <= 255 else torch.int16
+    rules = torch.full((len(good), grammar.max_length), grammar.pad, dtype=dtype)
     for row, i in enumerate(good):
-        rules[row, : len(results[i])] = torch.tensor(results[i], dtype=torch.long)
+        rules[row, : len(results[i])] = torch.tensor(results[i], dtype=dtype)
+    bits = teacher_mask_bits(grammar, rules, chunk=chunk_size, workers=workers)
     out = list(results)
-    for row, step in sem.violations(rules):
+    for row, step in first_violations(rules, bits):
         i = good[row]
         rule = grammar.productions[results[i][step]]
         out[i] = GrammarError("", None, f"outside the semantic constraints at rule {step} ({rule}): "

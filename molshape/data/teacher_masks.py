@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import torch
 from torch import Tensor
@@ -49,16 +51,39 @@ def unpack_masks(bits: Tensor, n_rules: int) -> Tensor:
     return ((bits.unsqueeze(-1) >> shifts) & 1).bool()
 
 
-def teacher_mask_bits(grammar: Grammar, rules: Tensor, chunk: int = CHUNK_ROWS) -> Tensor | None:
+def teacher_mask_bits(grammar: Grammar, rules: Tensor, chunk: int = CHUNK_ROWS,
+                      workers: int | None = None) -> Tensor | None:
     """Bit-packed teacher masks ``[N x T]`` int64 of ``rules [N x T]``; None when ``grammar``
-    has no semantic constraints (the grammar masks alone then apply)."""
-    sem = semantics_for(grammar)
-    if sem is None:
+    has no semantic constraints (the grammar masks alone then apply).
+
+    The replay costs about 1 ms per molecule on one core, so inputs of several chunks are
+    computed in ``workers`` processes (None: all cores; 1: in this process).
+    """
+    if semantics_for(grammar) is None:
         return None
-    out = torch.empty(rules.shape, dtype=torch.long)
-    for i in range(0, rules.shape[0], chunk):
-        out[i:i + chunk] = pack_masks(sem.teacher_masks(rules[i:i + chunk].long())).cpu()
-    return out
+    parts = [(grammar, rules[i:i + chunk]) for i in range(0, rules.shape[0], chunk)]
+    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
+    if workers == 1 or len(parts) < 2:
+        bits = [_bits_of(p) for p in parts]
+    else:
+        # forked workers (spawn would re-run the caller's script, which breaks scripts read from
+        # stdin), each on one torch thread, as DataLoader workers: a forked OpenMP pool is unusable
+        with get_context().Pool(min(workers, len(parts)), initializer=torch.set_num_threads,
+                                initargs=(1,)) as pool:
+            bits = pool.map(_bits_of, parts)
+    return torch.cat(bits) if bits else torch.empty(rules.shape, dtype=torch.long)
+
+
+def _bits_of(part: tuple[Grammar, Tensor]) -> Tensor:
+    grammar, rules = part
+    return pack_masks(semantics_for(grammar).teacher_masks(rules.long())).cpu()
+
+
+def first_violations(rules: Tensor, bits: Tensor) -> list[tuple[int, int]]:
+    """Rows of ``rules [N x T]`` whose own rule is outside their teacher mask ``bits [N x T]``
+    somewhere: ``(row, first such step)``."""
+    ok = ((bits >> rules.long()) & 1).bool()
+    return [(int(row), int((~ok[row]).nonzero()[0])) for row in (~ok.all(1)).nonzero().flatten()]
 
 
 @dataclass
@@ -74,15 +99,17 @@ class TeacherMasks:
     slot: Tensor
 
     @classmethod
-    def build(cls, grammar: Grammar, rules: Tensor, rows: Tensor | None = None) -> TeacherMasks | None:
-        """The masks of ``rows`` (default: all) of ``rules [N x T]``, each row computed once.
+    def build(cls, grammar: Grammar, rules: Tensor, rows: Tensor | None = None,
+              workers: int | None = None) -> TeacherMasks | None:
+        """The masks of ``rows`` (default: all) of ``rules [N x T]``, each row computed once,
+        in ``workers`` processes (:func:`teacher_mask_bits`).
 
         Returns None when ``grammar`` has no semantic constraints.
         """
         if semantics_for(grammar) is None:
             return None
         rows = torch.arange(len(rules)) if rows is None else torch.unique(rows)  # sorted, each once
-        bits = teacher_mask_bits(grammar, rules[rows])
+        bits = teacher_mask_bits(grammar, rules[rows], workers=workers)
         slot = torch.full((len(rules),), -1, dtype=torch.long)
         slot[rows] = torch.arange(len(rows))
         return cls(bits, slot)

@@ -26,7 +26,7 @@ then end every open chain); a production is allowed only if ``need`` after it fi
 steps left. The strategy's own move always lowers ``need`` by one, so the allowed set
 is never empty and no decode is ever incomplete or invalid. The strategy is a bound,
 not the optimum, so a few real molecules (0.1 % of ZINC250k, mostly rings of more than
-8 atoms) fall outside; :meth:`SmilesSemantics.violations` finds them.
+8 atoms) fall outside; :func:`molshape.data.teacher_masks.first_violations` finds them.
 
 Everything is tensors over the batch, ``[B x ...]``, updated in the same lock step as
 :class:`molshape.grammar.decoding.StackDecoder`. The rule tables and limits are in
@@ -481,18 +481,6 @@ class SmilesSemantics:
             out[:, t] = self.allowed(s, self.max_length - t - 1) | ~live.unsqueeze(1)
             self.update(s, rules[:, t])
         return out
-
-    @torch.no_grad()
-    def violations(self, rules: Tensor, batch_size: int = 2000) -> list[tuple[int, int]]:
-        """Rows of ``rules [N x T]`` whose true derivation breaks a constraint: (row, first step)."""
-        bad: list[tuple[int, int]] = []
-        for i in range(0, rules.shape[0], batch_size):
-            chunk = rules[i:i + batch_size].long()
-            masks = self.teacher_masks(chunk)
-            ok = masks.gather(2, chunk.unsqueeze(2)).squeeze(2)  # [b, T]
-            for row in (~ok.all(1)).nonzero().flatten().tolist():
-                bad.append((i + row, int((~ok[row]).nonzero()[0])))
-        return bad
 
 
 def _columns(values: dict[Column, Tensor]) -> Tensor:

@@ -289,8 +289,9 @@ def _map_chunks(fn: Callable[[tuple], list], items: Sequence, extra: tuple, work
             out += fn(task)
             bar.update(len(task[0]))
     else:
-        # spawn: the parent may hold torch threads, which fork can deadlock
-        with get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+        # forked workers: spawn would re-run the caller's script (and fails on one read from
+        # stdin); the workers run RDKit only, never the parent's torch thread pool
+        with get_context().Pool(min(workers, len(tasks))) as pool:
             for part in pool.imap(fn, tasks):
                 out += part
                 bar.update(len(part))

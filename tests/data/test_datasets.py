@@ -206,3 +206,24 @@ def test_cli_prepare_and_info(zinc_file: Path, tmp_path: Path):
     assert hist.stat().st_size > 1000
     info = json.loads(res.stdout)["datasets"][0]
     assert info["rows"] == 501 and info["prepared"]["cached"] and info["prepared"]["failed"] == 1
+
+
+def test_semantic_check_flags_the_same_rows_in_worker_processes(zinc_sample: list[str]):
+    """The replay of every derivation through the semantic masks runs in a process pool for
+    large inputs; it must flag exactly what the in-process check flags (here: a pentavalent carbon)."""
+    from molshape.data.datasets import _check_semantics
+    from molshape.grammar.parser import parse_many
+    from molshape.grammar.representation import to_grammar_strings
+
+    grammar = load_grammar("smiles_kekule")
+    strings = to_grammar_strings(grammar, zinc_sample[:60], workers=1)
+    strings.insert(30, "CC(C)(C)(C)(C)C")  # parses, but the valence rules forbid its fifth bond
+    results = parse_many(grammar, strings, workers=1)
+    assert all(isinstance(r, list) for r in results)
+    serial = _check_semantics(grammar, results, workers=1, chunk_size=16)
+    pooled = _check_semantics(grammar, results, workers=2, chunk_size=16)
+    flagged = [i for i, r in enumerate(serial) if not isinstance(r, list)]
+    assert flagged == [30]
+    assert "valence rules forbid" in serial[30].reason
+    assert [r if isinstance(r, list) else r.reason for r in pooled] == \
+           [r if isinstance(r, list) else r.reason for r in serial]
