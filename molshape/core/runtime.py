@@ -6,6 +6,7 @@ import contextlib
 import math
 import os
 import random
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,18 @@ def cpu_bf16_supported() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch built without oneDNN
         return False
+
+
+def init_pool_worker(threads: int = 1) -> None:
+    """Initializer of a forked pool worker: ``threads`` torch threads and default signals.
+
+    A forked OpenMP pool is unusable, so each worker gets its own small one. A worker inherits
+    the parent's signal handlers: the CLI's SIGTERM handler would make every worker print a
+    KeyboardInterrupt traceback when its pool shuts down, and Ctrl-C is the parent's to handle.
+    """
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -25,6 +25,7 @@ from multiprocessing import get_context
 import torch
 from torch import Tensor
 
+from molshape.core.runtime import init_pool_worker
 from molshape.grammar.cfg import Grammar
 from molshape.grammar.semantics import semantics_for
 
@@ -66,10 +67,8 @@ def teacher_mask_bits(grammar: Grammar, rules: Tensor, chunk: int = CHUNK_ROWS,
     if workers == 1 or len(parts) < 2:
         bits = [_bits_of(p) for p in parts]
     else:
-        # forked workers (spawn would re-run the caller's script, which breaks scripts read from
-        # stdin), each on one torch thread, as DataLoader workers: a forked OpenMP pool is unusable
-        with get_context().Pool(min(workers, len(parts)), initializer=torch.set_num_threads,
-                                initargs=(1,)) as pool:
+        # forked workers: spawn would re-run the caller's script, which breaks scripts read from stdin
+        with get_context().Pool(min(workers, len(parts)), initializer=init_pool_worker) as pool:
             bits = pool.map(_bits_of, parts)
     return torch.cat(bits) if bits else torch.empty(rules.shape, dtype=torch.long)
 

@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 
 import nltk
 
+from molshape.core.runtime import init_pool_worker
 from molshape.grammar.cfg import Grammar, GrammarError
 from molshape.grammar.lr_tables import ACCEPT, END, build_tables
 
@@ -289,6 +290,7 @@ _worker_parser: Parser | None = None
 
 def _init_worker(grammar: Grammar) -> None:
     global _worker_parser
+    init_pool_worker()
     _worker_parser = get_parser(grammar)
 
 

@@ -36,6 +36,8 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import QED, Crippen
 from rdkit.Contrib.SA_Score import sascorer
 
+from molshape.core.runtime import init_pool_worker
+
 #: term -> (ZINC250k mean, standard deviation) used by GVAE to standardise each term.
 STANDARDISATION: dict[str, tuple[float, float]] = {
     "logp": (2.4571, 1.4343),
@@ -291,7 +293,7 @@ def _map_chunks(fn: Callable[[tuple], list], items: Sequence, extra: tuple, work
     else:
         # forked workers: spawn would re-run the caller's script (and fails on one read from
         # stdin); the workers run RDKit only, never the parent's torch thread pool
-        with get_context().Pool(min(workers, len(tasks))) as pool:
+        with get_context().Pool(min(workers, len(tasks)), initializer=init_pool_worker) as pool:
             for part in pool.imap(fn, tasks):
                 out += part
                 bar.update(len(part))

@@ -3,11 +3,14 @@ semantic decoder applies along the same derivation, and training under them lear
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
+from molshape.core.runtime import init_pool_worker
 from molshape.data.datasets import prepare_dataset
 from molshape.data.teacher_masks import TeacherMasks, pack_masks, teacher_mask_bits, unpack_masks
 from molshape.grammar.cfg import load_grammar
@@ -91,3 +94,27 @@ def test_training_under_carried_masks_runs_and_lowers_the_loss(kekule) -> None:
         opt.step()
         losses.append(float(out["rec"]))
     assert losses[-1] < 0.9 * losses[0]  # 145 -> 117 nats per molecule here
+
+
+
+def _signal_handlers(_: int) -> tuple[str, str]:
+    return tuple(h.name if isinstance(h, signal.Handlers) else h.__name__
+                 for h in (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)))
+
+
+def test_forked_workers_do_not_keep_the_clis_signal_handlers() -> None:
+    # with the CLI's SIGTERM handler (raise KeyboardInterrupt), every worker of a pool that was
+    # shut down printed a traceback into the logs; Ctrl-C is the parent's to handle
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with multiprocessing.get_context("fork").Pool(2, initializer=init_pool_worker) as pool:
+            handlers = set(pool.map(_signal_handlers, range(4)))
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            inherited = pool.map(_signal_handlers, range(1))[0]
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert handlers == {("SIG_DFL", "SIG_IGN")}
+    assert inherited[0] == "interrupt"  # what a worker holds without the initializer
