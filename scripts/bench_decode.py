@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--kekule-checkpoint", default=None, help="Kekulé model (default: the shipped one)")
     ap.add_argument("--baseline", default=None, help="git revision to compare end-to-end decoding against")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the before/after comparison")
+    ap.add_argument("--allow-changes", action="store_true",
+                    help="a baseline whose decodes differ (a change of the constraints): count them")
     ap.add_argument("--only-e2e", action="store_true", help="skip sections 1-3 (with --baseline)")
     ap.add_argument("--compare", nargs="+", default=None, metavar="MODEL",
                     help="models to time against the first, end to end (section 5 alone)")
@@ -166,16 +168,17 @@ def before_after(args) -> None:
             old, new = _run_worker(base, args), _run_worker(here, args)
             t_old.append(old["cpu_s"])
             t_new.append(new["cpu_s"])
-            assert old["raw"] == new["raw"], "decoded strings differ from the baseline"
+            changed = sum(a != b for a, b in zip(old["raw"], new["raw"]))
+            assert args.allow_changes or not changed, "decoded strings differ from the baseline"
     B = args.batch
     before, after = B / min(t_old), B / min(t_new)
     print(f"end to end, shipped Kekulé model, {B} prior latents, semantic masks, "
           f"{args.threads or torch.get_num_threads()} thread(s), CPU time, best of {args.rounds}:")
     print(f"  before ({args.baseline}): {before:7.1f} molecules/s")
-    print(f"  after  (this tree)     : {after:7.1f} molecules/s; {new['valid']} of {B} valid; "
-          f"decoded strings identical")
-    print(f"bench_decode: {after / before:.1f}x molecules/s end to end ({before:.0f} -> {after:.0f}) against "
-          f"{args.baseline}, identical decodes")
+    same = "identical decodes" if not changed else f"{changed} of {B} decodes differ"
+    print(f"  after  (this tree)     : {after:7.1f} molecules/s; {new['valid']} of {B} valid; {same}")
+    print(f"bench_decode: {after / before:.2f}x molecules/s end to end ({before:.0f} -> {after:.0f}) against "
+          f"{args.baseline}, {same}")
 
 
 def compare(args, device) -> None:

@@ -424,6 +424,9 @@ class SmilesSemantics:
         if steps_left is not None:
             home = s.depth + self._grow_frames(s.ring_open.sum(1), f_at, f_rem, f_valid)
             go_home = (s.ring_open & ~cur_side & (new_atom <= far)).any(1) & (home + GUIDE_HOME_SPARE >= steps_left)
+            # ... unless ending the chain here would strand a ring at once (then neither move is guided,
+            # and the fallback to the hard mask took END)
+            go_home = go_home & ~stuck_without_cur
         # what ZINC never has: more open rings at once, more rings opened on one atom, or a third
         # atom with two ring bonds
         n_cur = (s.ring_open & (s.ring_from == s.cur.unsqueeze(1))).sum(1)
@@ -438,10 +441,10 @@ class SmilesSemantics:
                          Column.CHAIN: stuck_after_cur | eighth_ch2 | go_home, Column.BOND_CHAIN: stuck_after_cur | go_home,
                          Column.BRANCH: deep | go_home, Column.BRANCH_BOND: deep | go_home,
                          Column.MORE_RINGS: caged & ~stuck_after_cur, Column.RINGS_DONE: stuck_after_cur})
-        # a new atom that must close a ring itself, or carry the chain on to an atom that can,
-        # needs a bond left for it (an F or a =O there ends the chain and strands the ring)
+        # a new atom needs a bond for each ring only it can close, and one more to carry the chain
+        # on to an atom that closes the rest (an F or a =O there ends the chain and strands a ring)
         left = self._atom_cap.to(dev).unsqueeze(0) - _at(s.in_bond, s.cur).unsqueeze(1)
-        atom = (stuck_after_cur | stuck_without_cur).unsqueeze(1) & (left < 1)
+        atom = left < _bond_demand(last_chance, saved_by_cur & (frames_only > far)).unsqueeze(1)
         # (two closures on one atom: the shorter goes first, same molecule)
         # while a ring must close on cur, a new ring opened here would only take its place; and a
         # ring opened with cur's last bond leaves it no way on to the atom that would close it
@@ -450,6 +453,8 @@ class SmilesSemantics:
         relies = s.ring_open & (frames_only > far)
         others_rely = (relies.long().sum(1, keepdim=True) - relies.long()) > 0
         strands = last_bond.unsqueeze(1) & others_rely
+        # ... or leaves cur fewer bonds than the other rings then demand of it
+        strands = strands | self._closure_leaves_too_few_bonds(s, d_cur, d_f, pair, frames_only)
         # a closure whose ends lie on either side of a triple bond puts that bond in a ring
         tc_cur, tc_open = _at(s.tcomp, s.cur), s.tcomp.gather(1, s.ring_from)
         same_side = tc_open == tc_cur.unsqueeze(1)
@@ -461,6 +466,28 @@ class SmilesSemantics:
         bond = torch.stack([before if int(o) == 3 else never for o in self._bond_orders], dim=1)
         avoid = torch.cat([cols, atom, digit, bond], dim=1).index_select(1, self._rule_col.to(dev))
         return avoid
+
+    @staticmethod
+    def _closure_leaves_too_few_bonds(s: State, d_cur: Tensor, d_f: Tensor, pair: Tensor,
+                                      frames_only: Tensor) -> Tensor:
+        """``B x K``: closing ring v on cur leaves cur fewer bonds than the other open rings then
+        demand of it (:func:`_bond_demand`, with the reach of :meth:`guidance` recomputed after
+        the closure: the new bond shortens paths through v's opener, and no ring can be reached
+        through v any more)."""
+        B, K = s.ring_open.shape
+        far = MAX_RING - 1
+        eye = torch.eye(K, dtype=torch.bool, device=s.cur.device)
+        # [B, v, q]: ring q's opener after the bond cur - opener of v, and q still open
+        d_after = torch.minimum(d_cur.unsqueeze(1), pair.transpose(1, 2) + 1)
+        others = s.ring_open.unsqueeze(1) & ~eye
+        near = torch.minimum(d_after, d_f.unsqueeze(1))
+        first = others & (near + 1 <= far)  # [B, v, p]: rings a new atom can close first
+        through = first.unsqueeze(2) & others.unsqueeze(3) & ~eye  # [B, v, q, p]
+        via = _amin(torch.where(through, pair.unsqueeze(1).expand(B, K, K, K), INF), -1)
+        new_atom = torch.minimum(near, via) + 1
+        saved = others & ((d_after <= far) | (new_atom <= far))
+        demand = _bond_demand(saved & (new_atom > far), saved & (frames_only.unsqueeze(1) > far))
+        return (_at(s.rem, s.cur).unsqueeze(1) - 1) < demand
 
     # -- training and data -----------------------------------------------------------
     @torch.no_grad()
@@ -481,6 +508,12 @@ class SmilesSemantics:
             out[:, t] = self.allowed(s, self.max_length - t - 1) | ~live.unsqueeze(1)
             self.update(s, rules[:, t])
         return out
+
+
+def _bond_demand(last_chance: Tensor, cur_side_only: Tensor) -> Tensor:
+    """Bonds an atom needs (over the last axis of the ``... x K`` ring masks): one for each ring
+    only it can close, and one to carry the chain on when another ring relies on its side."""
+    return last_chance.sum(-1) + (cur_side_only & ~last_chance).any(-1).long()
 
 
 def _columns(values: dict[Column, Tensor]) -> Tensor:

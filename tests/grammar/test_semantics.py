@@ -376,3 +376,21 @@ def test_guidance_keeps_a_ring_that_needs_the_current_atom(g, sem):
     # O's last bond would strand ring 2, so it is avoided; an N has a bond to spare, so not there
     assert "'1'" in _avoided(g, sem, "C1CCC2CO1", "ring", 2, literal=True)
     assert "'1'" not in _avoided(g, sem, "C1CCC2CN1", "ring", 2, literal=True)
+
+
+def test_guidance_keeps_a_bond_for_each_ring_a_new_atom_must_serve(g, sem):
+    # the 10th atom is ring 1's last chance (8 atoms from its opener) and ring 2, opened at the
+    # end of a branch, can only close through this chain: the atom must close one ring and carry
+    # the chain on, so an O (one bond after the incoming one) would strand ring 2; an N would not
+    avoided = _avoided(g, sem, "C1CCCCCC(CC2)N1CC2", "atom", 9, literal=True)
+    assert "'O'" in avoided and "'N'" not in avoided
+    assert "'O'" not in _avoided(g, sem, "C1CCCCCC(CC)N1", "atom", 9, literal=True)  # no ring 2
+
+
+def test_guidance_avoids_a_closure_that_leaves_too_few_bonds(g, sem):
+    # N has two bonds left, and ring 1 is at its last chance there while ring 2 relies on the
+    # chain going on: closing ring 3 first would leave one bond for two needs; closing ring 1
+    # first leaves ring 3 and ring 2 to the chain. A C has a bond more, and may close ring 3.
+    avoided = _avoided(g, sem, "C1CCCCCC(C3CC2)N31CC2", "ring", 3, literal=True)
+    assert "'3'" in avoided and "'1'" not in avoided
+    assert "'3'" not in _avoided(g, sem, "C1CCCCCC(C3CC2)C31CC2", "ring", 3, literal=True)
