@@ -180,7 +180,7 @@ def _check_semantics(grammar: Grammar, results: list, workers: int | None = None
         i = good[row]
         rule = grammar.productions[results[i][step]]
         out[i] = GrammarError("", None, f"outside the semantic constraints at rule {step} ({rule}): "
-                                        "a ring of more than 8 atoms or a bond the valence rules forbid")
+                                        "a bond the valence rules forbid, or a ring or branch the decoder cannot write")
     return out
 
 
