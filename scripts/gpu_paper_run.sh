@@ -12,7 +12,10 @@
 # runs; skipped without them).
 # Usage on the device:   OUT=... bash scripts/gpu_paper_run.sh
 #   TRAIN_MIN=4 (training budget, minutes), BENCH_TRAIN=1 (also the training benchmark), SKIP_BO=1
-#   (no BO runs or GP timings: the whole device call on the paper model), SKIP_TRAIN=1 (BO only)
+#   (no BO runs or GP timings: the whole device call on the paper model), SKIP_TRAIN=1 (BO only),
+#   SKIP_EVAL=1 (no evaluation on the device: the checkpoint comes back and is measured at home),
+#   VALID_LIMIT=2000 (validation and test molecules), LR_HALF_LIFE (steps; default: the preset's),
+#   CALL_S=590 (the call's time limit: the best checkpoint so far is sent back 40 s before it)
 # Local rehearsal (CPU, tiny sizes, about 5 minutes):
 #   DRY=1 PY=.venv/bin/python OUT=/tmp/gpu-dry bash scripts/gpu_paper_run.sh
 set -u
@@ -29,7 +32,8 @@ if [ -n "${DRY:-}" ]; then  # same stages, sizes that run on a CPU in minutes
   BO="--seeds 2 --iterations 1 --batch 3 --n-init 300 --inducing 32"; VOTE=5; W5=2; W3=2
   BO_END=240; BENCH="--preset cpu --batches 2 --batch-size 50 --limit 500"; SIZES="500 1000"
 else
-  DEV=cuda; TRAIN="--preset paper --max-minutes ${TRAIN_MIN:-4}"; NEVAL=2000
+  DEV=cuda; NEVAL=${VALID_LIMIT:-2000}
+  TRAIN="--preset paper --max-minutes ${TRAIN_MIN:-4} --valid-limit $NEVAL ${LR_HALF_LIFE:+--lr-half-life $LR_HALF_LIFE}"
   BO="--seeds 10 --iterations 5 --batch 50 --inducing 500"; VOTE=500; W5=5; W3=3
   BO_END=${BO_END:-460}; BENCH="--preset paper --batches 8 --batch-size 500 --limit 20000"; SIZES="5000 20000"
   if [ -d .whl ]; then
@@ -43,6 +47,17 @@ export MOLSHAPE_DATA_DIR="$PWD/.devdata" MOLSHAPE_CACHE_DIR="$W/cache"
 MS="$PY -m molshape"
 NOFCD=$($PY -c "import fcd_torch" > /dev/null 2>&1 || echo --no-fcd)
 CKPT="$W/paper-gmm/best.pt"
+# slim copy of the paper model (no optimizer state), in parts under the 16 MiB return limit
+send_model() {
+  [ -f "$CKPT" ] || return 1
+  $PY - "$CKPT" "$W/paper-gmm-cuda.pt" <<'EOF' && (cd "$W" && rm -f "$OUT"/paper-gmm-cuda.pt.part-* && split -b 15m paper-gmm-cuda.pt "$OUT/paper-gmm-cuda.pt.part-")
+import sys
+sys.path.insert(0, "scripts")
+from ship_model import slim
+from molshape.core.checkpoint import load_checkpoint, save_checkpoint
+save_checkpoint(slim(load_checkpoint(sys.argv[1])), sys.argv[2])
+EOF
+}
 
 # -- 0. environment (stop at once if the stack does not import: nothing else could run) ----------
 { $PY -c "import sys, torch, rdkit, nltk, botorch, gpytorch, molshape
@@ -53,9 +68,10 @@ print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torc
 say "env: $(head -1 "$W/logs/env.txt")"
 
 # -- 1. parse both data sets into the cache (CPU) while the CUDA tests run (GPU) -----------------
-( $MS data prepare --grammar smiles > "$W/logs/prepare.log" 2>&1
-  $MS data prepare --grammar smiles_kekule --workers 8 >> "$W/logs/prepare.log" 2>&1
-  $MS data prepare --grammar expr >> "$W/logs/prepare.log" 2>&1 ) &
+# (the BO runs need the other two grammars; the semantic check of the Kekule parses takes every core)
+( [ -n "${SKIP_BO:-}" ] || $MS data prepare --grammar smiles > "$W/logs/prepare.log" 2>&1
+  $MS data prepare --grammar smiles_kekule --workers "$(nproc)" >> "$W/logs/prepare.log" 2>&1
+  [ -n "${SKIP_BO:-}" ] || $MS data prepare --grammar expr >> "$W/logs/prepare.log" 2>&1 ) &
 PREP=$!
 if [ -z "${DRY:-}" ]; then
   timeout 120 $PY -m pytest -q -m gpu tests -p no:cacheprovider > "$W/logs/pytest_gpu.log" 2>&1
@@ -75,6 +91,10 @@ $MS train --grammar smiles_kekule --model gmm $TRAIN --device $DEV --no-progress
   > "$W/logs/train.json" 2> "$W/logs/train.log" &
 TRAIN_PID=$!
 say "training started"
+# whatever happens later, the best checkpoint so far comes back before the call's limit
+( sleep $(( ${CALL_S:-590} - 40 - $(t) )); send_model && say "watchdog: sent the best checkpoint so far" || say "watchdog: no checkpoint yet"
+  (cd "$W" && tar czf "$OUT/logs.tar.gz" logs paper-gmm/*.json 2> /dev/null) ) &
+WATCH=$!
 fi
 
 # -- 4. BO protocol for the shipped cpu-preset models, niced so training keeps its CPU (SKIP_BO=1) -
@@ -99,6 +119,8 @@ fi
 
 if [ -z "${SKIP_TRAIN:-}" ]; then
 wait $TRAIN_PID; say "training done: rc $? $(tr -d '\n' < "$W/logs/train.json" | cut -c1-300)"
+kill $WATCH 2> /dev/null; send_model && say "model sent: $(ls "$OUT" | tr '\n' ' ')"
+[ -n "${SKIP_EVAL:-}" ] || {
 
 # -- 5. evaluate the paper model and measure its latent space (GPU), then the GP fit timings -----
 
@@ -113,6 +135,7 @@ if [ -z "${SKIP_BO:-}" ]; then
 timeout 120 $PY scripts/bench_surrogate.py --sizes $SIZES --device $DEV > "$W/logs/bench_surrogate.log" 2>&1
 say "bench_surrogate: $(tail -1 "$W/logs/bench_surrogate.log")"
 fi
+}
 fi
 
 # -- 6. wait for BO, then collect -----------------------------------------------------------------
@@ -132,14 +155,6 @@ print(json.dumps(out))
 EOF
 for run in "$W"/bo/*/; do say "bo $(basename "$run"): $(ls "$run"state 2>/dev/null | wc -l) seeds, summary $( [ -f "$run/summary.json" ] && echo yes || echo no)"; done
 
-# slim copy of the paper model (no optimizer state), in parts under the 16 MiB return limit
-[ -f "$CKPT" ] && $PY - "$CKPT" "$W/paper-gmm-cuda.pt" <<'EOF' && (cd "$W" && split -b 15m paper-gmm-cuda.pt "$OUT/paper-gmm-cuda.pt.part-")
-import sys
-sys.path.insert(0, "scripts")
-from ship_model import slim
-from molshape.core.checkpoint import load_checkpoint, save_checkpoint
-save_checkpoint(slim(load_checkpoint(sys.argv[1])), sys.argv[2])
-EOF
 (cd "$W" && find . \( -name state -o -name cache \) -prune -o -type f ! -name '*.pt' -print | tar czf "$OUT/results.tar.gz" -T -)
 say "packed: $(ls "$OUT" | tr '\n' ' ')"
 cp "$W/logs/timeline.txt" "$OUT/"
